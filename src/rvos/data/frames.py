@@ -1,0 +1,86 @@
+"""Reading and writing single frames and mask PNGs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from rvos.errors import DataError
+from rvos.fileio import atomic_path
+
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+# Decoding threads in cv2 compete with torch and our own worker pools for 2 cores; frames are small.
+cv2.setNumThreads(1)
+
+
+def read_frame(path: str | os.PathLike) -> np.ndarray:
+    """An RGB frame (H, W, 3) uint8; a clear error when the file is missing or not an image."""
+    data = np.fromfile(str(path), dtype=np.uint8) if os.path.isfile(path) else None
+    if data is None:
+        raise DataError(f"frame {path} does not exist")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise DataError(f"frame {path} is not a readable image (corrupt or empty file)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image, read from its header only."""
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except FileNotFoundError:
+        raise DataError(f"frame {path} does not exist") from None
+    except Exception as exc:
+        raise DataError(f"frame {path} is not a readable image ({exc})") from exc
+    return height, width
+
+
+def _png_color_type(data: bytes) -> int | None:
+    # PNG signature (8) + IHDR length (4) + b"IHDR" (4) + width (4) + height (4) + bit depth (1) -> colour type at 25.
+    if len(data) > 25 and data[:8] == b"\x89PNG\r\n\x1a\n":
+        return data[25]
+    return None
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    """A label image (H, W) with the values the file stores: palette indices for palette PNGs (the DAVIS/YouTube-VOS
+    annotation convention), grey levels for greyscale PNGs, and for an RGB(A) file any non-zero channel as 1."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise DataError(f"mask {path} does not exist") from None
+    color_type = _png_color_type(data)
+    if color_type == 3:  # palette: the pixel value is the index, not the colour
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im)
+        except Exception as exc:
+            raise DataError(f"mask {path} is not a readable PNG ({exc})") from exc
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if image is None:
+        raise DataError(f"mask {path} is not a readable image (corrupt or empty file)")
+    if image.ndim == 3:
+        image = image[..., :3].any(axis=-1).astype(np.uint8)
+    return image
+
+
+def write_mask_png(path: str | os.PathLike, mask: np.ndarray) -> None:
+    """A binary mask as an 8-bit PNG with values 0 and 255, written atomically."""
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise DataError(f"could not write {path}")
+
+
+def write_frame(path: str | os.PathLike, frame: np.ndarray, quality: int = 95) -> None:
+    """An RGB frame as JPEG (or PNG, by suffix), written atomically."""
+    with atomic_path(path) as tmp:
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params):
+            raise DataError(f"could not write {path}")

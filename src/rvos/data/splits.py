@@ -1,0 +1,260 @@
+"""Readers of the official dataset layouts into the sample schema of :mod:`rvos.data.schema`.
+
+Layouts:
+
+* MeViS: ``<split>/JPEGImages/<video>/<frame>.jpg``, ``<split>/meta_expressions.json``
+  (``videos -> {frames, expressions -> {exp, obj_id[], anno_id[]}}``) and ``<split>/mask_dict.json``
+  (``str(anno_id) -> [COCO RLE or null per frame]``); the ``valid`` split has no ``mask_dict.json``.
+* Ref-YouTube-VOS: ``meta_expressions/<split>/meta_expressions.json`` (``{exp, obj_id}`` per expression),
+  ``<split>/JPEGImages``, and for annotated splits ``<split>/Annotations/<video>/<frame>.png``, palette PNGs whose
+  pixel value is the object id. Ref-DAVIS17 converted to this layout (as ReferFormer's script does) reads the same.
+
+:func:`open_split` takes the split folder and recognises the layout.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from rvos.data import rle
+from rvos.data.frames import FRAME_EXTENSIONS, image_size, read_frame, read_label_png
+from rvos.data.masks import DenseMask, RunLengthMask
+from rvos.data.schema import Expression, Video
+from rvos.errors import DataError
+
+
+def load_json(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); re-download or regenerate it") from None
+
+
+def _str_list(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, int)):
+        return (str(value),)
+    if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+        return tuple(str(v) for v in value)
+    raise DataError(f"{where}: expected an id or a list of ids, got {str(value)[:80]!r}")
+
+
+def _parse_videos(meta: Any, path: Path, id_key: str) -> dict[str, Video]:
+    if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
+        raise DataError(f"{path}: expected an object with a 'videos' mapping at the top level")
+    videos = {}
+    for name, entry in meta["videos"].items():
+        where = f"{path}, video {name!r}"
+        if not isinstance(entry, dict):
+            raise DataError(f"{where}: expected an object with 'frames' and 'expressions'")
+        frames = entry.get("frames")
+        if not isinstance(frames, list) or not frames or not all(isinstance(f, str) for f in frames):
+            raise DataError(f"{where}: 'frames' must be a non-empty list of frame names")
+        exps = entry.get("expressions")
+        if not isinstance(exps, dict):
+            raise DataError(f"{where}: 'expressions' must be a mapping of expression ids")
+        expressions = {}
+        for exp_id, exp in exps.items():
+            ewhere = f"{where}, expression {exp_id!r}"
+            if not isinstance(exp, dict) or not isinstance(exp.get("exp"), str):
+                raise DataError(f"{ewhere}: expected an object with a string 'exp'")
+            obj_ids = _str_list(exp.get("obj_id"), ewhere)
+            anno_ids = _str_list(exp.get(id_key), ewhere)
+            expressions[str(exp_id)] = Expression(
+                exp_id=str(exp_id), text=exp["exp"], obj_ids=obj_ids, anno_ids=anno_ids, kind=exp.get("kind")
+            )
+        videos[name] = Video(name=name, frames=tuple(frames), expressions=expressions)
+    return videos
+
+
+class ReferringSplit:
+    """One split of a referring dataset: its videos, frames, expressions and, when annotated, target masks."""
+
+    layout = ""
+
+    def __init__(self, split_dir: Path, videos: dict[str, Video], frames_dir: Path, has_masks: bool):
+        self.split_dir = split_dir
+        self.name = split_dir.name
+        self.videos = videos
+        self.frames_dir = frames_dir
+        self.has_masks = has_masks
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.split_dir)!r}, videos={len(self.videos)}, masks={self.has_masks})"
+
+    def samples(self) -> list[tuple[str, str]]:
+        """Every (video, expression id), in file order."""
+        return [(v.name, e) for v in self.videos.values() for e in v.expressions]
+
+    def kinds(self) -> list[str]:
+        """The expression kinds the split records (empty when it records none)."""
+        return sorted({e.kind for v in self.videos.values() for e in v.expressions.values() if e.kind})
+
+    def _require_masks(self) -> None:
+        if not self.has_masks:
+            raise DataError(f"{self.split_dir} has no ground-truth masks: this split is not annotated")
+
+    def video(self, name: str) -> Video:
+        try:
+            return self.videos[name]
+        except KeyError:
+            raise DataError(f"{self.split_dir}: no video {name!r} in this split") from None
+
+    @functools.lru_cache(maxsize=None)
+    def _frame_ext(self, video: str) -> str:
+        stem = self.frames_dir / video / self.video(video).frames[0]
+        for ext in FRAME_EXTENSIONS:
+            if os.path.isfile(f"{stem}{ext}"):
+                return ext
+        raise DataError(f"frame {stem}.jpg does not exist (video {video!r} of {self.split_dir})")
+
+    def frame_path(self, video: str, index: int) -> Path:
+        return self.frames_dir / video / f"{self.video(video).frames[index]}{self._frame_ext(video)}"
+
+    @functools.lru_cache(maxsize=4096)
+    def frame_size(self, video: str) -> tuple[int, int]:
+        """(height, width) of the video's frames, read from the first frame's header."""
+        return image_size(self.frame_path(video, 0))
+
+    def read_frames(self, video: str, indices: Sequence[int] | None = None) -> np.ndarray:
+        """Frames (T, H, W, 3) uint8 RGB."""
+        indices = range(len(self.video(video))) if indices is None else indices
+        frames = [read_frame(self.frame_path(video, i)) for i in indices]
+        size = self.frame_size(video)
+        for i, frame in zip(indices, frames):
+            if frame.shape[:2] != size:
+                raise DataError(f"{self.frame_path(video, i)}: size {frame.shape[:2]} differs from the video's {size}")
+        return np.stack(frames)
+
+    def target_masks(self, video: str, exp_id: str, indices: Sequence[int] | None = None) -> np.ndarray:
+        """The expression's target (T, H, W) bool: the union of its objects' masks in each frame."""
+        raise NotImplementedError
+
+    def frame_targets(self, video: str, exp_id: str) -> list[DenseMask | RunLengthMask]:
+        """The target of every frame as a mask that decodes only the region asked for (fast evaluation)."""
+        return [DenseMask(m) for m in self.target_masks(video, exp_id)]
+
+
+class MeViSSplit(ReferringSplit):
+    layout = "mevis"
+
+    def __init__(self, split_dir: str | os.PathLike):
+        split_dir = Path(split_dir)
+        meta_path = split_dir / "meta_expressions.json"
+        videos = _parse_videos(load_json(meta_path), meta_path, "anno_id")
+        self.mask_path = split_dir / "mask_dict.json"
+        super().__init__(split_dir, videos, split_dir / "JPEGImages", self.mask_path.is_file())
+
+    @functools.cached_property
+    def mask_dict(self) -> dict:
+        self._require_masks()
+        masks = load_json(self.mask_path)
+        if not isinstance(masks, dict):
+            raise DataError(f"{self.mask_path}: expected a mapping from anno_id to per-frame RLEs")
+        return masks
+
+    def _rles(self, video: Video, exp: Expression, anno_id: str) -> list:
+        where = f"{self.mask_path}, anno_id {anno_id} (video {video.name!r}, expression {exp.exp_id!r})"
+        try:
+            rles = self.mask_dict[anno_id]
+        except KeyError:
+            raise DataError(f"{where}: this anno_id is absent from mask_dict.json") from None
+        if not isinstance(rles, list) or len(rles) != len(video.frames):
+            n = len(rles) if isinstance(rles, list) else "no list"
+            raise DataError(f"{where}: expected a list of {len(video.frames)} RLEs (one per frame), got {n}")
+        return rles
+
+    def target_masks(self, video: str, exp_id: str, indices: Sequence[int] | None = None) -> np.ndarray:
+        self._require_masks()
+        v = self.video(video)
+        exp = v.expressions[exp_id]
+        indices = list(range(len(v))) if indices is None else list(indices)
+        size = self.frame_size(video)
+        target = None
+        for anno_id in exp.anno_ids:
+            rles = self._rles(v, exp, anno_id)
+            where = f"{self.mask_path}, anno_id {anno_id} (video {video!r})"
+            masks = rle.decode_many([rles[i] for i in indices], size, where)
+            target = masks if target is None else target | masks  # keeps the decoder's memory layout
+        return np.zeros((len(indices), *size), dtype=bool) if target is None else target
+
+    @functools.lru_cache(maxsize=64)
+    def object_runs(self, video: str, anno_id: str) -> list[np.ndarray | None]:
+        """One object's run lengths per frame (None where it is absent)."""
+        v = self.video(video)
+        exp = next(e for e in v.expressions.values() if anno_id in e.anno_ids)
+        size = self.frame_size(video)
+        where = f"{self.mask_path}, anno_id {anno_id} (video {video!r})"
+        return [None if r is None else rle.parse(r, size, f"{where}, frame {t}")
+                for t, r in enumerate(self._rles(v, exp, anno_id))]
+
+    def frame_targets(self, video: str, exp_id: str) -> list[RunLengthMask]:
+        self._require_masks()
+        v = self.video(video)
+        size = self.frame_size(video)
+        objects = [self.object_runs(video, a) for a in v.expressions[exp_id].anno_ids]
+        return [RunLengthMask([o[t] for o in objects if o[t] is not None], size) for t in range(len(v))]
+
+    def check_masks(self) -> None:
+        """Check that every expression's anno_ids exist with one entry per frame (before a long evaluation)."""
+        for v in self.videos.values():
+            for exp in v.expressions.values():
+                for anno_id in exp.anno_ids:
+                    self._rles(v, exp, anno_id)
+
+
+class YTVOSSplit(ReferringSplit):
+    layout = "ytvos"
+
+    def __init__(self, split_dir: str | os.PathLike):
+        split_dir = Path(split_dir)
+        self.root = split_dir.parent
+        meta_path = self.root / "meta_expressions" / split_dir.name / "meta_expressions.json"
+        videos = _parse_videos(load_json(meta_path), meta_path, "obj_id")
+        self.annotations_dir = split_dir / "Annotations"
+        super().__init__(split_dir, videos, split_dir / "JPEGImages", self.annotations_dir.is_dir())
+
+    def annotation(self, video: str, index: int) -> np.ndarray:
+        path = self.annotations_dir / video / f"{self.video(video).frames[index]}.png"
+        labels = read_label_png(path)
+        size = self.frame_size(video)
+        if labels.shape != size:
+            raise DataError(f"{path}: annotation size {labels.shape} differs from the frame size {size}")
+        return labels
+
+    def target_masks(self, video: str, exp_id: str, indices: Sequence[int] | None = None) -> np.ndarray:
+        self._require_masks()
+        v = self.video(video)
+        exp = v.expressions[exp_id]
+        indices = list(range(len(v))) if indices is None else list(indices)
+        try:
+            ids = [int(a) for a in exp.anno_ids]
+        except ValueError:
+            raise DataError(f"video {video!r}, expression {exp_id!r}: obj_id {exp.anno_ids} is not an integer") from None
+        target = [np.isin(self.annotation(video, i), ids) for i in indices]
+        return np.stack(target) if target else np.zeros((0, *self.frame_size(video)), dtype=bool)
+
+
+def open_split(split_dir: str | os.PathLike) -> ReferringSplit:
+    """Open a split folder, recognising the MeViS or the Ref-YouTube-VOS / Ref-DAVIS17 layout."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise DataError(f"split folder {split_dir} does not exist")
+    if (split_dir / "meta_expressions.json").is_file():
+        return MeViSSplit(split_dir)
+    if (split_dir.parent / "meta_expressions" / split_dir.name / "meta_expressions.json").is_file():
+        return YTVOSSplit(split_dir)
+    raise DataError(
+        f"{split_dir} is not a dataset split: expected {split_dir / 'meta_expressions.json'} (MeViS layout) or "
+        f"{split_dir.parent / 'meta_expressions' / split_dir.name / 'meta_expressions.json'} (Ref-YouTube-VOS layout)"
+    )

@@ -1,0 +1,73 @@
+"""Small datasets written in the official layouts, for the readers and the evaluation to read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from rvos.data import rle
+from rvos.data.frames import write_frame
+
+DAVIS_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128] + [0] * (768 - 15)
+
+
+def box_mask(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def write_mevis(root: Path, split: str = "valid_u", size=(24, 32), frames: int = 3, with_masks: bool = True) -> dict:
+    """A MeViS split: video 'v1' with objects 1 (a box moving right) and 2 (a box present only in frame 0),
+    expressions '0' -> object 1, '1' -> objects 1 and 2 (a union), '2' -> object 2; returns the object masks."""
+    h, w = size
+    split_dir = root / split
+    obj1 = np.stack([box_mask(h, w, 4, 12, 2 + 4 * t, 10 + 4 * t) for t in range(frames)])
+    obj2 = np.stack([box_mask(h, w, 14, 22, 20, 30) if t == 0 else np.zeros((h, w), bool) for t in range(frames)])
+    rng = np.random.default_rng(0)
+    for t in range(frames):
+        write_frame(split_dir / "JPEGImages" / "v1" / f"{t:05d}.jpg", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    exps = {
+        "0": {"exp": "the box moving right", "obj_id": [1], "anno_id": [10]},
+        "1": {"exp": "both boxes", "obj_id": [1, 2], "anno_id": [10, 11]},
+        "2": {"exp": "the box that disappears", "obj_id": [2], "anno_id": [11]},
+    }
+    if not with_masks:
+        exps = {k: {"exp": v["exp"]} for k, v in exps.items()}
+    meta = {"videos": {"v1": {"expressions": exps, "vid_id": 0, "frames": [f"{t:05d}" for t in range(frames)]}}}
+    split_dir.mkdir(parents=True, exist_ok=True)
+    (split_dir / "meta_expressions.json").write_text(json.dumps(meta))
+    if with_masks:
+        masks = {"10": [rle.encode(m) for m in obj1], "11": [rle.encode(m) if m.any() else None for m in obj2]}
+        (split_dir / "mask_dict.json").write_text(json.dumps(masks))
+    return {"1": obj1, "2": obj2}
+
+
+def write_ytvos(root: Path, split: str = "train", size=(24, 32), frames: int = 3) -> dict:
+    """A Ref-YouTube-VOS split (also the Ref-DAVIS17 converted layout): video 'vid' with objects 1 and 2 in
+    palette annotation PNGs; expressions '0' -> object 1, '1' -> object 2."""
+    h, w = size
+    obj1 = np.stack([box_mask(h, w, 2, 10, 2 + 3 * t, 12 + 3 * t) for t in range(frames)])
+    obj2 = np.stack([box_mask(h, w, 12, 20, 16, 28) for _ in range(frames)])
+    names = [f"{5 * t:05d}" for t in range(frames)]  # every 5th frame, as Ref-YouTube-VOS annotates
+    rng = np.random.default_rng(1)
+    for t, name in enumerate(names):
+        write_frame(root / split / "JPEGImages" / "vid" / f"{name}.jpg", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        labels = np.zeros((h, w), np.uint8)
+        labels[obj1[t]] = 1
+        labels[obj2[t]] = 2
+        im = Image.fromarray(labels, mode="P")
+        im.putpalette(DAVIS_PALETTE)
+        (root / split / "Annotations" / "vid").mkdir(parents=True, exist_ok=True)
+        im.save(root / split / "Annotations" / "vid" / f"{name}.png")
+    meta = {"videos": {"vid": {"expressions": {"0": {"exp": "a cat walking", "obj_id": "1"},
+                                               "1": {"exp": "a dog sitting", "obj_id": "2"}},
+                               "frames": names}}}
+    (root / "meta_expressions" / split).mkdir(parents=True, exist_ok=True)
+    (root / "meta_expressions" / split / "meta_expressions.json").write_text(json.dumps(meta))
+    objects = {"1": {"category": "cat", "frames": names}, "2": {"category": "dog", "frames": names}}
+    (root / split / "meta.json").write_text(json.dumps({"videos": {"vid": {"objects": objects}}}))
+    return {"1": obj1, "2": obj2}
