@@ -1,0 +1,179 @@
+"""Evaluate predictions against an annotated split: J, F and J&F per expression, overall and by expression kind.
+
+Predictions are ``PRED_DIR/<video>/<exp_id>/<frame>.png``, non-zero = foreground (palette PNGs by index). Per
+expression, J and F are the means over all the video's frames; the split's J and F are the means over
+expressions; J&F = (J + F) / 2, as the MeViS and DAVIS evaluations define them.
+
+Unlike the official MeViS script, which silently leaves an expression out of the mean when one of its PNGs is
+missing or of the wrong size, nothing is dropped: by default every missing or wrong-size prediction is reported in
+one error; with ``allow_missing`` such frames score J = F = 0 and are listed in the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rvos.data.frames import read_label_png
+from rvos.data.masks import DenseMask
+from rvos.data.splits import MeViSSplit, ReferringSplit, open_split
+from rvos.errors import DataError, EvalError
+from rvos.eval.metrics import bound_radius, disk, frame_scores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    J: float
+    F: float
+    per_expression: dict[str, list[float]]
+    by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    wrong_size: list[str] = field(default_factory=list)
+
+    @property
+    def JF(self) -> float:
+        return (self.J + self.F) / 2
+
+    def to_json(self) -> dict:
+        return {
+            "J&F": self.JF, "J": self.J, "F": self.F,
+            "num_expressions": len(self.per_expression),
+            "by_kind": self.by_kind,
+            "missing": self.missing, "wrong_size": self.wrong_size,
+            "per_expression": self.per_expression,
+        }
+
+
+def expression_key(video: str, exp_id: str) -> str:
+    return f"{video}_{exp_id}"
+
+
+# The split a worker process scores against. A forked worker inherits the parent's (with its mask_dict already
+# parsed); a spawned one opens the split again.
+_SPLIT: ReferringSplit | None = None
+
+
+def _init_worker(split_dir: str) -> None:
+    global _SPLIT
+    if _SPLIT is None or str(_SPLIT.split_dir) != split_dir:
+        _SPLIT = open_split(split_dir)
+
+
+def _read_prediction(path: str, size: tuple[int, int]) -> tuple[DenseMask | None, str | None]:
+    """(mask, problem): problem says why the PNG cannot be scored (missing, unreadable, wrong size)."""
+    if not os.path.isfile(path):
+        return None, "missing"
+    try:
+        labels = read_label_png(path)
+    except DataError as exc:
+        return None, f"unreadable ({exc})"
+    if labels.shape != size:
+        return None, f"size {labels.shape[0]}x{labels.shape[1]}, expected {size[0]}x{size[1]}"
+    return DenseMask(labels), None
+
+
+def score_video(video: str, pred_dir: str) -> list[tuple[str, float, float, list[str], list[str]]]:
+    """[(exp_id, J, F, missing paths, wrong-size descriptions)] for every expression of one video."""
+    split = _SPLIT
+    assert split is not None
+    v = split.video(video)
+    size = split.frame_size(video)
+    kernel = disk(bound_radius(*size))
+    out = []
+    for exp_id in v.expressions:
+        targets = split.frame_targets(video, exp_id)
+        scores = np.zeros((len(v), 2))
+        missing, wrong = [], []
+        for t, frame in enumerate(v.frames):
+            rel = f"{video}/{exp_id}/{frame}.png"
+            pred, problem = _read_prediction(os.path.join(pred_dir, rel), size)
+            if problem == "missing":
+                missing.append(rel)
+            elif problem:
+                wrong.append(f"{rel}: {problem}")
+            if pred is not None:  # an unscorable frame keeps J = F = 0
+                scores[t] = frame_scores(targets[t], pred, kernel)
+        j, f = scores.mean(axis=0)
+        out.append((exp_id, float(j), float(f), missing, wrong))
+    return out
+
+
+def _score_video_star(args):
+    return args[0], score_video(*args)
+
+
+def _by_kind(split: ReferringSplit, per_expression: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    kinds: dict[str, list[list[float]]] = {}
+    for v in split.videos.values():
+        for exp in v.expressions.values():
+            key = expression_key(v.name, exp.exp_id)
+            if exp.kind and key in per_expression:
+                kinds.setdefault(exp.kind, []).append(per_expression[key])
+    out = {}
+    for kind, scores in sorted(kinds.items()):
+        j, f = np.mean(scores, axis=0)
+        out[kind] = {"J&F": float((j + f) / 2), "J": float(j), "F": float(f), "count": len(scores)}
+    return out
+
+
+def evaluate(split_dir: str | os.PathLike, pred_dir: str | os.PathLike, workers: int = 1,
+             allow_missing: bool = False, videos: list[str] | None = None, progress: bool = True) -> EvalResult:
+    """Score ``pred_dir`` against the split's ground truth; see the module docstring for the rules."""
+    global _SPLIT
+    split = open_split(split_dir)
+    if not split.has_masks:
+        raise EvalError(f"{split.split_dir} has no ground-truth masks (like MeViS 'valid'): it cannot be evaluated "
+                        "here; use `rvos submit` to package predictions for the benchmark server")
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise EvalError(f"prediction folder {pred_dir} does not exist")
+    if isinstance(split, MeViSSplit):
+        split.check_masks()  # parse mask_dict.json before forking, and fail early on a bad anno_id
+    names = list(split.videos) if videos is None else videos
+    if not any(split.video(n).expressions for n in names):
+        raise EvalError(f"{split.split_dir} has no expressions to evaluate")
+    _SPLIT = split
+    tasks = [(name, str(pred_dir)) for name in names]
+    results: dict[str, list] = {}
+    bar = tqdm(total=len(tasks), desc="eval", unit="video", disable=not progress, leave=False)
+    if workers <= 1:
+        for task in tasks:
+            name, res = _score_video_star(task)
+            results[name] = res
+            bar.update()
+    else:
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(method)
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(str(split.split_dir),)) as pool:
+            for name, res in pool.imap_unordered(_score_video_star, tasks, chunksize=1):
+                results[name] = res
+                bar.update()
+    bar.close()
+    per_expression: dict[str, list[float]] = {}
+    missing: list[str] = []
+    wrong: list[str] = []
+    for name in names:  # file order, whatever order the workers finished in
+        for exp_id, j, f, miss, bad in results[name]:
+            per_expression[expression_key(name, exp_id)] = [j, f]
+            missing += miss
+            wrong += bad
+    if (missing or wrong) and not allow_missing:
+        lines = [f"  missing: {m}" for m in missing] + [f"  wrong size: {w}" for w in wrong]
+        raise EvalError(
+            f"{len(missing)} missing and {len(wrong)} wrong-size predictions in {pred_dir} "
+            f"(pass --allow-missing to score them 0):\n" + "\n".join(lines)
+        )
+    scores = np.array(list(per_expression.values())) if per_expression else np.zeros((0, 2))
+    j, f = (scores.mean(axis=0) if len(scores) else (0.0, 0.0))
+    result = EvalResult(J=float(j), F=float(f), per_expression=per_expression, missing=missing, wrong_size=wrong)
+    if split.kinds():
+        result.by_kind = _by_kind(split, per_expression)
+    return result
