@@ -1,5 +1,6 @@
-"""A straightforward per-frame implementation of the DAVIS J and F definitions, written the way the official
-scripts compute them (one frame at a time, full-frame boundary maps and dilations).
+"""A straightforward per-frame implementation of the DAVIS J and F definitions, step by step as the official
+DAVIS 2017 code computes them (``davis2017/metrics.py``: one frame at a time, void pixels, full-frame boundary
+maps and dilations), written from its description.
 
 It is the yardstick for :mod:`rvos.eval.metrics`: the tests check the fast metrics against it on edge cases and
 random masks, and ``benchmarks/eval_speed.py`` times both in the same run.
@@ -13,17 +14,19 @@ import cv2
 import numpy as np
 
 
-def db_eval_iou(annotation: np.ndarray, segmentation: np.ndarray) -> float:
+def db_eval_iou(annotation: np.ndarray, segmentation: np.ndarray, void_pixels: np.ndarray | None = None) -> float:
     annotation = annotation.astype(bool)
     segmentation = segmentation.astype(bool)
-    inters = np.sum(segmentation & annotation)
-    union = np.sum(segmentation | annotation)
+    void = np.zeros_like(segmentation) if void_pixels is None else void_pixels.astype(bool)
+    inters = np.sum((segmentation & annotation) & np.logical_not(void))
+    union = np.sum((segmentation | annotation) & np.logical_not(void))
     return 1.0 if np.isclose(union, 0) else float(inters / union)
 
 
 def seg2bmap(seg: np.ndarray) -> np.ndarray:
     """DAVIS's ``_seg2bmap`` on a full frame, by whole-array shifts."""
     seg = seg.astype(bool)
+    seg[seg > 0] = 1
     e = np.zeros_like(seg)
     s = np.zeros_like(seg)
     se = np.zeros_like(seg)
@@ -37,15 +40,21 @@ def seg2bmap(seg: np.ndarray) -> np.ndarray:
     return b
 
 
-def f_measure(foreground_mask: np.ndarray, gt_mask: np.ndarray, bound_th: float = 0.008) -> float:
-    bound_pix = bound_th if bound_th >= 1 else math.ceil(bound_th * np.linalg.norm(foreground_mask.shape))
-    fg_boundary = seg2bmap(foreground_mask)
-    gt_boundary = seg2bmap(gt_mask)
-    r = np.arange(-bound_pix, bound_pix + 1)
+def disk(radius: float) -> np.ndarray:
+    """``skimage.morphology.disk``."""
+    r = np.arange(-radius, radius + 1)
     x, y = np.meshgrid(r, r)
-    selem = ((x**2 + y**2) <= bound_pix**2).astype(np.uint8)
-    fg_dil = cv2.dilate(fg_boundary.astype(np.uint8), selem)
-    gt_dil = cv2.dilate(gt_boundary.astype(np.uint8), selem)
+    return ((x**2 + y**2) <= radius**2).astype(np.uint8)
+
+
+def f_measure(foreground_mask: np.ndarray, gt_mask: np.ndarray, void_pixels: np.ndarray | None = None,
+              bound_th: float = 0.008) -> float:
+    void = np.zeros_like(foreground_mask, dtype=bool) if void_pixels is None else void_pixels.astype(bool)
+    bound_pix = bound_th if bound_th >= 1 else math.ceil(bound_th * np.linalg.norm(foreground_mask.shape))
+    fg_boundary = seg2bmap(foreground_mask * np.logical_not(void))
+    gt_boundary = seg2bmap(gt_mask * np.logical_not(void))
+    fg_dil = cv2.dilate(fg_boundary.astype(np.uint8), disk(bound_pix))
+    gt_dil = cv2.dilate(gt_boundary.astype(np.uint8), disk(bound_pix))
     gt_match = gt_boundary * fg_dil
     fg_match = fg_boundary * gt_dil
     n_fg = np.sum(fg_boundary)
