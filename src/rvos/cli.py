@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from rvos.errors import RvosError
+from rvos.errors import ConfigError, DataError, RvosError
 
 
 def _print_eval(result) -> None:
@@ -65,7 +66,111 @@ def cmd_submit(args) -> None:
     print(f"wrote {args.out} ({n} PNGs)")
 
 
+def cmd_info(args) -> None:
+    from rvos.config import load_config
+    from rvos.models.build import build_model
+
+    cfg = load_config(args.config, args.overrides)
+    model = build_model(cfg.model, load_pretrained=False)  # the architecture; weights do not matter here
+    info = model.describe()
+    if "backbone" in info:
+        info["backbone"]["pretrained"] = f"{getattr(cfg.model.backbone, 'pretrained', None)} (not loaded)"
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return
+    print(f"{cfg.model.name} model from {args.config} (random weights: the architecture only)")
+    print(f"{'part':<26}{'parameters':>14}{'trainable':>14}{'frozen':>14}  details")
+    for part, d in info.items():
+        if not isinstance(d, dict):
+            continue
+        details = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("parameters", "trainable", "frozen"))
+        print(f"{part:<26}{d['parameters']:>14,}{d['trainable']:>14,}{d['frozen']:>14,}  {details}")
+
+
+def cmd_train(args) -> None:
+    from rvos.config import load_config
+    from rvos.engine.run import train
+
+    cfg = load_config(args.config, args.overrides) if args.config else None
+    if cfg is None and args.overrides:
+        raise ConfigError("overrides need --config")
+    summary = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['stopped']}); "
+              f"checkpoint: {summary['checkpoint']}")
+        if "eval" in summary:
+            from rvos.eval.evaluate import EvalResult
+
+            scores = summary["eval"]
+            print(f"eval: J&F {scores['J&F']:.4f}   J {scores['J']:.4f}   F {scores['F']:.4f}")
+            for kind, s in scores["by_kind"].items():
+                print(f"  {kind:<16}{s['count']:>6}  J&F {s['J&F']:.4f}")
+
+
+def cmd_infer(args) -> None:
+    from rvos.engine.checkpoint import find_model, load_model
+    from rvos.engine.inference import Predictor
+    from rvos.engine.predict_split import predict_split
+
+    model, cfg = load_model(find_model(args.run or args.weights), device=args.device or "cpu")
+    predictor = Predictor(model, cfg, args.device or "cpu", window=args.window, score_threshold=args.threshold)
+    n = predict_split(predictor, args.split_dir, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"predicted {n} videos into {args.out}")
+
+
+def cmd_predict(args) -> None:
+    from rvos.api import Segmenter, predict_to_folder
+
+    texts = args.text or []
+    if not texts or any(not t.strip() for t in texts):
+        raise DataError("give each sentence with --text, and none of them empty (e.g. --text \"the dog running\")")
+    from rvos.data.video import open_video
+
+    source = open_video(args.video)  # a bad video fails before the model is loaded
+    segmenter = Segmenter.from_pretrained(args.run or args.weights, device=args.device or "cpu", window=args.window,
+                                          score_threshold=args.threshold)
+    out = args.out or Path("predictions") / source.name
+    summary = predict_to_folder(segmenter, source, texts, out, overwrite=args.overwrite,
+                                overlay_video=not args.no_video, progress=not args.quiet)
+    print(f"{summary['frames']} frames -> {out}")
+    for s in summary["sentences"]:
+        print(f"  {s['text']!r}: a mask in {s['frames_with_mask']} frames ({out / s['masks']})")
+    if not args.no_video:
+        print(f"  overlay video: {out / 'overlay.mp4'}")
+
+
+def cmd_demo(args) -> None:
+    from rvos.demo import run_demo
+
+    summary = run_demo(args.out, run=args.run, minutes=args.minutes, device=args.device, progress=not args.quiet)
+    scores = summary["scores"]
+    print(f"J&F {scores['J&F']:.4f}   J {scores['J']:.4f}   F {scores['F']:.4f}   on the synthetic valid_u split")
+    for kind, s in scores["by_kind"].items():
+        print(f"  {kind:<16}{s['count']:>6}  J&F {s['J&F']:.4f}")
+    print(f"report: {summary['report']} (and {summary['html']})")
+
+
+def cmd_serve(args) -> None:
+    from rvos.api import Segmenter
+    from rvos.serve import serve
+
+    run = args.run
+    if run is None:
+        if not Path("demo/run").is_dir():
+            raise RvosError("no model: pass --run RUN_DIR (a trained run or model folder), or run `rvos demo` first "
+                            "to train one into demo/run")
+        run = Path("demo/run")
+    segmenter = Segmenter.from_pretrained(run, device=args.device or "cpu")
+    serve(segmenter, port=args.port, host=args.host, max_frames=args.max_frames, max_upload_mb=args.max_upload_mb)
+
+
 # ----------------------------------------------------------------------------------------------- parser
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True,
+                   help="a bundled config's name (e.g. vlm_tiny_synth) or a YAML file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +210,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-dir", required=True, type=Path, help="the split the predictions are for")
     p.add_argument("--out", required=True, type=Path, help="zip file to write")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("info", help="build a config's model and report its parts, parameters and query counts")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train a model (single process, or one per device under torchrun)")
+    p.add_argument("--config", help="a bundled config's name or a YAML file (not with --resume)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
+    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", help="cpu, cuda (default: cuda when available)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("infer", help="predict every expression of a split (the layout rvos eval reads)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="a run folder (its last checkpoint)")
+    source.add_argument("--weights", type=Path, help="a model folder or its model.safetensors")
+    p.add_argument("--split-dir", required=True, type=Path, help="the split to predict")
+    p.add_argument("--out", required=True, type=Path, help="predictions folder")
+    p.add_argument("--window", type=int, help="frames encoded at once (default: the config's infer.window)")
+    p.add_argument("--threshold", type=float, help="referring score threshold (default: the config's)")
+    p.add_argument("--overwrite", action="store_true", help="predict videos whose predictions are already there")
+    p.add_argument("--device", help="cpu or cuda (default cpu)")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("predict", help="segment what sentences refer to in your own video")
+    p.add_argument("video", type=Path, help="a video file (mp4, avi, webm, ...), a .gif, or a folder of frames")
+    p.add_argument("--text", action="append", help="a sentence; repeat for several")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="a run folder (its last checkpoint)")
+    source.add_argument("--weights", type=Path, help="a model folder or its model.safetensors")
+    p.add_argument("--out", type=Path, help="output folder (default predictions/<video name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-video", action="store_true", help="masks only, no overlay video")
+    p.add_argument("--window", type=int, help="frames encoded at once (default: the config's infer.window)")
+    p.add_argument("--threshold", type=float, help="referring score threshold (default: the config's)")
+    p.add_argument("--device", help="cpu or cuda (default cpu)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="synthetic benchmark -> train the tiny model -> evaluate -> report (CPU, minutes)")
+    p.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default demo/)")
+    p.add_argument("--run", type=Path, help="reuse this trained run instead of training")
+    p.add_argument("--minutes", type=float, default=7.0, help="training time (default 7)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="a web page to run a model on uploaded videos (needs the 'web' extra)")
+    p.add_argument("--run", type=Path, help="a trained run or model folder (default demo/run)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    p.add_argument("--max-frames", type=int, default=300, help="longest video accepted (frames)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted (MB)")
+    p.add_argument("--device", help="cpu or cuda (default cpu)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

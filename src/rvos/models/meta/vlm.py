@@ -1,0 +1,309 @@
+"""The conv-CLIP referring model (PVUW 2024 MeViS 3rd place): frozen OpenCLIP ConvNeXt for image and text, a
+cross-modal encoder, a frame query decoder, a video query initializer and a video query decoder.
+
+    frames ──CLIP image──> multi-scale features ─┐
+    sentence ─CLIP text──> words, sentence ──────┴─> cross-modal encoder ─> mask features, maps, words'
+    maps, words', sentence ─> frame query decoder ─> per-frame queries, scores, masks        (per frame)
+    frame queries ─Hungarian re-order + frame weights─> initial video queries
+    video queries, all frame queries, words' ─> video query decoder ─> scores, masks           (per clip)
+
+The output for an expression is the union of the masks of the video queries whose referring score passes
+``score_threshold`` (an expression may name several objects; no query passing is an empty mask).
+
+Every stage before the video decoder works on each frame alone, so long videos can be encoded in windows and
+only the small frame queries kept (see :mod:`rvos.engine.inference`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rvos.models.backbones.clip import CLIPBackbone
+from rvos.models.losses import LossConfig, SetCriterion, similarity_loss
+from rvos.models.modules.frame_decoder import FrameQueryDecoder
+from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
+from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
+from rvos.models.modules.video_decoder import VideoQueryDecoder
+
+
+@dataclass
+class BackboneConfig:
+    model: str = "convnext_large_d_320"  # open_clip model name
+    pretrained: str | None = "laion2b_s29b_b131k_ft_soup"  # tag, hf-hub:org/repo, file, folder; null = random
+    frozen: bool = True  # no gradients, eval mode (the report's setting)
+    cache_dir: str | None = None  # Hugging Face cache folder (default: the hub's own)
+    token_init_std: float | None = None  # re-initialise the token embeddings (text towers trained from scratch)
+
+
+@dataclass
+class EncoderConfig:
+    layers: int = 6
+    heads: int = 8
+    points: int = 4  # deformable sampling points per head and level
+    ffn: int = 1024
+    norm_groups: int = 32  # GroupNorm groups of the input projections
+
+
+@dataclass
+class FrameDecoderConfig:
+    layers: int = 9
+    queries: int = 20
+    heads: int = 8
+    ffn: int = 2048
+    query_content: bool = False  # add a learned content per query to the sentence that initialises them
+
+
+@dataclass
+class VideoDecoderConfig:
+    layers: int = 6
+    queries: int = 20  # the initializer aggregates frame query slots, so this equals frame_decoder.queries
+    heads: int = 8
+    ffn: int = 2048
+    temporal: bool = True  # False: decode each frame on its own (the per-frame control of the benchmark)
+    frame_readout: bool = True  # each video query reads its frame's queries before the mask head
+    time_bands: int = 8  # frequencies of the frame-time embedding
+
+
+@dataclass
+class VLMConfig:
+    name: str = "vlm"
+    hidden_dim: int = 256
+    mask_dim: int = 256
+    dropout: float = 0.0
+    score_threshold: float = 0.5  # a video query whose referring probability passes this is part of the output
+    text_score: bool = True  # referring scores: query . sentence (True) or a Linear layer on the query alone
+    size_divisibility: int = 32  # inputs are padded to a multiple of this
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    frame_decoder: FrameDecoderConfig = field(default_factory=FrameDecoderConfig)
+    video_decoder: VideoDecoderConfig = field(default_factory=VideoDecoderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass
+class FrameOutputs:
+    mask_features: torch.Tensor  # (N, D, H/4, W/4)
+    queries: torch.Tensor  # (N, Q, C), last frame-decoder layer, normalised
+    words: torch.Tensor  # (N, L, C), enhanced by the cross-modal encoder
+    scores: list[torch.Tensor]  # per prediction (N, Q)
+    masks: list[torch.Tensor]  # per prediction (N, Q, H/4, W/4)
+
+
+@dataclass
+class VideoOutputs:
+    scores: list[torch.Tensor]  # per layer (B', Q), B' = B clips (temporal) or B * T frames (per-frame)
+    mask_embeds: list[torch.Tensor]  # per layer (B', T', Q, D)
+    queries: torch.Tensor  # (B', Q, C)
+    frame_queries: torch.Tensor  # (B', T', Q, C) re-ordered
+
+
+class VLMModel(nn.Module):
+    config_class = VLMConfig
+
+    def __init__(self, cfg: VLMConfig):
+        super().__init__()
+        if cfg.video_decoder.queries != cfg.frame_decoder.queries:
+            raise ValueError("video_decoder.queries must equal frame_decoder.queries: the video query initializer "
+                             "aggregates each frame query slot over time into one video query")
+        self.cfg = cfg
+        c = cfg.hidden_dim
+        b = cfg.backbone
+        self.backbone = CLIPBackbone(b.model, b.pretrained, frozen=b.frozen, cache_dir=b.cache_dir,
+                                     token_init_std=b.token_init_std)
+        self.word_proj = nn.Linear(self.backbone.text_width, c)
+        self.sentence_proj = nn.Linear(self.backbone.embed_dim, c)
+        e = cfg.encoder
+        self.encoder = CrossModalPixelDecoder(self.backbone.channels, c, cfg.mask_dim, e.layers, e.heads, e.points,
+                                              e.ffn, cfg.dropout, e.norm_groups)
+        f = cfg.frame_decoder
+        self.frame_decoder = FrameQueryDecoder(c, f.queries, f.layers, f.heads, f.ffn, cfg.mask_dim, cfg.dropout,
+                                               text_score=cfg.text_score, query_content=f.query_content)
+        self.query_init = VideoQueryInitializer(c)
+        v = cfg.video_decoder
+        self.video_decoder = VideoQueryDecoder(c, v.queries, v.layers, v.heads, v.ffn, cfg.mask_dim, cfg.dropout,
+                                               v.time_bands, v.frame_readout, cfg.text_score)
+        self.frame_sim = nn.Linear(c, c)
+        self.video_sim = nn.Linear(c, c)
+        self.criterion = SetCriterion(cfg.loss)
+
+    # ------------------------------------------------------------------------------------------- stages
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.backbone.tokenize(texts)
+
+    def encode_text(self, tokens: torch.Tensor):
+        """tokens (B, L) -> words (B, L, C), padding (B, L), sentence (B, C)."""
+        words, padding, sentence = self.backbone.forward_text(tokens)
+        return self.word_proj(words), padding, self.sentence_proj(sentence)
+
+    def pad(self, images: torch.Tensor) -> torch.Tensor:
+        """Pad (..., H, W) at the bottom and right to a multiple of ``size_divisibility``."""
+        d = self.cfg.size_divisibility
+        h, w = images.shape[-2:]
+        return F.pad(images, (0, (d - w % d) % d, 0, (d - h % d) % d))
+
+    def image_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """images (N, 3, H, W) in [0, 1], H and W multiples of 32 -> CLIP features at strides 4..32 (the only
+        text-independent stage: shared by every sentence about a video)."""
+        return self.backbone.forward_image(images)
+
+    def mask_features(self, features: list[torch.Tensor], words: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """The cross-modal encoder's mask features (N, D, H/4, W/4) for text per frame (N, L, C)."""
+        return self.encoder(features, words, padding)[0]
+
+    def encode_frames(self, features: list[torch.Tensor], words: torch.Tensor, padding: torch.Tensor,
+                      sentence: torch.Tensor) -> FrameOutputs:
+        """Cross-modal encoder and frame query decoder on each frame; text per frame (N, ...)."""
+        mask_features, maps, words = self.encoder(features, words, padding)
+        scores, masks, queries = self.frame_decoder(maps, mask_features, sentence, words, padding)
+        return FrameOutputs(mask_features, queries, words, scores, masks)
+
+    def decode_video(self, frame_queries: torch.Tensor, words: torch.Tensor, padding: torch.Tensor,
+                     sentence: torch.Tensor) -> VideoOutputs:
+        """frame_queries (B, T, Q, C); words (B, L, C) (the clip's mean enhanced words); sentence (B, C)."""
+        b, t_len = frame_queries.shape[:2]
+        if not self.cfg.video_decoder.temporal:  # every frame its own clip of one frame
+            frame_queries = frame_queries.flatten(0, 1)[:, None]
+            words = words.repeat_interleave(t_len, dim=0)
+            padding = padding.repeat_interleave(t_len, dim=0)
+            sentence = sentence.repeat_interleave(t_len, dim=0)
+        perms = match_adjacent(frame_queries)
+        ordered = reorder(frame_queries, perms)
+        init = self.query_init(frame_queries, perms)
+        scores, embeds, queries = self.video_decoder(init, ordered, words, padding, sentence)
+        return VideoOutputs(scores, embeds, queries, ordered)
+
+    @staticmethod
+    def video_masks(mask_embeds: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
+        """(B', T', Q, D) x (B', T', D, h, w) -> (B', Q, T', h, w) logits."""
+        return torch.einsum("btqd,btdhw->bqthw", mask_embeds, mask_features)
+
+    # ------------------------------------------------------------------------------------------- training
+
+    def forward(self, frames: torch.Tensor, tokens: torch.Tensor) -> dict:
+        """frames (B, T, 3, H, W) in [0, 1]; tokens (B, L). Returns the frame and video predictions."""
+        b, t_len = frames.shape[:2]
+        words, padding, sentence = self.encode_text(tokens)
+        per_frame = lambda x: x.repeat_interleave(t_len, dim=0)  # noqa: E731
+        features = self.image_features(self.pad(frames.flatten(0, 1)))
+        fo = self.encode_frames(features, per_frame(words), per_frame(padding), per_frame(sentence))
+        q, c = fo.queries.shape[1:]
+        clip_words = fo.words.view(b, t_len, *fo.words.shape[1:]).mean(1)
+        vo = self.decode_video(fo.queries.view(b, t_len, q, c), clip_words, padding, sentence)
+        t_clip = vo.mask_embeds[-1].shape[1]
+        features = fo.mask_features.view(-1, t_clip, *fo.mask_features.shape[1:])
+        return {
+            "frame_scores": fo.scores,  # per prediction (B*T, Q)
+            "frame_masks": fo.masks,  # per prediction (B*T, Q, h, w)
+            "frame_embeds": self.frame_sim(fo.queries),  # (B*T, Q, C)
+            "video_scores": vo.scores,  # per layer (B', Q)
+            "video_masks": [self.video_masks(e, features) for e in vo.mask_embeds],  # (B', Q, T', h, w)
+            "video_embeds": self.video_sim(vo.queries),  # (B', Q, C)
+            "frames_per_clip": t_clip,
+        }
+
+    def loss(self, outputs: dict, targets: list[torch.Tensor]) -> dict:
+        """targets: per clip, the referred objects' masks (N_b, T, H, W) bool at the input size (objects absent
+        from every frame left out). Every loss is a mean over clips (see :mod:`rvos.models.losses`)."""
+        cfg = self.cfg.loss
+        t_len = outputs["frame_masks"][0].shape[0] // len(targets)
+        targets = [self.pad(t) for t in targets]
+        # frame level: each frame a clip of one frame, with the objects visible in it
+        frame_targets, frame_ids = [], []
+        for target in targets:
+            for t in range(t_len):
+                visible = target[:, t].flatten(1).any(1).nonzero().squeeze(1)
+                frame_targets.append(target[visible, t : t + 1])
+                frame_ids.append(visible)
+        t_clip = outputs["frames_per_clip"]
+        if t_clip == t_len:
+            clip_targets, clip_ids = targets, [torch.arange(t.shape[0]) for t in targets]
+        else:  # per-frame video decoding: the video level is matched frame by frame too
+            clip_targets, clip_ids = frame_targets, frame_ids
+        losses: dict[str, torch.Tensor] = {}
+        frame_matches = None
+        for i, (s, m) in enumerate(zip(outputs["frame_scores"], outputs["frame_masks"])):
+            part, frame_matches = self.criterion(s, m[:, :, None], frame_targets)
+            for k, v in part.items():
+                losses[f"frame_{k}_{i}"] = cfg.frame_weight * v
+        video_matches = None
+        for i, (s, m) in enumerate(zip(outputs["video_scores"], outputs["video_masks"])):
+            part, video_matches = self.criterion(s, m, clip_targets)
+            for k, v in part.items():
+                losses[f"video_{k}_{i}"] = v
+        losses["similarity"] = cfg.similarity_weight * self._similarity(outputs, frame_matches, frame_ids,
+                                                                        video_matches, clip_ids, t_len, t_clip)
+        return losses
+
+    def _similarity(self, outputs, frame_matches, frame_ids, video_matches, clip_ids, t_len, t_clip):
+        embeds, ids, groups = [], [], []
+        for n, (q, k) in enumerate(frame_matches):
+            clip = n // t_len
+            embeds.append(outputs["frame_embeds"][n, q])
+            ids.append(frame_ids[n][k] + 1000 * clip)
+            groups.append(torch.full((len(q),), clip))
+        for n, (q, k) in enumerate(video_matches):
+            clip = n // (t_len // t_clip) if t_clip != t_len else n
+            embeds.append(outputs["video_embeds"][n, q])
+            ids.append(clip_ids[n][k] + 1000 * clip)
+            groups.append(torch.full((len(q),), clip))
+        device = embeds[0].device
+        return similarity_loss(torch.cat(embeds), torch.cat(ids).to(device), torch.cat(groups).to(device),
+                               len(frame_matches) // t_len)
+
+    # ------------------------------------------------------------------------------------------- inference
+
+    def select(self, scores: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The union of the masks of queries whose score passes the threshold. scores (B', Q); masks
+        (B', Q, T', H, W) logits -> (B', T', H, W) bool."""
+        keep = scores.sigmoid() > self.cfg.score_threshold  # (B', Q)
+        return ((masks > 0) & keep[:, :, None, None, None]).any(dim=1)
+
+    @torch.no_grad()
+    def predict(self, frames: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One clip: frames (T, 3, H, W) in [0, 1], tokens (1, L) -> masks (T, H, W) bool at the input size and
+        the best referring probability per frame (T,)."""
+        t_len, _, h, w = frames.shape
+        out = self.forward(frames[None], tokens)
+        scores, masks = out["video_scores"][-1], out["video_masks"][-1]
+        masks = F.interpolate(masks.flatten(1, 2).float(), scale_factor=4, mode="bilinear", align_corners=False)
+        masks = masks.view(scores.shape[0], scores.shape[1], -1, *masks.shape[-2:])[..., :h, :w]
+        selected = self.select(scores, masks).reshape(t_len, h, w)
+        best = scores.sigmoid().max(dim=1).values  # (B',)
+        return selected, best.expand(t_len) if best.numel() == 1 else best
+
+    # ------------------------------------------------------------------------------------------- reporting
+
+    def describe(self) -> dict:
+        """Parameters (trainable, frozen) and layer / query counts of each part."""
+
+        def params(module: nn.Module) -> dict:
+            total = sum(p.numel() for p in module.parameters())
+            trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+            return {"parameters": total, "trainable": trainable, "frozen": total - trainable}
+
+        cfg = self.cfg
+        clip = self.backbone.clip
+        text_parts = [clip.token_embedding, clip.transformer, clip.ln_final]
+        text_params = sum(p.numel() for m in text_parts for p in m.parameters()) + clip.positional_embedding.numel()
+        return {
+            "method": "vlm",
+            "backbone": params(self.backbone) | {
+                "model": cfg.backbone.model, "pretrained": cfg.backbone.pretrained, "frozen_setting": cfg.backbone.frozen,
+                "image_channels": self.backbone.channels, "text_width": self.backbone.text_width,
+                "text_parameters": text_params},
+            "text_projection": params(nn.ModuleList([self.word_proj, self.sentence_proj])),
+            "cross_modal_encoder": params(self.encoder) | {"layers": len(self.encoder.layers), "hidden": cfg.hidden_dim},
+            "frame_query_decoder": params(self.frame_decoder) | {"layers": len(self.frame_decoder.ffn),
+                                                                  "queries": self.frame_decoder.num_queries},
+            "video_query_initializer": params(self.query_init),
+            "video_query_decoder": params(self.video_decoder) | {"layers": len(self.video_decoder.ffn),
+                                                                  "queries": self.video_decoder.num_queries,
+                                                                  "temporal": cfg.video_decoder.temporal},
+            "similarity_heads": params(nn.ModuleList([self.frame_sim, self.video_sim])),
+            "total": params(self),
+        }

@@ -1,0 +1,78 @@
+"""Frame query decoder: Mask2Former's masked-attention decoder run on each frame, with the queries initialised
+from the sentence and a text cross-attention added to every layer.
+
+Each layer: text cross-attention, masked image cross-attention (a query only sees the pixels its previous mask
+prediction holds; round robin over the stride 32 / 16 / 8 maps), self-attention, FFN. A prediction (referring
+score and mask) is made from the initial queries and after every layer, for deep supervision.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rvos.models.layers.attention import MLP, AttentionLayer, FFNLayer
+from rvos.models.layers.position_encoding import sine_2d
+from rvos.models.layers.score_head import ScoreHead
+
+
+class FrameQueryDecoder(nn.Module):
+    def __init__(self, dim: int = 256, num_queries: int = 20, layers: int = 9, heads: int = 8, ffn: int = 2048,
+                 mask_dim: int = 256, dropout: float = 0.0, levels: int = 3, text_score: bool = True,
+                 query_content: bool = False):
+        super().__init__()
+        self.num_queries, self.heads, self.levels = num_queries, heads, levels
+        self.query_pos = nn.Embedding(num_queries, dim)
+        # a learned content per query added to the sentence, so the queries differ from the first prediction on
+        self.query_content = nn.Embedding(num_queries, dim) if query_content else None
+        self.level_embed = nn.Embedding(levels, dim)
+        self.text_attn = nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers))
+        self.image_attn = nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers))
+        self.self_attn = nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers))
+        self.ffn = nn.ModuleList(FFNLayer(dim, ffn, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.score_head = ScoreHead(dim, text_score)
+        self.mask_head = MLP(dim, dim, mask_dim, 3)
+
+    def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int],
+                sentence: torch.Tensor):
+        """Scores (N, Q), masks (N, Q, H/4, W/4), and the attention mask for the next layer."""
+        out = self.norm(queries)
+        scores = self.score_head(out, sentence)
+        masks = torch.einsum("nqc,nchw->nqhw", self.mask_head(out), mask_features)
+        attn = F.interpolate(masks, size=attn_size, mode="bilinear", align_corners=False)
+        attn = (attn.sigmoid().flatten(2) < 0.5).detach()  # True = may not attend
+        attn[attn.all(-1)] = False  # a query whose mask is empty at this level attends everywhere
+        return scores, masks, attn.repeat_interleave(self.heads, dim=0), out
+
+    def forward(self, maps: list[torch.Tensor], mask_features: torch.Tensor, sentence: torch.Tensor,
+                words: torch.Tensor, word_padding: torch.Tensor):
+        """maps: encoded maps from coarse to fine (N, C, h, w); sentence (N, C); words (N, L, C).
+
+        Returns per-prediction lists of scores (N, Q) and masks (N, Q, H/4, W/4), and the last layer's
+        normalised queries (N, Q, C)."""
+        n = sentence.shape[0]
+        memories, poss, sizes = [], [], []
+        for level, m in enumerate(maps):
+            _, c, h, w = m.shape
+            sizes.append((h, w))
+            memories.append(m.flatten(2).transpose(1, 2) + self.level_embed.weight[level])
+            poss.append(sine_2d(h, w, c // 2, device=m.device, dtype=m.dtype).flatten(1).transpose(0, 1)[None])
+        query_pos = self.query_pos.weight[None].expand(n, -1, -1)
+        queries = sentence[:, None].expand(-1, self.num_queries, -1)
+        if self.query_content is not None:
+            queries = queries + self.query_content.weight[None]
+        scores, masks, attn, out = self.predict(queries, mask_features, sizes[0], sentence)
+        all_scores, all_masks = [scores], [masks]
+        for i in range(len(self.ffn)):
+            level = i % self.levels
+            queries = self.text_attn[i](queries, words, query_pos=query_pos, key_padding_mask=word_padding)
+            queries = self.image_attn[i](queries, memories[level], query_pos=query_pos, pos=poss[level],
+                                         attn_mask=attn)
+            queries = self.self_attn[i](queries, query_pos=query_pos)
+            queries = self.ffn[i](queries)
+            scores, masks, attn, out = self.predict(queries, mask_features, sizes[(i + 1) % self.levels], sentence)
+            all_scores.append(scores)
+            all_masks.append(masks)
+        return all_scores, all_masks, out
