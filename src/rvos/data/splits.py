@@ -140,6 +140,10 @@ class ReferringSplit:
         """The expression's target (T, H, W) bool: the union of its objects' masks in each frame."""
         raise NotImplementedError
 
+    def object_masks(self, video: str, exp_id: str, indices: Sequence[int]) -> np.ndarray:
+        """Each referred object's masks (N_objects, T, H, W) bool, in the order of the expression's ids."""
+        raise NotImplementedError
+
     def frame_targets(self, video: str, exp_id: str) -> list[DenseMask | RunLengthMask]:
         """The target of every frame as a mask that decodes only the region asked for (fast evaluation)."""
         return [DenseMask(m) for m in self.target_masks(video, exp_id)]
@@ -187,6 +191,18 @@ class MeViSSplit(ReferringSplit):
             masks = rle.decode_many([rles[i] for i in indices], size, where)
             target = masks if target is None else target | masks  # keeps the decoder's memory layout
         return np.zeros((len(indices), *size), dtype=bool) if target is None else target
+
+    def object_masks(self, video: str, exp_id: str, indices: Sequence[int]) -> np.ndarray:
+        self._require_masks()
+        v = self.video(video)
+        exp = v.expressions[exp_id]
+        size = self.frame_size(video)
+        out = np.zeros((len(exp.anno_ids), len(indices), *size), dtype=bool)
+        for k, anno_id in enumerate(exp.anno_ids):
+            rles = self._rles(v, exp, anno_id)
+            where = f"{self.mask_path}, anno_id {anno_id} (video {video!r})"
+            out[k] = rle.decode_many([rles[i] for i in indices], size, where)
+        return out
 
     @functools.lru_cache(maxsize=64)
     def object_runs(self, video: str, anno_id: str) -> list[np.ndarray | None]:
@@ -243,6 +259,12 @@ class YTVOSSplit(ReferringSplit):
             raise DataError(f"video {video!r}, expression {exp_id!r}: obj_id {exp.anno_ids} is not an integer") from None
         target = [np.isin(self.annotation(video, i), ids) for i in indices]
         return np.stack(target) if target else np.zeros((0, *self.frame_size(video)), dtype=bool)
+
+    def object_masks(self, video: str, exp_id: str, indices: Sequence[int]) -> np.ndarray:
+        self._require_masks()
+        exp = self.video(video).expressions[exp_id]
+        labels = [self.annotation(video, i) for i in indices]
+        return np.stack([np.stack([lab == int(a) for lab in labels]) for a in exp.anno_ids])
 
 
 def open_split(split_dir: str | os.PathLike) -> ReferringSplit:

@@ -1,0 +1,79 @@
+"""The synthetic learning benchmark: train the tiny conv-CLIP model on the synthetic motion benchmark on this
+machine's CPU for a fixed time, score it on valid_u by expression kind, and do the same for the control model
+whose video query decoder sees one frame at a time (its temporal path removed).
+
+    python benchmarks/synth_learning.py [--minutes 10] [--out benchmarks/results/synth_learning.json]
+
+Goals (issue 4): J&F >= 0.85 overall and >= 0.75 on motion-decided expressions within 10 minutes of training;
+the per-frame control must fall well below on motion-decided expressions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from rvos.config import load_config
+from rvos.engine.run import train
+
+VARIANTS = {
+    "temporal (the model)": [],
+    "per-frame control (no temporal path)": ["model.video_decoder.temporal=false"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--work", type=Path, default=Path("runs/synth_learning"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "synth_learning.json")
+    parser.add_argument("--only", choices=list(VARIANTS), help="run one variant")
+    args = parser.parse_args()
+    data = args.work / "data"
+    rows = {}
+    for name, overrides in VARIANTS.items():
+        if args.only and name != args.only:
+            continue
+        run_dir = args.work / ("temporal" if not overrides else "per_frame")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cfg = load_config("vlm_tiny_synth", [f"data.root={data}", f"train.max_minutes={args.minutes}", *overrides])
+        start = time.perf_counter()
+        summary = train(cfg, run_dir, progress=False)
+        scores = summary["eval"]
+        rows[name] = {
+            "J&F": scores["J&F"], "J": scores["J"], "F": scores["F"],
+            "by_kind": {k: v["J&F"] for k, v in scores["by_kind"].items()},
+            "steps": summary["steps"], "train_minutes": round(summary["train_seconds"] / 60, 2),
+            "wall_minutes_with_eval": round((time.perf_counter() - start) / 60, 2),
+        }
+        print(name, json.dumps(rows[name]))
+    record = {
+        "benchmark": "synth_learning",
+        "config": "vlm_tiny_synth",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "threads": torch.get_num_threads(),
+        "minutes": args.minutes,
+        "results": rows,
+    }
+    previous = json.loads(args.out.read_text()) if args.out.is_file() and args.only else {}
+    if previous:
+        previous["results"].update(rows)
+        record["results"] = previous["results"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    kinds = sorted({k for r in record["results"].values() for k in r["by_kind"]})
+    print("| model | J&F | " + " | ".join(kinds) + " | steps | minutes |")
+    for name, r in record["results"].items():
+        print(f"| {name} | {r['J&F']:.3f} | " + " | ".join(f"{r['by_kind'].get(k, 0):.3f}" for k in kinds)
+              + f" | {r['steps']} | {r['train_minutes']} |")
+
+
+if __name__ == "__main__":
+    main()

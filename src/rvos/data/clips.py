@@ -1,0 +1,101 @@
+"""Training clips: a seeded, endless stream of (frames, objects, sentence) samples drawn from a split.
+
+The stream is indexed by a global position: position p is sample ``perm_e[p mod N]`` of epoch ``e = p // N``
+(a seeded permutation per epoch), and its frame sampling and augmentation draw from a generator seeded by
+``(seed, p)``. Step s of training with a global batch B consumes positions s*B .. s*B+B-1, however they are split
+over processes and gradient-accumulation micro-batches, so a run is the same with 1 or N processes and resumes
+exactly from any step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from rvos.data.sampling import sample_indices
+from rvos.data.schema import normalize_text
+from rvos.data.splits import ReferringSplit
+from rvos.data.transforms import ClipTransform
+from rvos.errors import DataError
+
+
+class ClipDataset(Dataset):
+    def __init__(self, split: ReferringSplit, num_frames: int, sampling: str, frame_range: int,
+                 transform: ClipTransform, seed: int = 0):
+        if not split.has_masks:
+            raise DataError(f"{split.split_dir} has no masks: it cannot be trained on")
+        self.split = split
+        self.samples = [(v, e) for v, e in split.samples() if normalize_text(split.video(v).expressions[e].text)]
+        if not self.samples:
+            raise DataError(f"{split.split_dir} has no expressions to train on")
+        self.num_frames, self.sampling, self.frame_range = num_frames, sampling, frame_range
+        self.transform = transform
+        self.seed = seed
+
+    def __len__(self) -> int:  # one epoch; positions beyond it index later epochs
+        return len(self.samples)
+
+    def sample_at(self, position: int) -> tuple[str, str]:
+        epoch, offset = divmod(position, len(self.samples))
+        perm = np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.samples))
+        return self.samples[perm[offset]]
+
+    def __getitem__(self, position: int) -> dict:
+        rng = np.random.default_rng([self.seed, 2, position])
+        video, exp_id = self.sample_at(position)
+        v = self.split.video(video)
+        indices = sample_indices(self.sampling, len(v), self.num_frames, self.frame_range, rng)
+        frames = self.split.read_frames(video, indices)
+        objects = self.split.object_masks(video, exp_id, indices)  # (N, T, H, W)
+        n, t_len = objects.shape[:2]
+        text = normalize_text(v.expressions[exp_id].text)
+        flat = objects.reshape(n * t_len, *objects.shape[2:]) if n else None
+        frames, flat, text = self.transform(frames, flat, text, rng)
+        objects = (flat.reshape(n, t_len, *flat.shape[1:]) if n
+                   else np.zeros((0, t_len, *frames.shape[1:3]), dtype=bool))
+        objects = objects[objects.reshape(n, -1).any(axis=1)] if n else objects  # objects absent from every frame
+        return {
+            "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # (T, 3, H, W) uint8
+            "objects": torch.from_numpy(np.ascontiguousarray(objects)),  # (N, T, H, W) bool
+            "text": text,
+            "position": position,
+        }
+
+
+def collate(items: list[dict]) -> dict:
+    """Pad frames and masks at the bottom / right to the largest size in the batch."""
+    h = max(it["frames"].shape[-2] for it in items)
+    w = max(it["frames"].shape[-1] for it in items)
+    frames = torch.zeros(len(items), items[0]["frames"].shape[0], 3, h, w, dtype=torch.uint8)
+    objects = []
+    for i, it in enumerate(items):
+        fh, fw = it["frames"].shape[-2:]
+        frames[i, :, :, :fh, :fw] = it["frames"]
+        obj = torch.zeros(it["objects"].shape[0], it["objects"].shape[1], h, w, dtype=torch.bool)
+        obj[..., :fh, :fw] = it["objects"]
+        objects.append(obj)
+    return {"frames": frames, "objects": objects, "texts": [it["text"] for it in items],
+            "positions": [it["position"] for it in items]}
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Positions of this process's micro-batches, step after step from ``start_step``: step s holds global
+    positions s*B .. s*B+B-1, cut into ``accumulation`` micro-batches and then across ``world_size`` processes."""
+
+    def __init__(self, batch_size: int, accumulation: int, rank: int, world_size: int, start_step: int = 0,
+                 num_steps: int | None = None):
+        per = batch_size // (accumulation * world_size)
+        if per * accumulation * world_size != batch_size:
+            raise DataError(f"train.batch_size {batch_size} must be divisible by train.accumulation x processes "
+                            f"({accumulation} x {world_size})")
+        self.batch_size, self.accumulation, self.rank, self.world_size = batch_size, accumulation, rank, world_size
+        self.per, self.start_step, self.num_steps = per, start_step, num_steps
+
+    def __iter__(self):
+        step = self.start_step
+        while self.num_steps is None or step < self.start_step + self.num_steps:
+            for micro in range(self.accumulation):
+                first = step * self.batch_size + micro * (self.batch_size // self.accumulation) + self.rank * self.per
+                yield list(range(first, first + self.per))
+            step += 1

@@ -1,0 +1,56 @@
+"""Optimizer and learning-rate schedule from the train config."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from rvos.config import TrainConfig
+
+
+def effective_lr(cfg: TrainConfig) -> float:
+    """``lr``, scaled by batch_size / base_batch_size when the linear scaling rule is on."""
+    return cfg.lr * cfg.batch_size / cfg.base_batch_size if cfg.scale_lr else cfg.lr
+
+
+TEXT_TOWER = ("backbone.clip.token_embedding", "backbone.clip.positional_embedding", "backbone.clip.transformer.",
+              "backbone.clip.ln_final", "backbone.clip.text_projection")
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on norms, biases and embeddings (as Mask2Former); a trainable backbone at
+    ``lr * backbone_lr_mult``, its text tower at ``lr * text_lr_mult``."""
+    lr = effective_lr(cfg)
+    embeddings = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)}
+    groups: dict[tuple[str, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = p.ndim <= 1 or id(p) in embeddings or name.endswith(("positional_embedding", "level_embed"))
+        part = "text" if name.startswith(TEXT_TOWER) else "backbone" if name.startswith("backbone.") else "head"
+        groups.setdefault((part, no_decay), []).append(p)
+    mult = {"head": 1.0, "backbone": cfg.backbone_lr_mult, "text": cfg.text_lr_mult}
+    order = {"head": 0, "backbone": 1, "text": 2}
+    params = [{"params": ps, "lr": lr * mult[part], "weight_decay": 0.0 if no_decay else cfg.weight_decay}
+              for (part, no_decay), ps in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))]
+    for g in params:
+        g["initial_lr"] = g["lr"]
+    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of the initial learning rate at ``step``: linear warm-up, then step / cosine / constant."""
+    if cfg.warmup_iters and step < cfg.warmup_iters:
+        return (step + 1) / cfg.warmup_iters
+    if cfg.schedule == "cosine":
+        span = max(cfg.iterations - cfg.warmup_iters, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(step - cfg.warmup_iters, span) / span))
+    if cfg.schedule == "step":
+        return cfg.gamma ** sum(step >= int(f * cfg.iterations) for f in cfg.steps)
+    return 1.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))

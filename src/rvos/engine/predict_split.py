@@ -1,0 +1,71 @@
+"""Predict every expression of a split into ``OUT/<video>/<exp_id>/<frame>.png`` (the layout ``rvos eval``
+reads).
+
+Each video's masks are written into a hidden folder and renamed into place when the video is complete, so an
+interrupted or failed run leaves only complete videos; a video whose predictions are all present is skipped
+(run again to finish an interrupted split). A video that cannot be read is reported and skipped, the others are
+still predicted, and the run ends with an error listing the failures. An expression with an empty sentence gets
+empty masks (and a warning): evaluation still needs a prediction for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from tqdm import tqdm
+
+from rvos.data.frames import write_mask_png
+from rvos.data.schema import normalize_text
+from rvos.data.splits import open_split
+from rvos.engine.inference import Predictor, split_source
+from rvos.errors import DataError, RvosError
+
+log = logging.getLogger(__name__)
+
+
+def _complete(out: Path, video) -> bool:
+    return all((out / video.name / e / f"{f}.png").is_file() for e in video.expressions for f in video.frames)
+
+
+def predict_split(predictor: Predictor, split_dir: str | os.PathLike, out: str | os.PathLike,
+                  overwrite: bool = False, progress: bool = True, videos: list[str] | None = None) -> int:
+    """Returns the number of videos predicted (skipped complete ones not counted)."""
+    split = open_split(split_dir)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = videos if videos is not None else list(split.videos)
+    failures, done = [], 0
+    for name in tqdm(names, desc="infer", unit="video", disable=not progress, leave=False):
+        video = split.video(name)
+        if not overwrite and _complete(out, video):
+            continue
+        empty = [e for e, x in video.expressions.items() if not normalize_text(x.text)]
+        if empty:
+            log.warning("video %s: expressions %s have empty sentences; their masks are empty", name, empty)
+        tmp = out / f".{name}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        exp_ids = list(video.expressions)
+        try:
+            for frame in predictor.predict(split_source(split, name), [video.expressions[e].text for e in exp_ids]):
+                frame_name = video.frames[frame.index]
+                for k, exp_id in enumerate(exp_ids):
+                    write_mask_png(tmp / exp_id / f"{frame_name}.png", frame.masks[k])
+        except DataError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            failures.append(f"  {name}: {exc}")
+            log.error("video %s skipped: %s", name, exc)
+            continue
+        for exp_id in exp_ids:  # expressions of a video with no frames written (none) still get a folder
+            (tmp / exp_id).mkdir(parents=True, exist_ok=True)
+        final = out / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        done += 1
+    if failures:
+        raise RvosError(f"{len(failures)} of {len(names)} videos could not be predicted (the others are in {out}):\n"
+                        + "\n".join(failures))
+    return done

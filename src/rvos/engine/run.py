@@ -1,0 +1,165 @@
+"""``rvos train``: build everything a run needs from its config, then hand it to the :class:`Trainer`.
+
+A run folder holds ``config.json`` (the resolved config), ``run.json`` (processes, effective batch size and
+learning rate), ``metrics.jsonl``, ``tensorboard/``, ``checkpoints/step_N/`` with ``last_checkpoint`` naming the
+newest complete one, and ``eval/step_N/`` (predictions and scores).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch.utils.data import DataLoader
+
+import rvos
+from rvos.config import Config
+from rvos.data.clips import ClipDataset, StepBatches, collate
+from rvos.data.splits import open_split
+from rvos.data.synth.generate import read_spec, write_benchmark
+from rvos.data.transforms import ClipTransform
+from rvos.engine import distributed
+from rvos.engine.checkpoint import MODEL_FILE, last_checkpoint, load_state, read_config, set_rng_state
+from rvos.engine.hooks import CheckpointHook, EvalHook, LogHook, TimeLimitHook
+from rvos.engine.inference import Predictor
+from rvos.engine.optim import build_optimizer, build_scheduler, effective_lr
+from rvos.engine.predict_split import predict_split
+from rvos.engine.trainer import Trainer
+from rvos.errors import ConfigError, DataError, RvosError
+from rvos.eval.evaluate import evaluate
+from rvos.fileio import write_json
+from rvos.models.build import build_model
+
+log = logging.getLogger(__name__)
+
+
+def prepare_data(cfg: Config, progress: bool = True) -> Path:
+    """The dataset root; a synthetic benchmark named by ``data.synth`` is generated there when absent."""
+    if not cfg.data.root:
+        raise ConfigError("data.root is not set: pass data.root=DIR (the folder holding the splits)")
+    root = Path(cfg.data.root)
+    spec = cfg.data.synth
+    if spec is not None:
+        existing = read_spec(root)
+        if existing is None:
+            if (root / cfg.data.train_split).exists():
+                raise DataError(f"{root} holds a {cfg.data.train_split}/ split but no synth.json: it is not a "
+                                "synthetic benchmark rvos generated; choose another data.root")
+            log.info("generating the synthetic benchmark into %s", root)
+            write_benchmark(root, spec, progress=progress)
+        elif existing != spec:
+            log.warning("%s holds a synthetic benchmark with other settings than data.synth (%s); using it as it is",
+                        root, existing)
+    if not (root / cfg.data.train_split).is_dir():
+        raise DataError(f"{root / cfg.data.train_split} does not exist: set data.root to the folder holding the "
+                        f"'{cfg.data.train_split}' split")
+    return root
+
+
+def eval_fn(cfg: Config, device, progress: bool):
+    """(model, out_dir) -> EvalResult on ``data.eval_split``."""
+
+    def run(model, out_dir: Path):
+        split_dir = Path(cfg.data.root) / cfg.data.eval_split
+        was_training = model.training
+        predict_split(Predictor(model, cfg, device), split_dir, out_dir / "pred", progress=progress)
+        model.train(was_training)
+        result = evaluate(split_dir, out_dir / "pred", workers=1, progress=False)
+        write_json(out_dir / "scores.json", result.to_json(), indent=1)
+        return result
+
+    return run
+
+
+def train(cfg: Config | None, run_dir: str | os.PathLike, resume: bool = False, device: str | None = None,
+          progress: bool = True) -> dict:
+    """Train ``cfg`` into ``run_dir`` (or continue the run there with ``resume``). Returns a summary."""
+    run_dir = Path(run_dir)
+    d = distributed.setup(device)
+    try:
+        return _train(cfg, run_dir, resume, d, progress)
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
+    ckpt = last_checkpoint(run_dir) if run_dir.is_dir() else None
+    if resume:
+        if ckpt is None:
+            raise RvosError(f"{run_dir} holds no checkpoint to resume from")
+        saved = read_config(run_dir)
+        if cfg is not None and cfg != saved:
+            raise ConfigError(f"--resume continues {run_dir} with its own config; drop --config and overrides")
+        cfg = saved
+    elif ckpt is not None or (run_dir / "metrics.jsonl").exists():
+        raise RvosError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
+    if cfg is None:
+        raise ConfigError("--config is required to start a run")
+    tc = cfg.train
+    if tc.batch_size % (tc.accumulation * d.world_size):
+        raise ConfigError(f"train.batch_size {tc.batch_size} must be divisible by train.accumulation x processes "
+                          f"({tc.accumulation} x {d.world_size})")
+    if d.is_main:
+        prepare_data(cfg, progress)
+    distributed.barrier(d)
+    root = Path(cfg.data.root)
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", {"rvos_version": rvos.__version__, "config": cfg.to_dict()}, indent=1)
+        write_json(run_dir / "run.json", {
+            "processes": d.world_size, "device": d.device.type, "accumulation": tc.accumulation,
+            "clips_per_process_step": tc.batch_size // (tc.accumulation * d.world_size),
+            "effective_batch_size": tc.batch_size, "lr": effective_lr(cfg.train),
+            "lr_scaled": tc.scale_lr, "base_batch_size": tc.base_batch_size}, indent=1)
+    torch.manual_seed(tc.seed)
+    np.random.seed(tc.seed)
+    random.seed(tc.seed)
+    model = build_model(cfg.model).to(d.device)
+    optimizer = build_optimizer(model, tc)
+    scheduler = build_scheduler(optimizer, tc)
+    start_step, train_seconds = 0, 0.0
+    if resume:
+        safetensors.torch.load_model(model, str(ckpt / MODEL_FILE), strict=True, device=str(d.device))
+        state = load_state(ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start_step, train_seconds = state["step"], state.get("train_seconds", 0.0)
+        log.info("resuming %s from step %d", run_dir, start_step)
+    if start_step >= tc.iterations:
+        raise RvosError(f"{run_dir} already finished its {tc.iterations} iterations")
+    if d.enabled:
+        kwargs = {"device_ids": [d.device.index]} if d.device.type == "cuda" else {}
+        wrapped = torch.nn.parallel.DistributedDataParallel(model, **kwargs)
+    else:
+        wrapped = model
+    dc = cfg.data
+    transform = ClipTransform(dc.short_side, dc.max_long_side, dc.flip_prob, dc.brightness, dc.contrast, dc.saturation)
+    dataset = ClipDataset(open_split(root / dc.train_split), dc.num_frames, dc.sampling, dc.frame_range, transform,
+                          seed=tc.seed)
+    sampler = StepBatches(tc.batch_size, tc.accumulation, d.rank, d.world_size, start_step,
+                          num_steps=tc.iterations - start_step)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=dc.workers, collate_fn=collate,
+                        persistent_workers=dc.workers > 0, pin_memory=d.device.type == "cuda")
+    trainer = Trainer(wrapped, optimizer, scheduler, iter(loader), cfg, d, run_dir, start_step)
+    trainer.train_seconds = train_seconds
+    hooks = [CheckpointHook(tc.checkpoint_period)]
+    eval_hook = None
+    if (root / dc.eval_split).is_dir():
+        eval_hook = EvalHook(tc.eval_period, eval_fn(cfg, d.device, progress))
+        hooks.append(eval_hook)
+    if tc.max_minutes > 0:
+        hooks.append(TimeLimitHook(tc.max_minutes))
+    hooks.append(LogHook(tc.log_period, progress))
+    trainer.register_hooks(hooks)
+    trainer.train()
+    summary = {"run_dir": str(run_dir), "steps": trainer.step + 1, "train_seconds": round(trainer.train_seconds, 1),
+               "stopped": trainer.stop_reason or "finished", "checkpoint": str(last_checkpoint(run_dir))}
+    if eval_hook is not None and eval_hook.results:
+        summary["eval"] = eval_hook.results[max(eval_hook.results)]
+    return summary

@@ -1,0 +1,134 @@
+"""The training loop: small, with everything else in hooks (as detectron2's ``TrainerBase``).
+
+``Trainer.train`` runs ``before_train``, then per step ``before_step`` / ``run_step`` / ``after_step``, then
+``after_train`` on every hook. ``run_step`` takes the step's micro-batches (gradient accumulation), runs the
+model and its loss, checks the loss is finite on every process, clips the gradient and steps the optimizer
+and the schedule. Checkpoints, logs, evaluation and time limits are hooks (:mod:`rvos.engine.hooks`); a method
+plugs in by providing a model with ``forward``, ``loss`` and ``tokenize``, never a branch here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rvos.config import Config
+from rvos.engine.distributed import Dist, all_reduce_mean, broadcast_flag
+from rvos.errors import RvosError
+
+
+class NonFiniteLoss(RvosError):
+    """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+class HookBase:
+    trainer: "Trainer"
+
+    def before_train(self) -> None: ...
+
+    def after_train(self) -> None: ...
+
+    def before_step(self) -> None: ...
+
+    def after_step(self) -> None: ...
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, batches, cfg: Config,
+                 dist: Dist, run_dir: Path, start_step: int = 0):
+        self.model = model  # maybe wrapped in DistributedDataParallel
+        self.core = getattr(model, "module", model)
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.batches = batches  # iterator of micro-batches, in step order
+        self.cfg, self.dist, self.run_dir = cfg, dist, run_dir
+        self.start_step = self.step = start_step
+        self.max_iter = cfg.train.iterations
+        self.hooks: list[HookBase] = []
+        self.scalars: dict[str, float] = {}  # the last step's loss parts, lr, timings (for the hooks)
+        self.stop_reason: str | None = None  # set by a hook to end training after the current step
+        self.train_seconds = 0.0
+        self.failed = False  # training raised: hooks must not save its state as a good checkpoint
+
+    def register_hooks(self, hooks: list[HookBase]) -> None:
+        for h in hooks:
+            h.trainer = self
+        self.hooks.extend(hooks)
+
+    def train(self) -> None:
+        for h in self.hooks:
+            h.before_train()
+        try:
+            for self.step in range(self.start_step, self.max_iter):
+                for h in self.hooks:
+                    h.before_step()
+                self.run_step()
+                for h in self.hooks:
+                    h.after_step()
+                if self.stop_reason:
+                    break
+            else:
+                self.step = self.max_iter - 1
+        except BaseException:
+            self.failed = True
+            raise
+        finally:
+            for h in self.hooks:
+                h.after_train()
+
+    def _autocast(self):
+        if self.dist.device.type == "cuda" and self.cfg.train.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def run_step(self) -> None:
+        start = time.perf_counter()
+        tc = self.cfg.train
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, torch.Tensor] = {}
+        data_seconds = 0.0
+        for micro in range(tc.accumulation):
+            t0 = time.perf_counter()
+            batch = next(self.batches)
+            data_seconds += time.perf_counter() - t0
+            device = self.dist.device
+            frames = batch["frames"].to(device, non_blocking=True).float().div_(255)
+            targets = [o.to(device, non_blocking=True) for o in batch["objects"]]
+            tokens = self.core.tokenize(batch["texts"]).to(device)
+            last = micro == tc.accumulation - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
+            with sync:
+                with self._autocast():
+                    outputs = self.model(frames, tokens)
+                    losses = self.core.loss(outputs, targets)
+                loss = sum(losses.values())
+                (loss / tc.accumulation).backward()
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + v.detach().float() / tc.accumulation
+        total = sum(totals.values())
+        if broadcast_flag(not math.isfinite(float(total)), self.dist):
+            raise NonFiniteLoss(
+                f"the loss became {float(total)} at step {self.step} (parts: "
+                + ", ".join(f"{k}={float(v):.3g}" for k, v in totals.items() if not math.isfinite(float(v)))
+                + "); training stopped and the last good checkpoint is kept. Lower train.lr or raise "
+                "train.warmup_iters, then resume with --resume"
+            )
+        grad_norm = None
+        if tc.grad_clip > 0:
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        reduced = {k: float(all_reduce_mean(v, self.dist)) for k, v in totals.items()}
+        self.scalars = {"loss": sum(reduced.values()), **{f"loss/{k}": v for k, v in reduced.items()},
+                        "lr": self.optimizer.param_groups[0]["lr"], "data_seconds": data_seconds}
+        if grad_norm is not None:
+            self.scalars["grad_norm"] = grad_norm
+        elapsed = time.perf_counter() - start
+        self.train_seconds += elapsed
+        self.scalars["step_seconds"] = elapsed
