@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from rvos.config import TrainConfig
+from rvos.models.backbones.clip import TEXT_PARTS
 
 
 def effective_lr(cfg: TrainConfig) -> float:
@@ -15,8 +16,7 @@ def effective_lr(cfg: TrainConfig) -> float:
     return cfg.lr * cfg.batch_size / cfg.base_batch_size if cfg.scale_lr else cfg.lr
 
 
-TEXT_TOWER = ("backbone.clip.token_embedding", "backbone.clip.positional_embedding", "backbone.clip.transformer.",
-              "backbone.clip.ln_final", "backbone.clip.text_projection")
+TEXT_TOWER = tuple(f"backbone.clip.{part}" for part in TEXT_PARTS)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

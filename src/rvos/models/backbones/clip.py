@@ -30,6 +30,10 @@ from rvos.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
+TEXT_PARTS = ("token_embedding", "positional_embedding", "transformer.", "ln_final", "text_projection")
+# CLIP's pooled-image head and contrastive temperature: not on the path to rvos's features, so never trained
+# (a trainable parameter that gets no gradient stops DistributedDataParallel)
+UNUSED_PARTS = ("visual.head.", "visual.trunk.head.", "visual.attnpool.", "logit_scale", "logit_bias")
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
                 "model.safetensors", "pytorch_model.bin")
 
@@ -134,7 +138,7 @@ class CLIPBackbone(nn.Module):
     """Multi-scale image features and token / sentence text features from one OpenCLIP model."""
 
     def __init__(self, model_name: str, pretrained: str | None = None, frozen: bool = True,
-                 cache_dir: str | None = None, token_init_std: float | None = None):
+                 cache_dir: str | None = None, token_init_std: float | None = None, text_frozen: bool | None = None):
         super().__init__()
         try:
             with _quiet("open_clip", "root"):  # its "no pretrained weights loaded": rvos loads them itself
@@ -170,6 +174,12 @@ class CLIPBackbone(nn.Module):
         if frozen:
             self.clip.requires_grad_(False)
             self.clip.eval()
+        self.text_frozen = frozen if text_frozen is None else text_frozen
+        for name, p in self.clip.named_parameters():
+            if name.startswith(TEXT_PARTS):
+                p.requires_grad_(not self.text_frozen)
+            elif name.startswith(UNUSED_PARTS):
+                p.requires_grad_(False)
 
     def load_weights(self, path: Path) -> None:
         try:

@@ -35,6 +35,7 @@ class BackboneConfig:
     model: str = "convnext_large_d_320"  # open_clip model name
     pretrained: str | None = "laion2b_s29b_b131k_ft_soup"  # tag, hf-hub:org/repo, file, folder; null = random
     frozen: bool = True  # no gradients, eval mode (the report's setting)
+    text_frozen: bool | None = None  # the text tower alone (None: as ``frozen``)
     cache_dir: str | None = None  # Hugging Face cache folder (default: the hub's own)
     token_init_std: float | None = None  # re-initialise the token embeddings (text towers trained from scratch)
 
@@ -113,7 +114,7 @@ class VLMModel(nn.Module):
         c = cfg.hidden_dim
         b = cfg.backbone
         self.backbone = CLIPBackbone(b.model, b.pretrained, frozen=b.frozen, cache_dir=b.cache_dir,
-                                     token_init_std=b.token_init_std)
+                                     token_init_std=b.token_init_std, text_frozen=b.text_frozen)
         self.word_proj = nn.Linear(self.backbone.text_width, c)
         self.sentence_proj = nn.Linear(self.backbone.embed_dim, c)
         e = cfg.encoder
