@@ -34,6 +34,7 @@ class DataConfig:
     train_split: str = "train"
     eval_split: str = "valid_u"  # an annotated split for periodic evaluation
     num_frames: int = 8  # frames per training clip
+    expressions_per_clip: int = 1  # consecutive batch items sharing one sampled clip, with different sentences
     sampling: str = "global"  # "local": a reference frame and neighbours; "global": one frame per segment
     frame_range: int = 8  # local sampling: neighbours within this many frames of the reference
     short_side: int = 360
@@ -179,7 +180,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.sampling: expected 'local' or 'global', got {cfg.data.sampling!r}")
     if cfg.train.schedule not in ("step", "cosine", "constant"):
         raise ConfigError(f"train.schedule: expected 'step', 'cosine' or 'constant', got {cfg.train.schedule!r}")
-    for key in ("num_frames", "short_side", "max_long_side"):
+    for key in ("num_frames", "short_side", "max_long_side", "expressions_per_clip"):
         if getattr(cfg.data, key) < 1:
             raise ConfigError(f"data.{key} must be at least 1")
     for key in ("iterations", "batch_size", "accumulation", "base_batch_size"):

@@ -1,9 +1,15 @@
 """Training clips: a seeded, endless stream of (frames, objects, sentence) samples drawn from a split.
 
-The stream is indexed by a global position: position p is sample ``perm_e[p mod N]`` of epoch ``e = p // N``
-(a seeded permutation per epoch), and its frame sampling and augmentation draw from a generator seeded by
-``(seed, p)``. Step s of training with a global batch B consumes positions s*B .. s*B+B-1, however they are split
-over processes and gradient-accumulation micro-batches, so a run is the same with 1 or N processes and resumes
+The stream is indexed by a global position. With ``expressions_per_clip`` = 1, position p is expression
+``perm_e[p mod N]`` of epoch ``e = p // N`` (a seeded permutation of the split's N expressions per epoch), and its
+frame sampling and augmentation draw from a generator seeded by ``(seed, p)``. With k > 1, k consecutive
+positions form a group: one video (a seeded permutation of the videos per epoch), one sampled clip and one
+augmentation, and k different expressions of it, so the batch shows the same frames with different sentences and
+different targets; only the sentence can tell the model which is which, which is what teaches a model trained
+from scratch to read it.
+
+Step s of training with a global batch B consumes positions s*B .. s*B+B-1, however they are split over
+processes and gradient-accumulation micro-batches, so a run is the same with 1 or N processes and resumes
 exactly from any step.
 """
 
@@ -22,7 +28,7 @@ from rvos.errors import DataError
 
 class ClipDataset(Dataset):
     def __init__(self, split: ReferringSplit, num_frames: int, sampling: str, frame_range: int,
-                 transform: ClipTransform, seed: int = 0):
+                 transform: ClipTransform, seed: int = 0, expressions_per_clip: int = 1):
         if not split.has_masks:
             raise DataError(f"{split.split_dir} has no masks: it cannot be trained on")
         self.split = split
@@ -32,18 +38,29 @@ class ClipDataset(Dataset):
         self.num_frames, self.sampling, self.frame_range = num_frames, sampling, frame_range
         self.transform = transform
         self.seed = seed
+        self.group = expressions_per_clip
+        self.videos = sorted({v for v, _ in self.samples})
+        self.by_video = {v: [e for vv, e in self.samples if vv == v] for v in self.videos}
 
     def __len__(self) -> int:  # one epoch; positions beyond it index later epochs
         return len(self.samples)
 
-    def sample_at(self, position: int) -> tuple[str, str]:
-        epoch, offset = divmod(position, len(self.samples))
-        perm = np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.samples))
-        return self.samples[perm[offset]]
+    def sample_at(self, position: int) -> tuple[str, str, np.random.Generator]:
+        """(video, expression, the generator of its clip sampling and augmentation) at a global position."""
+        if self.group == 1:
+            epoch, offset = divmod(position, len(self.samples))
+            perm = np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.samples))
+            return (*self.samples[perm[offset]], np.random.default_rng([self.seed, 2, position]))
+        group, member = divmod(position, self.group)
+        epoch, offset = divmod(group, len(self.videos))
+        video = self.videos[np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.videos))[offset]]
+        expressions = self.by_video[video]
+        pick = np.random.default_rng([self.seed, 3, group]).permutation(len(expressions))
+        exp_id = expressions[pick[member % len(expressions)]]  # distinct while the video has enough of them
+        return video, exp_id, np.random.default_rng([self.seed, 2, group])
 
     def __getitem__(self, position: int) -> dict:
-        rng = np.random.default_rng([self.seed, 2, position])
-        video, exp_id = self.sample_at(position)
+        video, exp_id, rng = self.sample_at(position)
         v = self.split.video(video)
         indices = sample_indices(self.sampling, len(v), self.num_frames, self.frame_range, rng)
         frames = self.split.read_frames(video, indices)

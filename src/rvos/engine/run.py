@@ -141,11 +141,11 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
     dc = cfg.data
     transform = ClipTransform(dc.short_side, dc.max_long_side, dc.flip_prob, dc.brightness, dc.contrast, dc.saturation)
     dataset = ClipDataset(open_split(root / dc.train_split), dc.num_frames, dc.sampling, dc.frame_range, transform,
-                          seed=tc.seed)
+                          seed=tc.seed, expressions_per_clip=dc.expressions_per_clip)
     sampler = StepBatches(tc.batch_size, tc.accumulation, d.rank, d.world_size, start_step,
                           num_steps=tc.iterations - start_step)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=dc.workers, collate_fn=collate,
-                        persistent_workers=dc.workers > 0, pin_memory=d.device.type == "cuda")
+                        pin_memory=d.device.type == "cuda")
     trainer = Trainer(wrapped, optimizer, scheduler, iter(loader), cfg, d, run_dir, start_step)
     trainer.train_seconds = train_seconds
     hooks = [CheckpointHook(tc.checkpoint_period)]
@@ -157,7 +157,12 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
         hooks.append(TimeLimitHook(tc.max_minutes))
     hooks.append(LogHook(tc.log_period, progress))
     trainer.register_hooks(hooks)
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        # the loader's worker processes end here, not whenever the hooks' reference cycle is collected (maybe in
+        # a process forked later, where the iterator may not touch them)
+        trainer.batches = None
     summary = {"run_dir": str(run_dir), "steps": trainer.step + 1, "train_seconds": round(trainer.train_seconds, 1),
                "stopped": trainer.stop_reason or "finished", "checkpoint": str(last_checkpoint(run_dir))}
     if eval_hook is not None and eval_hook.results:
