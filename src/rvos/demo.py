@@ -53,9 +53,15 @@ def run_demo(out: str | os.PathLike = "demo", run: str | os.PathLike | None = No
              device: str | None = None, progress: bool = True, overrides: list[str] = ()) -> dict:
     """``overrides`` adjust the tiny config (the tests use a smaller benchmark)."""
     out = Path(out)
+    if minutes <= 0:
+        raise RvosError(f"--minutes must be positive, got {minutes:g}")
     if run is None:
         run_dir = out / "run"
+        # the cosine schedule is sized to end with the time budget on a 2-core CPU (about 100 steps a minute);
+        # a slower machine stops at the budget, a faster one finishes early
+        iterations = max(1, round(100 * minutes))
         cfg = load_config("vlm_tiny_synth", [f"data.root={out / 'data'}", f"train.max_minutes={minutes}",
+                                             f"train.iterations={iterations}",
                                              "data.eval_split=none", *overrides])
         if last_checkpoint(run_dir) is None:
             prepare_data(cfg, progress)
