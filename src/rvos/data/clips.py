@@ -5,8 +5,8 @@ The stream is indexed by a global position. With ``expressions_per_clip`` = 1, p
 frame sampling and augmentation draw from a generator seeded by ``(seed, p)``. With k > 1, k consecutive
 positions form a group: one video (a seeded permutation of the videos per epoch), one sampled clip and one
 augmentation, and k different expressions of it, so the batch shows the same frames with different sentences and
-different targets; only the sentence can tell the model which is which, which is what teaches a model trained
-from scratch to read it.
+different targets: only the sentence can tell the model which is which. (Meant to make a model trained from
+scratch read the sentence; on the synthetic benchmark it did not raise J&F, see benchmarks/results.)
 
 Step s of training with a global batch B consumes positions s*B .. s*B+B-1, however they are split over
 processes and gradient-accumulation micro-batches, so a run is the same with 1 or N processes and resumes
