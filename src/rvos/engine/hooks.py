@@ -18,14 +18,33 @@ from rvos.fileio import write_text
 log = logging.getLogger(__name__)
 
 
-class CheckpointHook(HookBase):
-    """Save every ``period`` steps and at the end (not after a failure: the last good checkpoint stays)."""
+class PeriodicHook(HookBase):
+    """Runs :meth:`run` every ``period`` steps (0: never) and once more at the end of training, unless training
+    failed, took no step, or the last step already ran it."""
 
     def __init__(self, period: int):
         self.period = period
-        self.saved_step = -1
+        self.last_step = -1  # the number of completed steps when run() last ran
 
-    def save(self) -> None:
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        if self.period and (self.trainer.step + 1) % self.period == 0:
+            self.run()
+            self.last_step = self.trainer.step + 1
+
+    def after_train(self) -> None:
+        t = self.trainer
+        if not t.failed and t.step + 1 > t.start_step and self.last_step != t.step + 1:
+            self.run()
+            self.last_step = t.step + 1
+
+
+class CheckpointHook(PeriodicHook):
+    """Save every ``period`` steps and at the end (not after a failure: the last good checkpoint stays)."""
+
+    def run(self) -> None:
         t = self.trainer
         done = t.step + 1  # steps completed
         if t.dist.is_main:
@@ -33,17 +52,7 @@ class CheckpointHook(HookBase):
                      "rng": rng_state(), "train_seconds": t.train_seconds}
             path = save_checkpoint(t.run_dir, done, t.core, t.cfg, state)
             log.info("saved %s", path)
-        self.saved_step = done
         barrier(t.dist)
-
-    def after_step(self) -> None:
-        if self.period and (self.trainer.step + 1) % self.period == 0:
-            self.save()
-
-    def after_train(self) -> None:
-        t = self.trainer
-        if not t.failed and t.step + 1 > t.start_step and self.saved_step != t.step + 1:
-            self.save()
 
 
 class LogHook(HookBase):
@@ -115,14 +124,13 @@ class TimeLimitHook(HookBase):
             log.info(t.stop_reason)
 
 
-class EvalHook(HookBase):
+class EvalHook(PeriodicHook):
     """Every ``period`` steps and at the end: predict the eval split with the model in training and score it
     (``RUN_DIR/eval/step_N/scores.json``, and J&F in metrics.jsonl)."""
 
     def __init__(self, period: int, evaluate_fn):
-        self.period = period
+        super().__init__(period)
         self.evaluate_fn = evaluate_fn  # (model, out_dir) -> EvalResult
-        self.last_step = -1
         self.results: dict[int, dict] = {}
 
     def run(self) -> None:
@@ -140,14 +148,4 @@ class EvalHook(HookBase):
                 if isinstance(h, LogHook) and h.bar is not None:
                     h.write(record)
             log.info("step %d: J&F %.4f on %s", step, result.JF, t.cfg.data.eval_split)
-        self.last_step = step
         barrier(t.dist)
-
-    def after_step(self) -> None:
-        if self.period and (self.trainer.step + 1) % self.period == 0:
-            self.run()
-
-    def after_train(self) -> None:
-        t = self.trainer
-        if not t.failed and self.last_step != t.step + 1 and t.step + 1 > t.start_step:
-            self.run()
