@@ -16,6 +16,7 @@ A video is a path (video file, GIF, folder of frames), a (T, H, W, 3) uint8 RGB 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -124,7 +125,7 @@ def predict_to_folder(segmenter: Segmenter, video, texts: Sequence[str], out: st
     per_frame = []
     try:
         writer = VideoWriter(tmp / "overlay.mp4", source.fps) if overlay_video else None
-        with writer if writer is not None else _nullcontext():
+        with writer if writer is not None else contextlib.nullcontext():
             frames = segmenter.stream(source, texts)
             for result in tqdm(frames, total=source.num_frames, desc="predict", unit="frame", disable=not progress,
                                leave=False):
@@ -150,10 +151,3 @@ def predict_to_folder(segmenter: Segmenter, video, texts: Sequence[str], out: st
         raise
     return summary
 
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

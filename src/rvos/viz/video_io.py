@@ -4,12 +4,12 @@ streamed frame by frame and written atomically."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from rvos.fileio import atomic_path
 
 
 class VideoWriter:
@@ -27,10 +27,8 @@ class VideoWriter:
         self.count = 0
 
     def __enter__(self) -> "VideoWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.kind, dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self._atomic = atomic_path(self.path)
+        self.tmp = self._atomic.__enter__()
         return self
 
     def append(self, frame: np.ndarray) -> None:
@@ -65,10 +63,10 @@ class VideoWriter:
                                         duration=int(1000 / self.fps), optimize=False)
                 elif self.count == 0:
                     raise ValueError("no frames to write")
-                shutil.move(str(self.tmp), self.path)
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
+        except BaseException as error:
+            self._atomic.__exit__(type(error), error, error.__traceback__)  # removes the temporary file
+            raise
+        self._atomic.__exit__(exc_type, exc, tb)  # in place when complete, else removed
 
 def write_video(path: str | os.PathLike, frames, fps: float = 10.0) -> Path:
     with VideoWriter(path, fps) as w:
