@@ -103,13 +103,12 @@ def predict_to_folder(segmenter: Segmenter, video, texts: Sequence[str], out: st
     The video streams through in windows, so long videos use bounded memory. Everything is written into a hidden
     folder beside ``OUT`` and renamed into place when complete: a failure leaves no half-written output, and an
     existing ``OUT`` is replaced only with ``overwrite`` (and only once the new one is complete)."""
-    import json
-    import shutil
     from pathlib import Path
 
     from tqdm import tqdm
 
     from rvos.data.frames import write_mask_png
+    from rvos.fileio import atomic_folder, write_json
     from rvos.viz.overlay import overlay, palette
     from rvos.viz.video_io import VideoWriter
 
@@ -118,12 +117,10 @@ def predict_to_folder(segmenter: Segmenter, video, texts: Sequence[str], out: st
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DataError(f"{out} already exists and is not empty: choose another --out or pass --overwrite")
     source = Segmenter.source(video)  # reads the video's header now: a bad video fails before anything is written
-    tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
     folders = [f"{k}_{_slug(t)}" for k, t in enumerate(texts)]
     colors = palette(len(texts))
     per_frame = []
-    try:
+    with atomic_folder(out) as tmp:
         writer = VideoWriter(tmp / "overlay.mp4", source.fps) if overlay_video else None
         with writer if writer is not None else contextlib.nullcontext():
             frames = segmenter.stream(source, texts)
@@ -142,12 +139,6 @@ def predict_to_folder(segmenter: Segmenter, video, texts: Sequence[str], out: st
                           for k, (t, f, c) in enumerate(zip(texts, folders, colors))],
             "scores": per_frame,
         }
-        (tmp / "result.json").write_text(json.dumps(summary, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(tmp / "result.json", summary, indent=1)
     return summary
 

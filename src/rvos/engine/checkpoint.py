@@ -22,7 +22,7 @@ from torch import nn
 import rvos
 from rvos.config import Config, config_from_dict
 from rvos.errors import CheckpointError, ConfigError
-from rvos.fileio import atomic_path, write_json, write_text
+from rvos.fileio import atomic_folder, atomic_path, write_json, write_text
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -120,16 +120,13 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: nn.Module, cfg
     run_dir = Path(run_dir)
     ckpts = run_dir / "checkpoints"
     name = f"step_{step:07d}"
-    tmp = ckpts / f".{name}.partial"
     for stale in ckpts.glob(".step_*.partial") if ckpts.is_dir() else []:  # left by a save that was killed
         shutil.rmtree(stale, ignore_errors=True)
-    save_model(tmp, model, cfg)
-    with atomic_path(tmp / STATE_FILE) as path:
-        torch.save(state, path)
     final = ckpts / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_folder(final) as tmp:
+        save_model(tmp, model, cfg)
+        with atomic_path(tmp / STATE_FILE) as path:
+            torch.save(state, path)
     write_text(run_dir / POINTER_FILE, name + "\n")
     done = sorted(p for p in ckpts.iterdir() if p.is_dir() and p.name.startswith("step_"))
     for old in done[:-keep] if keep > 0 else []:

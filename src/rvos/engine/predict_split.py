@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,6 +21,7 @@ from rvos.data.schema import normalize_text
 from rvos.data.splits import open_split
 from rvos.engine.inference import Predictor, split_source
 from rvos.errors import DataError, RvosError
+from rvos.fileio import atomic_folder
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +45,20 @@ def predict_split(predictor: Predictor, split_dir: str | os.PathLike, out: str |
         empty = [e for e, x in video.expressions.items() if not normalize_text(x.text)]
         if empty:
             log.warning("video %s: expressions %s have empty sentences; their masks are empty", name, empty)
-        tmp = out / f".{name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
         exp_ids = list(video.expressions)
         try:
-            for frame in predictor.predict(split_source(split, name), [video.expressions[e].text for e in exp_ids]):
-                frame_name = video.frames[frame.index]
-                for k, exp_id in enumerate(exp_ids):
-                    write_mask_png(tmp / exp_id / f"{frame_name}.png", frame.masks[k])
+            with atomic_folder(out / name) as tmp:
+                for exp_id in exp_ids:
+                    (tmp / exp_id).mkdir()
+                texts = [video.expressions[e].text for e in exp_ids]
+                for frame in predictor.predict(split_source(split, name), texts):
+                    frame_name = video.frames[frame.index]
+                    for k, exp_id in enumerate(exp_ids):
+                        write_mask_png(tmp / exp_id / f"{frame_name}.png", frame.masks[k])
         except DataError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
             failures.append(f"  {name}: {exc}")
             log.error("video %s skipped: %s", name, exc)
             continue
-        for exp_id in exp_ids:  # expressions of a video with no frames written (none) still get a folder
-            (tmp / exp_id).mkdir(parents=True, exist_ok=True)
-        final = out / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
         done += 1
     if failures:
         raise RvosError(f"{len(failures)} of {len(names)} videos could not be predicted (the others are in {out}):\n"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from rvos.data.frames import write_frame
 from rvos.data.synth.language import make_expressions
 from rvos.data.synth.scene import make_objects, render
 from rvos.errors import DataError
-from rvos.fileio import write_json
+from rvos.fileio import atomic_folder, write_json
 
 log = logging.getLogger(__name__)
 
@@ -81,38 +80,32 @@ def make_video(spec: SynthSpec, split: str, index: int):
 
 
 def _write_split(spec: SynthSpec, out: Path, split: str, progress: bool) -> None:
-    tmp = out / f".{split}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    videos, mask_dict = {}, {}
-    anno_id = 0
-    with_masks = split != "valid"
-    for index in tqdm(range(spec.count(split)), desc=f"synth {split}", disable=not progress, leave=False):
-        name = f"{split}_{index:05d}"
-        frames, objects, masks, expressions = make_video(spec, split, index)
-        frame_names = [f"{t:05d}" for t in range(spec.frames)]
-        for t, frame in enumerate(frames):
-            write_frame(tmp / "JPEGImages" / name / f"{frame_names[t]}.jpg", frame, quality=92)
-        anno_of = {}
-        for k, obj in enumerate(objects):
-            anno_of[obj.obj_id] = anno_id
-            mask_dict[str(anno_id)] = [rle.encode(m) if m.any() else None for m in masks[k]]
-            anno_id += 1
-        exps = {}
-        for e, exp in enumerate(expressions):
-            entry = {"exp": exp.text}
-            if with_masks:
-                entry |= {"obj_id": list(exp.obj_ids), "anno_id": [anno_of[o] for o in exp.obj_ids]}
-            entry["kind"] = exp.kind
-            exps[str(e)] = entry
-        videos[name] = {"expressions": exps, "vid_id": index, "frames": frame_names}
-    tmp.mkdir(parents=True, exist_ok=True)
-    write_json(tmp / "meta_expressions.json", {"videos": videos})
-    if with_masks:
-        write_json(tmp / "mask_dict.json", mask_dict)
-    final = out / split
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_folder(out / split) as tmp:
+        videos, mask_dict = {}, {}
+        anno_id = 0
+        with_masks = split != "valid"
+        for index in tqdm(range(spec.count(split)), desc=f"synth {split}", disable=not progress, leave=False):
+            name = f"{split}_{index:05d}"
+            frames, objects, masks, expressions = make_video(spec, split, index)
+            frame_names = [f"{t:05d}" for t in range(spec.frames)]
+            for t, frame in enumerate(frames):
+                write_frame(tmp / "JPEGImages" / name / f"{frame_names[t]}.jpg", frame, quality=92)
+            anno_of = {}
+            for k, obj in enumerate(objects):
+                anno_of[obj.obj_id] = anno_id
+                mask_dict[str(anno_id)] = [rle.encode(m) if m.any() else None for m in masks[k]]
+                anno_id += 1
+            exps = {}
+            for e, exp in enumerate(expressions):
+                entry = {"exp": exp.text}
+                if with_masks:
+                    entry |= {"obj_id": list(exp.obj_ids), "anno_id": [anno_of[o] for o in exp.obj_ids]}
+                entry["kind"] = exp.kind
+                exps[str(e)] = entry
+            videos[name] = {"expressions": exps, "vid_id": index, "frames": frame_names}
+        write_json(tmp / "meta_expressions.json", {"videos": videos})
+        if with_masks:
+            write_json(tmp / "mask_dict.json", mask_dict)
 
 
 def write_benchmark(out: str | os.PathLike, spec: SynthSpec, overwrite: bool = False, progress: bool = True) -> Path:
