@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from rvos import Segmenter
 from rvos.cli import main

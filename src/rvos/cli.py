@@ -99,8 +99,6 @@ def cmd_train(args) -> None:
         print(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['stopped']}); "
               f"checkpoint: {summary['checkpoint']}")
         if "eval" in summary:
-            from rvos.eval.evaluate import EvalResult
-
             scores = summary["eval"]
             print(f"eval: J&F {scores['J&F']:.4f}   J {scores['J']:.4f}   F {scores['F']:.4f}")
             for kind, s in scores["by_kind"].items():

@@ -1,4 +1,3 @@
-import numpy as np
 import torch
 
 from rvos.data.clips import ClipDataset, StepBatches, collate
