@@ -16,16 +16,17 @@ from pathlib import Path
 from rvos.errors import ConfigError, DataError, RvosError
 
 
-def _print_eval(result) -> None:
+def _print_eval(scores: dict) -> None:
+    """J, F and J&F, overall and by kind, from an evaluation's JSON form (``EvalResult.to_json()``)."""
     out = sys.stdout
-    print(f"J&F {result.JF:.4f}   J {result.J:.4f}   F {result.F:.4f}   ({len(result.per_expression)} expressions)",
-          file=out)
-    if result.by_kind:
+    print(f"J&F {scores['J&F']:.4f}   J {scores['J']:.4f}   F {scores['F']:.4f}   "
+          f"({scores['num_expressions']} expressions)", file=out)
+    if scores["by_kind"]:
         print(f"{'kind':<16}{'count':>6}{'J&F':>8}{'J':>8}{'F':>8}", file=out)
-        for kind, s in result.by_kind.items():
+        for kind, s in scores["by_kind"].items():
             print(f"{kind:<16}{s['count']:>6}{s['J&F']:>8.4f}{s['J']:>8.4f}{s['F']:>8.4f}", file=out)
-    if result.missing or result.wrong_size:
-        print(f"scored 0: {len(result.missing)} missing and {len(result.wrong_size)} wrong-size predictions "
+    if scores["missing"] or scores["wrong_size"]:
+        print(f"scored 0: {len(scores['missing'])} missing and {len(scores['wrong_size'])} wrong-size predictions "
               "(listed in the JSON)", file=out)
 
 
@@ -49,7 +50,7 @@ def cmd_eval(args) -> None:
                       progress=not args.quiet)
     if args.json:
         write_json(args.json, result.to_json(), indent=1)
-    _print_eval(result)
+    _print_eval(result.to_json())
 
 
 def cmd_export_masks(args) -> None:
@@ -99,10 +100,8 @@ def cmd_train(args) -> None:
         print(f"trained {summary['steps']} steps in {summary['train_seconds']:.0f} s ({summary['stopped']}); "
               f"checkpoint: {summary['checkpoint']}")
         if "eval" in summary:
-            scores = summary["eval"]
-            print(f"eval: J&F {scores['J&F']:.4f}   J {scores['J']:.4f}   F {scores['F']:.4f}")
-            for kind, s in scores["by_kind"].items():
-                print(f"  {kind:<16}{s['count']:>6}  J&F {s['J&F']:.4f}")
+            print("eval:")
+            _print_eval(summary["eval"])
 
 
 def cmd_infer(args) -> None:
@@ -141,10 +140,8 @@ def cmd_demo(args) -> None:
     from rvos.demo import run_demo
 
     summary = run_demo(args.out, run=args.run, minutes=args.minutes, device=args.device, progress=not args.quiet)
-    scores = summary["scores"]
-    print(f"J&F {scores['J&F']:.4f}   J {scores['J']:.4f}   F {scores['F']:.4f}   on the synthetic valid_u split")
-    for kind, s in scores["by_kind"].items():
-        print(f"  {kind:<16}{s['count']:>6}  J&F {s['J&F']:.4f}")
+    print("on the synthetic valid_u split:")
+    _print_eval(summary["scores"])
     print(f"report: {summary['report']} (and {summary['html']})")
 
 
