@@ -64,8 +64,7 @@ def run_demo(out: str | os.PathLike = "demo", run: str | os.PathLike | None = No
                                              f"train.iterations={iterations}",
                                              "data.eval_split=none", *overrides])
         if last_checkpoint(run_dir) is None:
-            prepare_data(cfg, progress)
-            train(cfg, run_dir, device=device, progress=progress)
+            train(cfg, run_dir, device=device, progress=progress)  # generates the benchmark first
         else:
             log.info("reusing the trained run in %s", run_dir)
     else:
