@@ -15,12 +15,10 @@ from pathlib import Path
 from rvos.config import load_config
 from rvos.data.splits import open_split
 from rvos.engine.checkpoint import find_model, last_checkpoint, load_model
-from rvos.engine.inference import Predictor
-from rvos.engine.predict_split import predict_split
-from rvos.engine.run import prepare_data, train
+from rvos.engine.run import evaluate_model, prepare_data, train
 from rvos.errors import RvosError
-from rvos.eval.evaluate import evaluate, expression_key
-from rvos.fileio import write_json, write_text
+from rvos.eval.evaluate import expression_key
+from rvos.fileio import write_text
 from rvos.viz.report import training_curve, write_examples
 
 log = logging.getLogger(__name__)
@@ -77,10 +75,8 @@ def run_demo(out: str | os.PathLike = "demo", run: str | os.PathLike | None = No
     split_dir = data_root / "valid_u"
     if not split_dir.is_dir():
         raise RvosError(f"{split_dir} does not exist: the demo evaluates on the synthetic benchmark's valid_u split")
+    result = evaluate_model(model, cfg, device or "cpu", split_dir, out / "eval", progress)
     pred_dir = out / "eval" / "pred"
-    predict_split(Predictor(model, cfg, device or "cpu"), split_dir, pred_dir, progress=progress)
-    result = evaluate(split_dir, pred_dir, progress=False)
-    write_json(out / "eval" / "scores.json", result.to_json(), indent=1)
     report = out / "report"
     curve = training_curve(run_dir / "metrics.jsonl", report / "training_curve.png")
     split = open_split(split_dir)

@@ -61,19 +61,20 @@ def prepare_data(cfg: Config, progress: bool = True) -> Path:
     return root
 
 
+def evaluate_model(model, cfg: Config, device, split_dir: Path, out_dir: Path, progress: bool):
+    """Predict ``split_dir`` into ``out_dir/pred``, score it into ``out_dir/scores.json``; the EvalResult."""
+    was_training = model.training
+    predict_split(Predictor(model, cfg, device), split_dir, out_dir / "pred", progress=progress)
+    model.train(was_training)
+    result = evaluate(split_dir, out_dir / "pred", workers=1, progress=False)
+    write_json(out_dir / "scores.json", result.to_json(), indent=1)
+    return result
+
+
 def eval_fn(cfg: Config, device, progress: bool):
     """(model, out_dir) -> EvalResult on ``data.eval_split``."""
-
-    def run(model, out_dir: Path):
-        split_dir = Path(cfg.data.root) / cfg.data.eval_split
-        was_training = model.training
-        predict_split(Predictor(model, cfg, device), split_dir, out_dir / "pred", progress=progress)
-        model.train(was_training)
-        result = evaluate(split_dir, out_dir / "pred", workers=1, progress=False)
-        write_json(out_dir / "scores.json", result.to_json(), indent=1)
-        return result
-
-    return run
+    split_dir = Path(cfg.data.root) / cfg.data.eval_split
+    return lambda model, out_dir: evaluate_model(model, cfg, device, split_dir, out_dir, progress)
 
 
 def train(cfg: Config | None, run_dir: str | os.PathLike, resume: bool = False, device: str | None = None,
