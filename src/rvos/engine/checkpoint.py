@@ -61,6 +61,14 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     if directory.is_file():
         directory = directory.parent
     cfg = read_config(directory)
+    model = build_model(cfg.model, load_pretrained=False)
+    load_weights(model, directory, cfg, device)
+    return model.to(device).eval(), cfg
+
+
+def load_weights(model: nn.Module, directory: Path, cfg: Config, device: str | torch.device = "cpu") -> None:
+    """Load ``directory/model.safetensors`` into ``model`` (built from ``cfg``), strictly, with a clear error when
+    the file is missing, unreadable, or holds another model."""
     weights = directory / MODEL_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights} does not exist")
@@ -71,13 +79,11 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"{weights} is not a readable safetensors file ({exc})") from None
     if method is not None and method != cfg.model.name:
         raise CheckpointError(f"{weights} holds a {method!r} model but {CONFIG_FILE} describes {cfg.model.name!r}")
-    model = build_model(cfg.model, load_pretrained=False)
     try:
         safetensors.torch.load_model(model, str(weights), strict=True, device=str(device))
     except RuntimeError as exc:
         first = str(exc).splitlines()[0][:300]
         raise CheckpointError(f"{weights} does not fit the {cfg.model.name!r} model of {CONFIG_FILE}: {first}") from None
-    return model.to(device).eval(), cfg
 
 
 # ----------------------------------------------------------------------------------------- training checkpoints

@@ -13,7 +13,6 @@ import random
 from pathlib import Path
 
 import numpy as np
-import safetensors.torch
 import torch
 from torch.utils.data import DataLoader
 
@@ -24,7 +23,7 @@ from rvos.data.splits import open_split
 from rvos.data.synth.generate import read_spec, write_benchmark
 from rvos.data.transforms import ClipTransform
 from rvos.engine import distributed
-from rvos.engine.checkpoint import MODEL_FILE, last_checkpoint, load_state, read_config, set_rng_state
+from rvos.engine.checkpoint import last_checkpoint, load_state, load_weights, read_config, set_rng_state
 from rvos.engine.hooks import CheckpointHook, EvalHook, LogHook, TimeLimitHook
 from rvos.engine.inference import Predictor
 from rvos.engine.optim import build_optimizer, build_scheduler, effective_lr
@@ -125,7 +124,7 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
     scheduler = build_scheduler(optimizer, tc)
     start_step, train_seconds = 0, 0.0
     if resume:
-        safetensors.torch.load_model(model, str(ckpt / MODEL_FILE), strict=True, device=str(d.device))
+        load_weights(model, ckpt, cfg, d.device)
         state = load_state(ckpt)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
