@@ -5,8 +5,8 @@ memory on a GPU.
     python benchmarks/model_speed.py --config vlm_convnext_l_mevis --device cuda --dtype bfloat16
 
 One clip of ``--frames`` frames at ``--height`` x ``--width`` (default 8 x 360 x 640, the paper's setting) with one
-sentence goes through the whole model (``predict``: CLIP image and text, cross-modal encoder, frame decoder,
-video decoder, masks at the input size); the stages are timed separately as well. The result is appended to
+sentence goes through the whole model (``forward`` and ``postprocess``: CLIP image and text, cross-modal encoder, frame decoder,
+video decoder and the selection rule); the stages are timed separately as well. The result is appended to
 ``benchmarks/results/model_speed.json`` under a key naming the config, device and dtype.
 """
 
@@ -23,6 +23,7 @@ import torch
 
 from rvos.config import load_config
 from rvos.models.build import build_model
+from rvos.models.meta.base import ClipBatch
 
 
 def sync(device: torch.device) -> None:
@@ -51,8 +52,9 @@ def main() -> None:
     device = torch.device(args.device)
     cfg = load_config(args.config)
     model = build_model(cfg.model, load_pretrained=False).to(device).eval()
-    frames = torch.rand(args.frames, 3, args.height, args.width, device=device)
-    tokens = model.tokenize(["the giraffe that turns around and walks away"]).to(device)
+    frames = torch.rand(1, args.frames, 3, args.height, args.width, device=device)
+    sentence = "the giraffe that turns around and walks away"
+    batch = ClipBatch(frames, model.prepare_text([sentence]).to(device), [sentence], [], [], ["clip"], ["0"])
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
 
     stages: dict[str, float] = {}
@@ -73,7 +75,7 @@ def main() -> None:
     model.decode_video = timed("video_init_and_decoder", model.decode_video)
 
     with torch.inference_mode(), autocast:
-        model.predict(frames, tokens)  # warm-up
+        model.postprocess(model(batch))  # warm-up
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         best, best_stages = float("inf"), {}
@@ -81,7 +83,7 @@ def main() -> None:
             stages.clear()
             sync(device)
             start = time.perf_counter()
-            model.predict(frames, tokens)
+            model.postprocess(model(batch))
             sync(device)
             elapsed = time.perf_counter() - start
             if elapsed < best:

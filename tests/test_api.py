@@ -13,15 +13,15 @@ from rvos.engine.checkpoint import save_model
 from rvos.errors import CheckpointError, DataError
 from rvos.viz.video_io import write_video
 
-from random_models import passing_model
+from contract import KEEP_ALL, random_model
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     # random weights whose masks cover part of the test clip (with the tiny config's large token embeddings a
     # random model's masks are empty or cover everything, depending on the seed)
-    cfg = load_config("vlm_tiny_synth", ["infer.window=4", "model.backbone.token_init_std=null"])
-    model = passing_model(cfg.model)
+    cfg = load_config("vlm_tiny_synth", ["infer.window=4", "model.backbone.token_init_std=null", KEEP_ALL])
+    model = random_model(cfg)
     path = tmp_path_factory.mktemp("model")
     save_model(path, model, cfg)
     return path

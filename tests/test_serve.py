@@ -13,7 +13,7 @@ import pytest
 from rvos.config import load_config
 from rvos.engine.checkpoint import save_model
 
-from random_models import passing_model
+from contract import KEEP_ALL, random_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the 'dev' extra)")
@@ -29,8 +29,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    cfg = load_config("vlm_tiny_synth")
-    model = passing_model(cfg.model)  # random weights, every query passes: the masks are not empty
+    cfg = load_config("vlm_tiny_synth", [KEEP_ALL])
+    model = random_model(cfg)  # random weights, every query passes: the masks are not empty
     path = tmp_path_factory.mktemp("model")
     save_model(path, model, cfg)
     port = free_port()

@@ -69,13 +69,13 @@ def cmd_submit(args) -> None:
 
 def cmd_info(args) -> None:
     from rvos.config import load_config
-    from rvos.models.build import build_model
+    from rvos.models.build import build_model, weight_sources
+    from rvos.models.meta.base import describe_model
 
     cfg = load_config(args.config, args.overrides)
     model = build_model(cfg.model, load_pretrained=False)  # the architecture; weights do not matter here
-    info = model.describe()
-    if "backbone" in info:
-        info["backbone"]["pretrained"] = f"{getattr(cfg.model.backbone, 'pretrained', None)} (not loaded)"
+    info = {"method": cfg.model.name, **describe_model(model)}
+    info["pretrained_weights"] = {key: f"{value} (not loaded)" for key, value in weight_sources(cfg.model).items()}
     if args.json:
         print(json.dumps(info, indent=1))
         return
@@ -85,7 +85,10 @@ def cmd_info(args) -> None:
         if not isinstance(d, dict):
             continue
         details = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("parameters", "trainable", "frozen"))
-        print(f"{part:<26}{d['parameters']:>14,}{d['trainable']:>14,}{d['frozen']:>14,}  {details}")
+        if "parameters" in d:
+            print(f"{part:<26}{d['parameters']:>14,}{d['trainable']:>14,}{d['frozen']:>14,}  {details}")
+        else:
+            print(f"{part:<26}{'':>42}  {details}")
 
 
 def cmd_train(args) -> None:

@@ -1,6 +1,7 @@
 """Typed configs: dataclasses filled from YAML files and ``key=value`` overrides.
 
-A config has four parts: ``model`` (a method's config class, chosen by ``model.name``), ``data``, ``train`` and
+A config has four parts: ``model`` (the config class of the method ``model.name`` names in
+:mod:`rvos.models.registry`), ``data``, ``train`` and
 ``infer``. Every key is declared (and documented) on a dataclass field; an unknown key or a value of the wrong
 type is a :class:`ConfigError` that says which key and what it expects. ``--config`` takes a bundled config's
 name (``vlm_tiny_synth``) or a path to a YAML file; overrides are dotted keys with YAML values
@@ -10,7 +11,6 @@ name (``vlm_tiny_synth``) or a path to a YAML file; overrides are dotted keys wi
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -21,12 +21,9 @@ import yaml
 
 from rvos.data.synth.generate import SynthSpec
 from rvos.errors import ConfigError
+from rvos.models.registry import config_class
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-
-# method name -> (module, config class); the module also holds the model class named by ``MODEL``
-METHODS = {"vlm": ("rvos.models.meta.vlm", "VLMConfig", "VLMModel")}
-
 
 @dataclass
 class DataConfig:
@@ -86,13 +83,6 @@ class Config:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def method_class(name: str, which: int):
-    if name not in METHODS:
-        raise ConfigError(f"unknown method model.name={name!r} (known: {', '.join(METHODS)})")
-    module, *classes = METHODS[name]
-    return getattr(importlib.import_module(module), classes[which])
 
 
 def _type_name(tp) -> str:
@@ -161,13 +151,16 @@ def from_dict(cls, data: dict, prefix: str = ""):
     for name in names:
         if name in data:
             kwargs[name] = _convert(data[name], hints[name], f"{prefix}.{name}" if prefix else name)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a config class's own check of its values
+        raise ConfigError(str(exc)) from None
 
 
 def config_from_dict(data: dict) -> Config:
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise ConfigError("a config needs a 'model' mapping with a 'name' (the method, e.g. vlm)")
-    model_cls = method_class(data["model"].get("name", ""), 0)
+    model_cls = config_class(data["model"].get("name", ""))
     rest = {k: v for k, v in data.items() if k != "model"}
     cfg = from_dict(Config, {"model": {}, **rest})
     cfg.model = from_dict(model_cls, data["model"], "model")

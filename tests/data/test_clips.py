@@ -14,8 +14,9 @@ def test_items_are_a_function_of_their_position(synth_root):
     a, b = dataset(synth_root), dataset(synth_root)
     for p in (0, 5, 123):
         x, y = a[p], b[p]
-        assert x["text"] == y["text"] and torch.equal(x["frames"], y["frames"]) and torch.equal(x["objects"], y["objects"])
-    assert x["frames"].shape == (4, 3, 48, 80) and x["objects"].dtype == torch.bool
+        assert x["text"] == y["text"] and torch.equal(x["frames"], y["frames"])
+        assert torch.equal(x["instances"], y["instances"]) and torch.equal(x["referred"], y["referred"])
+    assert x["frames"].shape == (4, 3, 48, 80) and x["instances"].dtype == torch.bool
     # one epoch visits every expression once
     n = len(a)
     assert sorted(a.sample_at(p)[:2] for p in range(n)) == sorted(a.samples)
@@ -31,11 +32,34 @@ def test_grouped_items_share_the_clip_and_differ_in_the_sentence(synth_root):
     assert differ >= 5  # videos of one expression repeat it
 
 
-def test_referred_objects_absent_from_the_clip_are_dropped(synth_root):
+def test_items_carry_every_annotated_object_and_which_are_referred(synth_root):
     d = dataset(synth_root)
+    split = d.split
     for p in range(40):
-        objects = d[p]["objects"]
-        assert objects.flatten(1).any(1).all()
+        item = d[p]
+        video = split.video(item["video"])
+        exp = video.expressions[item["expression"]]
+        assert item["text"] == " ".join(exp.text.lower().split()) or "left" in exp.text or "right" in exp.text
+        instances, referred = item["instances"], item["referred"]
+        assert instances.shape[0] == referred.shape[0] <= len(split.object_ids(item["video"]))
+        assert instances.flatten(1).any(1).all()  # objects absent from every sampled frame are dropped
+        assert int(referred.sum()) <= len(exp.anno_ids)
+    # the videos have several objects: most items carry objects the sentence does not refer to
+    assert sum(int((~d[p]["referred"]).sum() > 0) for p in range(40)) > 20
+
+
+def test_an_items_referred_masks_are_its_expressions_target(synth_root):
+    d = ClipDataset(open_split(synth_root / "train"), 4, "global", 8, ClipTransform(48, 80, flip_prob=0.0), seed=0)
+    for p in range(10):
+        item = d[p]
+        indices = d.sample_at(p)[2]  # the generator: re-derive the frame indices as the dataset does
+        from rvos.data.sampling import sample_indices
+        video = d.split.video(item["video"])
+        idx = sample_indices("global", len(video), 4, 8, indices)
+        target = torch.from_numpy(d.split.target_masks(item["video"], item["expression"], idx))
+        union = item["instances"][item["referred"]].any(0)
+        resized = torch.nn.functional.interpolate(target[None].float(), size=union.shape[-2:], mode="nearest")[0] > 0
+        assert (union == resized).float().mean() > 0.98
 
 
 def test_steps_take_the_same_positions_whatever_the_processes_and_accumulation():
@@ -55,11 +79,13 @@ def test_steps_take_the_same_positions_whatever_the_processes_and_accumulation()
 
 
 def test_collate_pads_to_the_largest_frame():
-    items = [{"frames": torch.ones(2, 3, 10, 12, dtype=torch.uint8), "objects": torch.ones(1, 2, 10, 12, dtype=torch.bool),
-              "text": "a", "position": 0},
-             {"frames": torch.ones(2, 3, 8, 16, dtype=torch.uint8), "objects": torch.zeros(0, 2, 8, 16, dtype=torch.bool),
-              "text": "b", "position": 1}]
+    common = {"video": "v", "expression": "0"}
+    items = [{"frames": torch.ones(2, 3, 10, 12, dtype=torch.uint8), "instances": torch.ones(1, 2, 10, 12, dtype=torch.bool),
+              "referred": torch.ones(1, dtype=torch.bool), "text": "a", "position": 0, **common},
+             {"frames": torch.ones(2, 3, 8, 16, dtype=torch.uint8), "instances": torch.zeros(0, 2, 8, 16, dtype=torch.bool),
+              "referred": torch.zeros(0, dtype=torch.bool), "text": "b", "position": 1, **common}]
     batch = collate(items)
     assert batch["frames"].shape == (2, 2, 3, 10, 16)
-    assert batch["objects"][0].shape == (1, 2, 10, 16) and batch["objects"][1].shape == (0, 2, 10, 16)
-    assert batch["frames"][1, :, :, 8:].sum() == 0 and not batch["objects"][0][..., 12:].any()
+    assert batch["instances"][0].shape == (1, 2, 10, 16) and batch["instances"][1].shape == (0, 2, 10, 16)
+    assert batch["frames"][1, :, :, 8:].sum() == 0 and not batch["instances"][0][..., 12:].any()
+    assert batch["videos"] == ["v", "v"] and batch["expressions"] == ["0", "0"]

@@ -13,7 +13,7 @@ from rvos.data.synth.generate import SynthSpec, write_benchmark
 from rvos.engine.checkpoint import save_model
 from rvos.engine.inference import Predictor, split_source
 
-from random_models import passing_model
+from contract import KEEP_ALL, random_model
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def bench(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     cfg = load_config("vlm_tiny_synth", ["data.short_side=48", "data.max_long_side=64", "infer.window=4",
-                                         "model.score_threshold=0.3"])
-    model = passing_model(cfg.model)  # random weights, every query passes: the masks are not empty
+                                         KEEP_ALL])
+    model = random_model(cfg)  # random weights, every query passes: the masks are not empty
     out = tmp_path_factory.mktemp("model")
     save_model(out, model, cfg)
     return out, model, cfg

@@ -76,9 +76,10 @@ def test_frozen_backbone_stays_in_eval_mode_and_text_features_match_encode_text(
     backbone = CLIPBackbone(NAME, None, frozen=True)
     backbone.train()
     assert not backbone.clip.training
-    tokens = backbone.tokenize(["a red circle moving left", "the box"])
-    words, padding, sentence = backbone.forward_text(tokens)
-    torch.testing.assert_close(sentence, backbone.clip.encode_text(tokens))
+    text = backbone.tokenize(["a red circle moving left", "the box"])
+    t = backbone.forward_text(text)
+    words, padding, sentence = t.words, t.padding, t.sentence
+    torch.testing.assert_close(sentence, backbone.clip.encode_text(text["tokens"]))
     assert words.shape == (2, 32, 128) and padding[1].sum() == 32 - 4  # <sot> the box <eot>
     feats = backbone.forward_image(torch.rand(1, 3, 64, 96))
     assert [f.shape[1:] for f in feats] == [(32, 16, 24), (64, 8, 12), (128, 4, 6), (256, 2, 3)]

@@ -1,4 +1,6 @@
-"""Training clips: a seeded, endless stream of (frames, objects, sentence) samples drawn from a split.
+"""Training clips: a seeded, endless stream of (frames, objects, sentence) samples drawn from a split. A sample
+holds the masks of every annotated object of the video in the sampled frames (objects absent from all of them
+left out), which of them the sentence refers to, and the video and expression ids.
 
 The stream is indexed by a global position. With ``expressions_per_clip`` = 1, position p is expression
 ``perm_e[p mod N]`` of epoch ``e = p // N`` (a seeded permutation of the split's N expressions per epoch), and its
@@ -64,18 +66,23 @@ class ClipDataset(Dataset):
         v = self.split.video(video)
         indices = sample_indices(self.sampling, len(v), self.num_frames, self.frame_range, rng)
         frames = self.split.read_frames(video, indices)
-        objects = self.split.object_masks(video, exp_id, indices)  # (N, T, H, W)
+        ids = self.split.object_ids(video)
+        objects = self.split.masks(video, ids, indices)  # (N, T, H, W), every annotated object
+        referred = np.array([a in v.expressions[exp_id].anno_ids for a in ids], dtype=bool)
         n, t_len = objects.shape[:2]
         text = normalize_text(v.expressions[exp_id].text)
         flat = objects.reshape(n * t_len, *objects.shape[2:]) if n else None
         frames, flat, text = self.transform(frames, flat, text, rng)
         objects = (flat.reshape(n, t_len, *flat.shape[1:]) if n
                    else np.zeros((0, t_len, *frames.shape[1:3]), dtype=bool))
-        objects = objects[objects.reshape(n, -1).any(axis=1)] if n else objects  # objects absent from every frame
+        visible = objects.reshape(n, -1).any(axis=1)  # objects absent from every sampled frame are left out
         return {
             "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # (T, 3, H, W) uint8
-            "objects": torch.from_numpy(np.ascontiguousarray(objects)),  # (N, T, H, W) bool
+            "instances": torch.from_numpy(np.ascontiguousarray(objects[visible])),  # (M, T, H, W) bool
+            "referred": torch.from_numpy(referred[visible]),  # (M,) bool
             "text": text,
+            "video": video,
+            "expression": exp_id,
             "position": position,
         }
 
@@ -85,15 +92,16 @@ def collate(items: list[dict]) -> dict:
     h = max(it["frames"].shape[-2] for it in items)
     w = max(it["frames"].shape[-1] for it in items)
     frames = torch.zeros(len(items), items[0]["frames"].shape[0], 3, h, w, dtype=torch.uint8)
-    objects = []
+    instances = []
     for i, it in enumerate(items):
         fh, fw = it["frames"].shape[-2:]
         frames[i, :, :, :fh, :fw] = it["frames"]
-        obj = torch.zeros(it["objects"].shape[0], it["objects"].shape[1], h, w, dtype=torch.bool)
-        obj[..., :fh, :fw] = it["objects"]
-        objects.append(obj)
-    return {"frames": frames, "objects": objects, "texts": [it["text"] for it in items],
-            "positions": [it["position"] for it in items]}
+        obj = torch.zeros(it["instances"].shape[0], it["instances"].shape[1], h, w, dtype=torch.bool)
+        obj[..., :fh, :fw] = it["instances"]
+        instances.append(obj)
+    return {"frames": frames, "instances": instances, "referred": [it["referred"] for it in items],
+            "texts": [it["text"] for it in items], "videos": [it["video"] for it in items],
+            "expressions": [it["expression"] for it in items], "positions": [it["position"] for it in items]}
 
 
 class StepBatches(torch.utils.data.Sampler):

@@ -142,6 +142,14 @@ class ReferringSplit:
 
     def object_masks(self, video: str, exp_id: str, indices: Sequence[int]) -> np.ndarray:
         """Each referred object's masks (N_objects, T, H, W) bool, in the order of the expression's ids."""
+        return self.masks(video, self.video(video).expressions[exp_id].anno_ids, indices)
+
+    def object_ids(self, video: str) -> tuple[str, ...]:
+        """Every annotated object of the video that an expression refers to (mask keys, in first-seen order)."""
+        return tuple(dict.fromkeys(a for e in self.video(video).expressions.values() for a in e.anno_ids))
+
+    def masks(self, video: str, anno_ids: Sequence[str], indices: Sequence[int]) -> np.ndarray:
+        """The masks (N, T, H, W) bool of the objects ``anno_ids`` in frames ``indices``."""
         raise NotImplementedError
 
     def frame_targets(self, video: str, exp_id: str) -> list[DenseMask | RunLengthMask]:
@@ -192,13 +200,13 @@ class MeViSSplit(ReferringSplit):
             target = masks if target is None else target | masks  # keeps the decoder's memory layout
         return np.zeros((len(indices), *size), dtype=bool) if target is None else target
 
-    def object_masks(self, video: str, exp_id: str, indices: Sequence[int]) -> np.ndarray:
+    def masks(self, video: str, anno_ids: Sequence[str], indices: Sequence[int]) -> np.ndarray:
         self._require_masks()
         v = self.video(video)
-        exp = v.expressions[exp_id]
         size = self.frame_size(video)
-        out = np.zeros((len(exp.anno_ids), len(indices), *size), dtype=bool)
-        for k, anno_id in enumerate(exp.anno_ids):
+        out = np.zeros((len(anno_ids), len(indices), *size), dtype=bool)
+        for k, anno_id in enumerate(anno_ids):
+            exp = next(e for e in v.expressions.values() if anno_id in e.anno_ids)
             rles = self._rles(v, exp, anno_id)
             where = f"{self.mask_path}, anno_id {anno_id} (video {video!r})"
             out[k] = rle.decode_many([rles[i] for i in indices], size, where)
@@ -260,11 +268,18 @@ class YTVOSSplit(ReferringSplit):
         target = [np.isin(self.annotation(video, i), ids) for i in indices]
         return np.stack(target) if target else np.zeros((0, *self.frame_size(video)), dtype=bool)
 
-    def object_masks(self, video: str, exp_id: str, indices: Sequence[int]) -> np.ndarray:
+    def masks(self, video: str, anno_ids: Sequence[str], indices: Sequence[int]) -> np.ndarray:
         self._require_masks()
-        exp = self.video(video).expressions[exp_id]
+        try:
+            ids = [int(a) for a in anno_ids]
+        except ValueError:
+            raise DataError(f"video {video!r}: obj_id {tuple(anno_ids)} is not an integer") from None
         labels = [self.annotation(video, i) for i in indices]
-        return np.stack([np.stack([lab == int(a) for lab in labels]) for a in exp.anno_ids])
+        out = np.zeros((len(ids), len(indices), *self.frame_size(video)), dtype=bool)
+        for k, obj in enumerate(ids):
+            for t, lab in enumerate(labels):
+                out[k, t] = lab == obj
+        return out
 
 
 def open_split(split_dir: str | os.PathLike) -> ReferringSplit:

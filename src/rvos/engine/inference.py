@@ -1,65 +1,54 @@
-"""Inference over whole videos, in bounded memory.
+"""Inference over whole videos, in bounded memory, for any method.
 
-A video is read, encoded and decoded in windows of ``window`` frames. Pass one keeps, per sentence, only the
-small per-frame outputs of the frame query decoder (queries and enhanced words); the video query decoder then
-sees every frame of the video at once; pass two encodes each window again to get its mask features and writes
-that window's masks. Memory therefore does not grow with the video's length (only the per-frame queries do, a
-few kilobytes a frame), while the video queries still see the whole video. A video that fits in one window is
-encoded once.
-
-The image backbone runs once per frame whatever the number of sentences; everything after it is per sentence.
+A video is read and encoded in windows of ``window`` frames. The method's :class:`~rvos.models.meta.base.
+InferenceSession` observes every window (keeping only what it needs, such as per-frame queries), decodes once for
+the whole video, and then gives each window's masks and scores per sentence with the method's own selection rule.
+The Predictor only windows, resizes, batches the sentences into one session, brings masks to the video's size and
+applies an optional mask refiner. Memory therefore does not grow with the video's length (only a method's
+per-frame state does, a few kilobytes a frame), while the method still sees the whole video. A video that fits in
+one window is read once.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rvos.config import Config
 from rvos.data.schema import normalize_text
 from rvos.data.transforms import resize_frames, resized_shape
 from rvos.data.video import VideoSource
+from rvos.models.meta.base import upsample_masks
 
 log = logging.getLogger(__name__)
+
+# (frames (n, H, W, 3) uint8, masks (K, n, H, W) bool) -> refined masks (K, n, H, W) bool
+MaskRefiner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass
 class FrameResult:
     index: int
     masks: np.ndarray  # (K, H, W) bool, one per sentence
-    scores: np.ndarray  # (K,): per sentence, the best referring probability among queries with a mask here
+    scores: np.ndarray  # (K,): per sentence, the referring probability of what the frame's mask shows
     frame: np.ndarray  # (H, W, 3) uint8 RGB, the frame itself (for drawing)
 
 
-@dataclass
-class _Sentence:
-    tokens: torch.Tensor  # (1, L)
-    words: torch.Tensor  # (1, L, C)
-    padding: torch.Tensor  # (1, L)
-    sentence: torch.Tensor  # (1, C)
-    queries: list  # per window (n, Q, C)
-    enhanced: torch.Tensor | None = None  # running sum of the enhanced words (L, C)
-    probs: torch.Tensor | None = None  # (T, Q) referring probability per frame and query
-    embeds: torch.Tensor | None = None  # (T, Q, D) mask embedding per frame and query
-
-
 class Predictor:
-    """Runs a model on videos. The model provides ``tokenize``, ``encode_text``, ``pad``, ``image_features``,
-    ``encode_frames``, ``mask_features`` and ``decode_video`` (see :class:`rvos.models.meta.vlm.VLMModel`)."""
+    """Runs a model (any :class:`~rvos.models.meta.base.RvosModel`) on videos."""
 
     def __init__(self, model: torch.nn.Module, cfg: Config, device: str | torch.device = "cpu",
-                 window: int | None = None, score_threshold: float | None = None):
+                 window: int | None = None, score_threshold: float | None = None, refiner: MaskRefiner | None = None):
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.cfg = cfg
         self.window = window or cfg.infer.window
-        threshold = score_threshold if score_threshold is not None else cfg.infer.score_threshold
-        self.threshold = threshold if threshold is not None else cfg.model.score_threshold
+        self.threshold = score_threshold if score_threshold is not None else cfg.infer.score_threshold
+        self.refiner = refiner
 
     def model_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return resized_shape(size[0], size[1], self.cfg.data.short_side, self.cfg.data.max_long_side)
@@ -69,81 +58,40 @@ class Predictor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float().div_(255)
         return self.model.pad(x)
 
-    def _expand(self, s: _Sentence, n: int):
-        return (s.words.expand(n, -1, -1), s.padding.expand(n, -1), s.sentence.expand(n, -1))
-
     @torch.inference_mode()
     def predict(self, source: VideoSource, texts: Sequence[str]) -> Iterator[FrameResult]:
         """Masks of every sentence in every frame, frame by frame. An empty sentence gets empty masks."""
         model = self.model
         texts = [normalize_text(t) for t in texts]
         active = [i for i, t in enumerate(texts) if t]
-        tokens = model.tokenize([texts[i] for i in active]).to(self.device) if active else None
-        sentences = []
-        for k in range(len(active)):
-            words, padding, sentence = model.encode_text(tokens[k:k + 1])
-            sentences.append(_Sentence(tokens[k:k + 1], words, padding, sentence, []))
         t_len = source.num_frames
         windows = [(s, min(s + self.window, t_len)) for s in range(0, t_len, self.window)]
         single = len(windows) == 1
-        cached_features: dict[int, torch.Tensor] = {}
-        cached_frames = None
-        # pass one: per-frame queries of every sentence
+        session = None
+        cached = None  # the frames of a video of one window, read once
+        if active:
+            session = model.start_session(model.prepare_text([texts[i] for i in active]).to(self.device),
+                                          self.threshold)
+            for start, stop in windows:
+                frames = source.read(range(start, stop))
+                cached = frames if single else None
+                session.observe(self._tensor(frames, source.size), start)
+            session.decode()
+        model_size = self.model_size(source.size)
         for start, stop in windows:
-            frames = source.read(range(start, stop))
-            if single:
-                cached_frames = frames
-            features = model.image_features(self._tensor(frames, source.size))
-            n = stop - start
-            for k, s in enumerate(sentences):
-                fo = model.encode_frames(features, *self._expand(s, n))
-                s.queries.append(fo.queries)
-                enhanced = fo.words.sum(0)
-                s.enhanced = enhanced if s.enhanced is None else s.enhanced + enhanced
-                if single:
-                    cached_features[k] = fo.mask_features
-        # the video decoder over the whole video
-        for s in sentences:
-            queries = torch.cat(s.queries)[None]  # (1, T, Q, C)
-            vo = model.decode_video(queries, (s.enhanced / t_len)[None], s.padding, s.sentence)
-            probs = vo.scores[-1].sigmoid()  # (1, Q) or (T, Q) when every frame is decoded alone
-            embeds = vo.mask_embeds[-1]  # (1, T, Q, D) or (T, 1, Q, D)
-            s.probs = probs.expand(t_len, -1) if probs.shape[0] == 1 else probs
-            s.embeds = embeds[0] if embeds.shape[0] == 1 else embeds[:, 0]
-            s.queries = []
-        # pass two: masks, window by window
-        h, w = self.model_size(source.size)
-        for start, stop in windows:
-            frames = cached_frames if single else source.read(range(start, stop))
-            features = None if single else model.image_features(self._tensor(frames, source.size))
+            frames = cached if cached is not None else source.read(range(start, stop))
             n = stop - start
             masks = np.zeros((len(texts), n, *source.size), dtype=bool)
             scores = np.zeros((len(texts), n), dtype=np.float32)
-            for k, s in enumerate(sentences):
-                mask_features = cached_features[k] if single else model.mask_features(features, *self._expand(s, n)[:2])
-                m, sc = self._masks(s, start, stop, mask_features, (h, w), source.size)
-                masks[active[k]], scores[active[k]] = m, sc
+            if session is not None:
+                for k, out in zip(active, session.predict(self._tensor(frames, source.size), start)):
+                    logits = upsample_masks(out.logits, model.mask_stride, model_size, source.size)
+                    masks[k] = (logits > 0).cpu().numpy()
+                    scores[k] = out.scores.float().cpu().numpy()
+            if self.refiner is not None and active:
+                masks[active] = self.refiner(frames, masks[active])
             for t in range(n):
                 yield FrameResult(start + t, masks[:, t], scores[:, t], frames[t])
-
-    def _masks(self, s: _Sentence, start: int, stop: int, mask_features: torch.Tensor, model_size, out_size):
-        """Masks (n, H, W) and scores (n,) of one sentence in frames start..stop."""
-        probs = s.probs[start:stop]  # (n, Q)
-        keep = probs > self.threshold
-        n = stop - start
-        out = torch.zeros(n, *out_size, dtype=torch.bool)
-        scores = torch.zeros(n)
-        if keep.any():
-            queries = keep.any(0).nonzero().squeeze(1)  # only the queries some frame keeps
-            logits = torch.einsum("tqd,tdhw->tqhw", s.embeds[start:stop, queries], mask_features)
-            logits = F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=False)
-            logits = logits[..., : model_size[0], : model_size[1]]
-            logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
-            fg = (logits > 0) & keep[:, queries, None, None]  # (n, q, H, W)
-            out = fg.any(1).cpu()
-            present = fg.flatten(2).any(-1)  # (n, q)
-            scores = (probs[:, queries] * present).max(1).values.cpu()
-        return out.numpy(), scores.numpy()
 
 
 def split_source(split, video: str) -> VideoSource:

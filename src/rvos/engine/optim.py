@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from rvos.config import TrainConfig
-from rvos.models.backbones.clip import TEXT_PARTS
 
 
 def effective_lr(cfg: TrainConfig) -> float:
@@ -16,12 +15,10 @@ def effective_lr(cfg: TrainConfig) -> float:
     return cfg.lr * cfg.batch_size / cfg.base_batch_size if cfg.scale_lr else cfg.lr
 
 
-TEXT_TOWER = tuple(f"backbone.clip.{part}" for part in TEXT_PARTS)
-
-
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms, biases and embeddings (as Mask2Former); a trainable backbone at
-    ``lr * backbone_lr_mult``, its text tower at ``lr * text_lr_mult``."""
+    """AdamW; no weight decay on norms, biases and embeddings (as Mask2Former); the model's parameter groups
+    (:meth:`~rvos.models.meta.base.RvosModel.parameter_group`): a trainable image backbone at
+    ``lr * backbone_lr_mult``, a trainable text encoder at ``lr * text_lr_mult``."""
     lr = effective_lr(cfg)
     embeddings = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)}
     groups: dict[tuple[str, bool], list] = {}
@@ -29,7 +26,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         if not p.requires_grad:
             continue
         no_decay = p.ndim <= 1 or id(p) in embeddings or name.endswith(("positional_embedding", "level_embed"))
-        part = "text" if name.startswith(TEXT_TOWER) else "backbone" if name.startswith("backbone.") else "head"
+        part = model.parameter_group(name)
         groups.setdefault((part, no_decay), []).append(p)
     mult = {"head": 1.0, "backbone": cfg.backbone_lr_mult, "text": cfg.text_lr_mult}
     order = {"head": 0, "backbone": 1, "text": 2}

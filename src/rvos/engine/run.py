@@ -148,14 +148,17 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
                         pin_memory=d.device.type == "cuda")
     trainer = Trainer(wrapped, optimizer, scheduler, iter(loader), cfg, d, run_dir, start_step)
     trainer.train_seconds = train_seconds
-    hooks = [CheckpointHook(tc.checkpoint_period)]
+    # after each step in this order: the step's log line is written before a checkpoint of the step exists (a run
+    # killed in between resumes with its log complete); at the end, in reverse: the final checkpoint, then the
+    # final evaluation, then the log closes
+    hooks = [LogHook(tc.log_period, progress)]
     eval_hook = None
     if (root / dc.eval_split).is_dir():
         eval_hook = EvalHook(tc.eval_period, eval_fn(cfg, d.device, progress))
         hooks.append(eval_hook)
+    hooks.append(CheckpointHook(tc.checkpoint_period))
     if tc.max_minutes > 0:
         hooks.append(TimeLimitHook(tc.max_minutes))
-    hooks.append(LogHook(tc.log_period, progress))
     trainer.register_hooks(hooks)
     try:
         trainer.train()

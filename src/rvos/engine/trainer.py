@@ -1,10 +1,12 @@
 """The training loop: small, with everything else in hooks (as detectron2's ``TrainerBase``).
 
 ``Trainer.train`` runs ``before_train``, then per step ``before_step`` / ``run_step`` / ``after_step``, then
-``after_train`` on every hook. ``run_step`` takes the step's micro-batches (gradient accumulation), runs the
+``after_train`` on every hook (in reverse order, as nested set-ups are torn down: a hook can rely on the hooks
+before it while it finishes, e.g. the final evaluation writes through the log hook). ``run_step`` takes the step's micro-batches (gradient accumulation), runs the
 model and its loss, checks the loss is finite on every process, clips the gradient and steps the optimizer
 and the schedule. Checkpoints, logs, evaluation and time limits are hooks (:mod:`rvos.engine.hooks`); a method
-plugs in by providing a model with ``forward``, ``loss`` and ``tokenize``, never a branch here.
+plugs in through the model contract (:mod:`rvos.models.meta.base`: ``prepare_text``, ``forward`` and ``loss`` on
+a :class:`~rvos.models.meta.base.ClipBatch`), never a branch here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 from rvos.config import Config
 from rvos.engine.distributed import Dist, all_reduce_mean, broadcast_flag
 from rvos.errors import RvosError
+from rvos.models.meta.base import ClipBatch
 
 
 class NonFiniteLoss(RvosError):
@@ -77,13 +80,22 @@ class Trainer:
             self.failed = True
             raise
         finally:
-            for h in self.hooks:
+            for h in reversed(self.hooks):
                 h.after_train()
 
     def _autocast(self):
         if self.dist.device.type == "cuda" and self.cfg.train.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def clip_batch(self, collated: dict) -> ClipBatch:
+        """The model's batch from the loader's: frames in [0, 1] and the sentences prepared by the model, on the
+        device."""
+        device = self.dist.device
+        frames = collated["frames"].to(device, non_blocking=True).float().div_(255)
+        batch = ClipBatch(frames, self.core.prepare_text(collated["texts"]), collated["texts"], collated["instances"],
+                          collated["referred"], collated["videos"], collated["expressions"])
+        return batch.to(device)
 
     def run_step(self) -> None:
         start = time.perf_counter()
@@ -96,16 +108,13 @@ class Trainer:
             t0 = time.perf_counter()
             batch = next(self.batches)
             data_seconds += time.perf_counter() - t0
-            device = self.dist.device
-            frames = batch["frames"].to(device, non_blocking=True).float().div_(255)
-            targets = [o.to(device, non_blocking=True) for o in batch["objects"]]
-            tokens = self.core.tokenize(batch["texts"]).to(device)
+            clip = self.clip_batch(batch)
             last = micro == tc.accumulation - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
             with sync:
                 with self._autocast():
-                    outputs = self.model(frames, tokens)
-                    losses = self.core.loss(outputs, targets)
+                    outputs = self.model(clip)
+                    losses = self.core.loss(outputs, clip)
                 loss = sum(losses.values())
                 (loss / tc.accumulation).backward()
             for k, v in losses.items():

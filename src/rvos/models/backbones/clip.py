@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import open_clip
@@ -27,6 +26,8 @@ from timm.models.convnext import _create_convnext
 from torch import nn
 
 from rvos.errors import CheckpointError
+from rvos.models.backbones.base import ImageBackbone, TextEncoder, TextFeatures, offline
+from rvos.models.meta.base import TextInputs
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,6 @@ class _quiet:
     def __exit__(self, *exc):
         for lg, level in zip(self.loggers, self.levels):
             lg.setLevel(level)
-
-
-def _offline() -> bool:
-    return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "RVOS_OFFLINE"))
 
 
 def _hub_repo(model_name: str, pretrained: str) -> str | None:
@@ -115,13 +112,13 @@ def resolve_weights(model_name: str, pretrained: str, cache_dir: str | None = No
         if isinstance(cached, str):
             return Path(cached)
     errors = []
-    if not _offline():
+    if not offline():
         for name in WEIGHT_FILES[:3]:
             try:
                 return Path(hf_hub_download(repo, name, cache_dir=cache_dir))
             except Exception as exc:  # not in the repo, or no network
                 errors.append(f"{name}: {type(exc).__name__}")
-    reason = "offline (HF_HUB_OFFLINE / RVOS_OFFLINE)" if _offline() else f"download failed ({'; '.join(errors)})"
+    reason = "offline (HF_HUB_OFFLINE / RVOS_OFFLINE)" if offline() else f"download failed ({'; '.join(errors)})"
     raise CheckpointError(
         f"CLIP weights {pretrained!r} for {model_name!r} are not in the Hugging Face cache and could not be fetched: "
         f"{reason}. Download open_clip_pytorch_model.bin from https://huggingface.co/{repo} and set "
@@ -134,8 +131,11 @@ def _strip(cfg: dict) -> dict:
     return {k: cfg[k] for k in ("embed_dim", "vision_cfg", "text_cfg") if k in cfg}
 
 
-class CLIPBackbone(nn.Module):
-    """Multi-scale image features and token / sentence text features from one OpenCLIP model."""
+class CLIPBackbone(ImageBackbone, TextEncoder):
+    """Multi-scale image features and token / sentence text features from one OpenCLIP model (both interfaces
+    of :mod:`rvos.models.backbones.base`)."""
+
+    strides = [4, 8, 16, 32]
 
     def __init__(self, model_name: str, pretrained: str | None = None, frozen: bool = True,
                  cache_dir: str | None = None, token_init_std: float | None = None, text_frozen: bool | None = None):
@@ -167,9 +167,9 @@ class CLIPBackbone(nn.Module):
         with torch.no_grad():
             feats = self.forward_image(torch.zeros(1, 3, 64, 64))
         self.channels = [f.shape[1] for f in feats]  # strides 4, 8, 16, 32
-        self.text_width = self.clip.token_embedding.embedding_dim
+        self.width = self.clip.token_embedding.embedding_dim
         proj = self.clip.text_projection
-        self.embed_dim = proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1]
+        self.sentence_dim = proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1]
         self.context_length = self.clip.context_length
         if frozen:
             self.clip.requires_grad_(False)
@@ -190,16 +190,13 @@ class CLIPBackbone(nn.Module):
         except Exception as exc:
             raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.frozen:
-            self.clip.eval()  # a frozen CLIP keeps drop-path and batch-norm statistics in inference mode
-        return self
+    def is_text_parameter(self, name: str) -> bool:
+        return name.startswith(tuple(f"clip.{part}" for part in TEXT_PARTS))
 
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        return self.tokenizer(texts)
+    def tokenize(self, sentences: list[str]) -> TextInputs:
+        return TextInputs(tokens=self.tokenizer(sentences))
 
-    def forward_image(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def forward_image(self, images: torch.Tensor, clip_length: int | None = None) -> list[torch.Tensor]:
         """images (N, 3, H, W) in [0, 1], H and W multiples of 32 -> features at strides 4, 8, 16, 32."""
         x = (images - self.pixel_mean) / self.pixel_std
         visual = self.clip.visual
@@ -219,8 +216,9 @@ class CLIPBackbone(nn.Module):
                 feats.append(x)
         return feats
 
-    def forward_text(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """tokens (N, L) -> (words (N, L, W), padding (N, L) True after the end-of-text token, sentence (N, E))."""
+    def forward_text(self, inputs: TextInputs) -> TextFeatures:
+        """tokens (N, L) -> words (N, L, W), padding (N, L) True after the end-of-text token, sentence (N, E)."""
+        tokens = inputs["tokens"]
         clip = self.clip
         x = clip.token_embedding(tokens) + clip.positional_embedding[: tokens.shape[1]]
         mask = clip.attn_mask[: tokens.shape[1], : tokens.shape[1]] if clip.attn_mask is not None else None
@@ -232,4 +230,4 @@ class CLIPBackbone(nn.Module):
         proj = clip.text_projection
         sentence = proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
         padding = torch.arange(tokens.shape[1], device=tokens.device)[None] > eot[:, None]
-        return words, padding, sentence
+        return TextFeatures(words, padding, sentence)

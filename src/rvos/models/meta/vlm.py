@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rvos.models.backbones.clip import CLIPBackbone
-from rvos.models.losses import LossConfig, SetCriterion, similarity_loss
+from rvos.models.criterion.losses import LossConfig, SetCriterion, similarity_loss
+from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
@@ -102,21 +103,22 @@ class VideoOutputs:
     frame_queries: torch.Tensor  # (B', T', Q, C) re-ordered
 
 
-class VLMModel(nn.Module):
+
+class VLMModel(RvosModel):
     config_class = VLMConfig
 
     def __init__(self, cfg: VLMConfig):
-        super().__init__()
+        super().__init__(cfg)
         if cfg.video_decoder.queries != cfg.frame_decoder.queries:
             raise ValueError("video_decoder.queries must equal frame_decoder.queries: the video query initializer "
                              "aggregates each frame query slot over time into one video query")
-        self.cfg = cfg
+        self.size_divisibility = cfg.size_divisibility
         c = cfg.hidden_dim
         b = cfg.backbone
         self.backbone = CLIPBackbone(b.model, b.pretrained, frozen=b.frozen, cache_dir=b.cache_dir,
                                      token_init_std=b.token_init_std, text_frozen=b.text_frozen)
-        self.word_proj = nn.Linear(self.backbone.text_width, c)
-        self.sentence_proj = nn.Linear(self.backbone.embed_dim, c)
+        self.word_proj = nn.Linear(self.backbone.width, c)
+        self.sentence_proj = nn.Linear(self.backbone.sentence_dim, c)
         e = cfg.encoder
         self.encoder = CrossModalPixelDecoder(self.backbone.channels, c, cfg.mask_dim, e.layers, e.heads, e.points,
                                               e.ffn, cfg.dropout, e.norm_groups)
@@ -133,19 +135,13 @@ class VLMModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------- stages
 
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        return self.backbone.tokenize(texts)
+    def prepare_text(self, sentences: list[str]) -> TextInputs:
+        return self.backbone.tokenize(sentences)
 
-    def encode_text(self, tokens: torch.Tensor):
-        """tokens (B, L) -> words (B, L, C), padding (B, L), sentence (B, C)."""
-        words, padding, sentence = self.backbone.forward_text(tokens)
-        return self.word_proj(words), padding, self.sentence_proj(sentence)
-
-    def pad(self, images: torch.Tensor) -> torch.Tensor:
-        """Pad (..., H, W) at the bottom and right to a multiple of ``size_divisibility``."""
-        d = self.cfg.size_divisibility
-        h, w = images.shape[-2:]
-        return F.pad(images, (0, (d - w % d) % d, 0, (d - h % d) % d))
+    def encode_text(self, text: TextInputs):
+        """-> words (B, L, C), padding (B, L), sentence (B, C)."""
+        t = self.backbone.forward_text(text)
+        return self.word_proj(t.words), t.padding, self.sentence_proj(t.sentence)
 
     def image_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """images (N, 3, H, W) in [0, 1], H and W multiples of 32 -> CLIP features at strides 4..32 (the only
@@ -185,10 +181,11 @@ class VLMModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------- training
 
-    def forward(self, frames: torch.Tensor, tokens: torch.Tensor) -> dict:
-        """frames (B, T, 3, H, W) in [0, 1]; tokens (B, L). Returns the frame and video predictions."""
+    def forward(self, batch: ClipBatch) -> dict:
+        """The frame and video predictions of the batch's clips (frames padded inside)."""
+        frames = batch.frames
         b, t_len = frames.shape[:2]
-        words, padding, sentence = self.encode_text(tokens)
+        words, padding, sentence = self.encode_text(batch.text)
         per_frame = lambda x: x.repeat_interleave(t_len, dim=0)  # noqa: E731
         features = self.image_features(self.pad(frames.flatten(0, 1)))
         fo = self.encode_frames(features, per_frame(words), per_frame(padding), per_frame(sentence))
@@ -205,14 +202,15 @@ class VLMModel(nn.Module):
             "video_masks": [self.video_masks(e, features) for e in vo.mask_embeds],  # (B', Q, T', h, w)
             "video_embeds": self.video_sim(vo.queries),  # (B', Q, C)
             "frames_per_clip": t_clip,
+            "clip_length": t_len,
         }
 
-    def loss(self, outputs: dict, targets: list[torch.Tensor]) -> dict:
-        """targets: per clip, the referred objects' masks (N_b, T, H, W) bool at the input size (objects absent
-        from every frame left out). Every loss is a mean over clips (see :mod:`rvos.models.losses`)."""
+    def loss(self, outputs: dict, batch: ClipBatch) -> dict:
+        """The referred objects of each clip are its targets (objects absent from every frame left out). Every
+        loss is a mean over clips (see :mod:`rvos.models.criterion.losses`)."""
         cfg = self.cfg.loss
-        t_len = outputs["frame_masks"][0].shape[0] // len(targets)
-        targets = [self.pad(t) for t in targets]
+        t_len = outputs["clip_length"]
+        targets = [self.pad(t) for t in batch.targets]
         # frame level: each frame a clip of one frame, with the objects visible in it
         frame_targets, frame_ids = [], []
         for target in targets:
@@ -256,55 +254,103 @@ class VLMModel(nn.Module):
         return similarity_loss(torch.cat(embeds), torch.cat(ids).to(device), torch.cat(groups).to(device),
                                len(frame_matches) // t_len)
 
+    # ------------------------------------------------------------------------------------------- selection
+
+    def select(self, probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float | None = None) -> ClipMasks:
+        """The selection rule: the union of the masks of the queries whose referring probability passes the
+        threshold. probs (T, Q); mask_logits (T, Q, h, w) -> per frame the union's logits (the largest kept
+        query's logit; -inf where no query is kept) and the best kept probability among queries with a mask."""
+        threshold = self.cfg.score_threshold if threshold is None else threshold
+        keep = probs > threshold  # (T, Q)
+        kept = mask_logits.masked_fill(~keep[:, :, None, None], float("-inf"))
+        logits = kept.max(1).values  # (T, h, w)
+        present = (kept > 0).flatten(2).any(-1)  # (T, Q): kept and showing something
+        scores = (probs * present).max(1).values
+        return ClipMasks(logits, scores)
+
+    def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
+        scores, masks = outputs["video_scores"][-1], outputs["video_masks"][-1]  # (B', Q), (B', Q, T', h, w)
+        t_len, t_clip = outputs["clip_length"], outputs["frames_per_clip"]
+        probs = scores.sigmoid()[:, None].expand(-1, t_clip, -1).reshape(-1, t_len, scores.shape[1])
+        masks = masks.transpose(1, 2).reshape(-1, t_len, *masks.shape[1:2], *masks.shape[-2:])
+        return [self.select(p, m, score_threshold) for p, m in zip(probs, masks)]
+
+    def parameter_group(self, name: str) -> str:
+        if name.startswith("backbone."):
+            return "text" if self.backbone.is_text_parameter(name[len("backbone."):]) else "backbone"
+        return "head"
+
     # ------------------------------------------------------------------------------------------- inference
 
-    def select(self, scores: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """The union of the masks of queries whose score passes the threshold. scores (B', Q); masks
-        (B', Q, T', H, W) logits -> (B', T', H, W) bool."""
-        keep = scores.sigmoid() > self.cfg.score_threshold  # (B', Q)
-        return ((masks > 0) & keep[:, :, None, None, None]).any(dim=1)
-
-    @torch.no_grad()
-    def predict(self, frames: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One clip: frames (T, 3, H, W) in [0, 1], tokens (1, L) -> masks (T, H, W) bool at the input size and
-        the best referring probability per frame (T,)."""
-        t_len, _, h, w = frames.shape
-        out = self.forward(frames[None], tokens)
-        scores, masks = out["video_scores"][-1], out["video_masks"][-1]
-        masks = F.interpolate(masks.flatten(1, 2).float(), scale_factor=4, mode="bilinear", align_corners=False)
-        masks = masks.view(scores.shape[0], scores.shape[1], -1, *masks.shape[-2:])[..., :h, :w]
-        selected = self.select(scores, masks).reshape(t_len, h, w)
-        best = scores.sigmoid().max(dim=1).values  # (B',)
-        return selected, best.expand(t_len) if best.numel() == 1 else best
+    def start_session(self, text: TextInputs, score_threshold: float | None = None) -> "VLMSession":
+        return VLMSession(self, text, score_threshold)
 
     # ------------------------------------------------------------------------------------------- reporting
 
     def describe(self) -> dict:
-        """Parameters (trainable, frozen) and layer / query counts of each part."""
-
-        def params(module: nn.Module) -> dict:
-            total = sum(p.numel() for p in module.parameters())
-            trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-            return {"parameters": total, "trainable": trainable, "frozen": total - trainable}
-
         cfg = self.cfg
-        clip = self.backbone.clip
-        text_parts = [clip.token_embedding, clip.transformer, clip.ln_final]
-        text_params = sum(p.numel() for m in text_parts for p in m.parameters()) + clip.positional_embedding.numel()
+        text_params = sum(p.numel() for n, p in self.backbone.named_parameters() if self.backbone.is_text_parameter(n))
         return {
-            "method": "vlm",
-            "backbone": params(self.backbone) | {
-                "model": cfg.backbone.model, "pretrained": cfg.backbone.pretrained, "frozen_setting": cfg.backbone.frozen,
-                "image_channels": self.backbone.channels, "text_width": self.backbone.text_width,
-                "text_parameters": text_params},
-            "text_projection": params(nn.ModuleList([self.word_proj, self.sentence_proj])),
-            "cross_modal_encoder": params(self.encoder) | {"layers": len(self.encoder.layers), "hidden": cfg.hidden_dim},
-            "frame_query_decoder": params(self.frame_decoder) | {"layers": len(self.frame_decoder.ffn),
-                                                                  "queries": self.frame_decoder.num_queries},
-            "video_query_initializer": params(self.query_init),
-            "video_query_decoder": params(self.video_decoder) | {"layers": len(self.video_decoder.ffn),
-                                                                  "queries": self.video_decoder.num_queries,
-                                                                  "temporal": cfg.video_decoder.temporal},
-            "similarity_heads": params(nn.ModuleList([self.frame_sim, self.video_sim])),
-            "total": params(self),
+            "backbone": {"model": cfg.backbone.model, "frozen_setting": cfg.backbone.frozen, "image_channels": self.backbone.channels,
+                         "text_width": self.backbone.width, "text_parameters": text_params},
+            "encoder": {"layers": len(self.encoder.layers), "hidden": cfg.hidden_dim},
+            "frame_decoder": {"layers": self.frame_decoder.num_layers, "queries": self.frame_decoder.num_queries},
+            "video_decoder": {"layers": self.video_decoder.num_layers, "queries": self.video_decoder.num_queries,
+                              "temporal": cfg.video_decoder.temporal},
+            "selection": {"rule": f"union of queries with probability > {cfg.score_threshold}"},
         }
+
+
+class VLMSession(InferenceSession):
+    """Pass one keeps, per sentence, only the frame decoder's small outputs (queries, and a running sum of the
+    enhanced words); :meth:`decode` runs the video decoder over every frame; pass two encodes each window again
+    for its mask features (the last observed window's are kept, so a video of one window is encoded once)."""
+
+    def __init__(self, model: VLMModel, text: TextInputs, score_threshold: float | None):
+        self.model, self.threshold = model, score_threshold
+        words, padding, sentence = model.encode_text(text)
+        self.text = [(words[k:k + 1], padding[k:k + 1], sentence[k:k + 1]) for k in range(words.shape[0])]
+        self.queries: list[list[torch.Tensor]] = [[] for _ in self.text]  # per sentence, per window (n, Q, C)
+        self.enhanced: list[torch.Tensor | None] = [None] * len(self.text)  # per sentence, sum over frames (L, C)
+        self.cache: tuple[int, list[torch.Tensor]] | None = None  # (window start, mask features per sentence)
+        self.probs: list[torch.Tensor] = []  # per sentence (T, Q)
+        self.embeds: list[torch.Tensor] = []  # per sentence (T, Q, D)
+
+    def _text(self, k: int, n: int):
+        words, padding, sentence = self.text[k]
+        return words.expand(n, -1, -1), padding.expand(n, -1), sentence.expand(n, -1)
+
+    def observe(self, frames: torch.Tensor, start: int) -> None:
+        features = self.model.image_features(frames)
+        cached = []
+        for k in range(len(self.text)):
+            fo = self.model.encode_frames(features, *self._text(k, frames.shape[0]))
+            self.queries[k].append(fo.queries)
+            enhanced = fo.words.sum(0)
+            self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
+            cached.append(fo.mask_features)
+        self.cache = (start, cached)
+
+    def decode(self) -> None:
+        for k, (_, padding, sentence) in enumerate(self.text):
+            queries = torch.cat(self.queries[k])[None]  # (1, T, Q, C)
+            t_len = queries.shape[1]
+            vo = self.model.decode_video(queries, (self.enhanced[k] / t_len)[None], padding, sentence)
+            probs = vo.scores[-1].sigmoid()  # (1, Q), or (T, Q) when every frame is decoded alone
+            embeds = vo.mask_embeds[-1]  # (1, T, Q, D), or (T, 1, Q, D)
+            self.probs.append(probs.expand(t_len, -1) if probs.shape[0] == 1 else probs)
+            self.embeds.append(embeds[0] if embeds.shape[0] == 1 else embeds[:, 0])
+        self.queries = []
+
+    def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
+        n = frames.shape[0]
+        if self.cache is not None and self.cache[0] == start:
+            mask_features = self.cache[1]
+        else:
+            features = self.model.image_features(frames)
+            mask_features = [self.model.mask_features(features, *self._text(k, n)[:2]) for k in range(len(self.text))]
+        out = []
+        for k, feats in enumerate(mask_features):
+            logits = torch.einsum("tqd,tdhw->tqhw", self.embeds[k][start:start + n], feats)
+            out.append(self.model.select(self.probs[k][start:start + n], logits, self.threshold))
+        return out

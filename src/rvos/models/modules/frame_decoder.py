@@ -12,25 +12,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvos.models.layers.attention import MLP, AttentionLayer, FFNLayer
+from rvos.models.layers.attention import MLP
 from rvos.models.layers.position_encoding import sine_2d
 from rvos.models.layers.score_head import ScoreHead
+from rvos.models.modules.query_stack import QueryLayerStack
 
 
-class FrameQueryDecoder(nn.Module):
+class FrameQueryDecoder(QueryLayerStack):
     def __init__(self, dim: int = 256, num_queries: int = 20, layers: int = 9, heads: int = 8, ffn: int = 2048,
                  mask_dim: int = 256, dropout: float = 0.0, levels: int = 3, text_score: bool = True,
                  query_content: bool = False):
-        super().__init__()
+        super().__init__(dim, layers, heads, ffn, dropout, memories=("text", "image"))
         self.num_queries, self.heads, self.levels = num_queries, heads, levels
         self.query_pos = nn.Embedding(num_queries, dim)
         # a learned content per query added to the sentence, so the queries differ from the first prediction on
         self.query_content = nn.Embedding(num_queries, dim) if query_content else None
         self.level_embed = nn.Embedding(levels, dim)
-        self.text_attn = nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers))
-        self.image_attn = nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers))
-        self.self_attn = nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers))
-        self.ffn = nn.ModuleList(FFNLayer(dim, ffn, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.score_head = ScoreHead(dim, text_score)
         self.mask_head = MLP(dim, dim, mask_dim, 3)
@@ -65,13 +62,10 @@ class FrameQueryDecoder(nn.Module):
             queries = queries + self.query_content.weight[None]
         scores, masks, attn, out = self.predict(queries, mask_features, sizes[0], sentence)
         all_scores, all_masks = [scores], [masks]
-        for i in range(len(self.ffn)):
+        for i in range(self.num_layers):
             level = i % self.levels
-            queries = self.text_attn[i](queries, words, query_pos=query_pos, key_padding_mask=word_padding)
-            queries = self.image_attn[i](queries, memories[level], query_pos=query_pos, pos=poss[level],
-                                         attn_mask=attn)
-            queries = self.self_attn[i](queries, query_pos=query_pos)
-            queries = self.ffn[i](queries)
+            queries = self.layer(i, queries, query_pos, text={"memory": words, "key_padding_mask": word_padding},
+                                 image={"memory": memories[level], "pos": poss[level], "attn_mask": attn})
             scores, masks, attn, out = self.predict(queries, mask_features, sizes[(i + 1) % self.levels], sentence)
             all_scores.append(scores)
             all_masks.append(masks)

@@ -18,8 +18,9 @@ import math
 import torch
 from torch import nn
 
-from rvos.models.layers.attention import MLP, AttentionLayer, FFNLayer
+from rvos.models.layers.attention import MLP
 from rvos.models.layers.score_head import ScoreHead
+from rvos.models.modules.query_stack import QueryLayerStack
 
 
 def fourier_time(t_len: int, bands: int, device) -> torch.Tensor:
@@ -47,21 +48,17 @@ class FrameReadout(nn.Module):
         return self.norm(video_queries[:, None] + self.out(read))
 
 
-class VideoQueryDecoder(nn.Module):
+class VideoQueryDecoder(QueryLayerStack):
     def __init__(self, dim: int = 256, num_queries: int = 20, layers: int = 6, heads: int = 8, ffn: int = 2048,
                  mask_dim: int = 256, dropout: float = 0.0, time_bands: int = 8, frame_readout: bool = True,
                  text_score: bool = True):
-        super().__init__()
+        super().__init__(dim, layers, heads, ffn, dropout, memories=("text", "frame"))
         self.num_queries = num_queries
         self.input_proj = nn.Linear(dim, dim)
         self.slot_pos = nn.Embedding(num_queries, dim)
         self.time_pos = nn.Linear(2 * time_bands, dim)
         self.time_bands = time_bands
         self.query_pos = nn.Embedding(num_queries, dim)
-        self.text_attn = nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers))
-        self.frame_attn = nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers))
-        self.self_attn = nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers))
-        self.ffn = nn.ModuleList(FFNLayer(dim, ffn, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.score_head = ScoreHead(dim, text_score)
         self.mask_head = MLP(dim, dim, mask_dim, 3)
@@ -82,11 +79,9 @@ class VideoQueryDecoder(nn.Module):
         query_pos = self.query_pos.weight[None].expand(b, -1, -1)
         queries = init
         all_scores, all_embeds = [], []
-        for i in range(len(self.ffn)):
-            queries = self.text_attn[i](queries, words, query_pos=query_pos, key_padding_mask=word_padding)
-            queries = self.frame_attn[i](queries, memory, query_pos=query_pos, pos=pos)
-            queries = self.self_attn[i](queries, query_pos=query_pos)
-            queries = self.ffn[i](queries)
+        for i in range(self.num_layers):
+            queries = self.layer(i, queries, query_pos, text={"memory": words, "key_padding_mask": word_padding},
+                                 frame={"memory": memory, "pos": pos})
             out = self.norm(queries)
             all_scores.append(self.score_head(out, sentence))
             if self.readout is not None:

@@ -1,0 +1,62 @@
+"""Text encoders from transformers (RoBERTa and other encoders) through ``AutoTokenizer`` / ``AutoModel``.
+
+``model`` names where the tokenizer and the architecture come from: a local folder (``save_pretrained``'s
+layout) or a Hugging Face repo id read from the cache (downloaded into it when online). ``pretrained: false``
+builds the architecture with random weights (a text encoder trained from scratch, or before loading a checkpoint
+that holds every weight). Word features are the last hidden states; the sentence feature is the pooled output
+(the first token through the pooler, as ReferFormer reads RoBERTa), or the first token's state for a model
+without a pooler.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from rvos.errors import CheckpointError
+from rvos.models.backbones.base import TextEncoder, TextFeatures, offline
+from rvos.models.meta.base import TextInputs
+
+
+class HFTextEncoder(TextEncoder):
+    def __init__(self, model: str = "roberta-base", pretrained: bool = True, frozen: bool = True,
+                 max_length: int = 40, cache_dir: str | None = None):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        local = Path(model).expanduser()
+        source = str(local) if local.is_dir() else model
+        opts = {"cache_dir": cache_dir, "local_files_only": local.is_dir() or offline()}
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **opts)
+            config = AutoConfig.from_pretrained(source, **opts)
+            if pretrained:
+                logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
+                self.model = AutoModel.from_pretrained(source, **opts)
+            else:
+                self.model = AutoModel.from_config(config)
+        except OSError as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise CheckpointError(
+                f"text encoder {model!r} could not be loaded ({reason}). Download it (e.g. `hf download {model} "
+                "--local-dir DIR`) and set the text encoder's model to that folder") from None
+        self.max_length = max_length
+        self.width = config.hidden_size
+        self.sentence_dim = config.hidden_size
+        self.frozen = frozen
+        if frozen:
+            self.requires_grad_(False)
+            self.eval()
+
+    def tokenize(self, sentences: list[str]) -> TextInputs:
+        enc = self.tokenizer(sentences, padding="longest", truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return TextInputs(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+
+    def forward_text(self, inputs: TextInputs) -> TextFeatures:
+        out = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        pooled = getattr(out, "pooler_output", None)
+        sentence = pooled if pooled is not None else out.last_hidden_state[:, 0]
+        return TextFeatures(out.last_hidden_state, inputs["attention_mask"] == 0, sentence)

@@ -1,0 +1,94 @@
+"""Hungarian matching of predicted queries to target objects, for clips, with pluggable cost terms.
+
+The cost of assigning query q to object n is a weighted sum of terms (``costs``, name -> weight):
+
+* ``score``: ``-p_q``, the query's referring probability (Mask2Former);
+* ``score_focal``: Deformable DETR's focal classification cost;
+* ``mask``: mean binary cross-entropy of the masks; ``mask_focal``: mean focal loss;
+* ``dice``: Dice loss of the masks;
+* ``box_l1``, ``giou``: L1 and ``1 - GIoU`` of the boxes, averaged over the frames where the object is present.
+
+Masks are compared on points sampled uniformly at random (one set of points for every query and target, over
+every frame of the clip), so the cost stays bounded at any resolution; small masks use every pixel.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from rvos.models.criterion import terms
+
+COSTS = ("score", "score_focal", "mask", "mask_focal", "dice", "box_l1", "giou")
+
+
+def point_sample(x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """x (N, C, H, W), coords (N, P, 2) as (x, y) in [0, 1] -> (N, C, P), bilinear."""
+    return F.grid_sample(x, 2.0 * coords[:, :, None] - 1.0, align_corners=False).squeeze(-1)
+
+
+def _flat_points(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """masks (N, T, H, W) at any resolution -> (N, T * P) values at the shared points."""
+    if masks.shape[0] == 0:
+        return masks.new_zeros(0, masks.shape[1] * coords.shape[1])
+    return point_sample(masks, coords.expand(masks.shape[0], -1, -1)).flatten(1)
+
+
+def mask_points(pred_masks: torch.Tensor, target: torch.Tensor, num_points: int):
+    """Point logits (Q, T*P) and labels (N, T*P) of one clip's predicted masks (Q, T, h, w) and targets
+    (N, T, H, W): every pixel of the prediction's grid when it has at most ``num_points``, else random points."""
+    if pred_masks.shape[-2] * pred_masks.shape[-1] <= num_points:
+        labels = F.interpolate(target.float(), size=pred_masks.shape[-2:], mode="bilinear", align_corners=False)
+        return pred_masks.flatten(1), labels.flatten(1)
+    coords = torch.rand(1, num_points, 2, device=pred_masks.device)
+    return _flat_points(pred_masks, coords), _flat_points(target.float(), coords)
+
+
+def box_costs(pred: torch.Tensor, target: torch.Tensor, present: torch.Tensor, kind: str) -> torch.Tensor:
+    """pred (Q, T, 4), target (N, T, 4), present (N, T) -> (Q, N): the cost averaged over present frames."""
+    fn = terms.box_l1_cost if kind == "box_l1" else terms.giou_cost
+    per_frame = torch.stack([fn(pred[:, t], target[:, t]) for t in range(pred.shape[1])], -1)  # (Q, N, T)
+    weight = present.float()[None]
+    return (per_frame * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+
+
+class HungarianMatcher:
+    def __init__(self, costs: dict[str, float], num_points: int = 12544, focal_alpha: float = 0.25):
+        unknown = set(costs) - set(COSTS)
+        if unknown:
+            raise ValueError(f"unknown matching costs {sorted(unknown)} (known: {', '.join(COSTS)})")
+        self.costs, self.num_points, self.focal_alpha = costs, num_points, focal_alpha
+
+    @torch.no_grad()
+    def __call__(self, scores: torch.Tensor, masks: torch.Tensor, targets: list[torch.Tensor],
+                 boxes: torch.Tensor | None = None, target_boxes: list[torch.Tensor] | None = None):
+        """scores (B, Q) logits; masks (B, Q, T, h, w) logits; targets per clip (N_b, T, H, W); boxes (B, Q, T, 4)
+        and target boxes per clip (N_b, T, 4) when box costs are used. Returns per clip (query indices, target
+        indices), int64 tensors of equal length."""
+        out = []
+        for b, target in enumerate(targets):
+            if target.shape[0] == 0:
+                empty = torch.zeros(0, dtype=torch.int64)
+                out.append((empty, empty))
+                continue
+            pred, tgt = mask_points(masks[b].float(), target, self.num_points)
+            cost = 0.0
+            for name, weight in self.costs.items():
+                if name == "score":
+                    term = -scores[b].float().sigmoid()[:, None]
+                elif name == "score_focal":
+                    term = terms.focal_score_cost(scores[b].float(), self.focal_alpha)[:, None]
+                elif name == "mask":
+                    term = terms.sigmoid_ce_cost(pred, tgt)
+                elif name == "mask_focal":
+                    term = terms.sigmoid_focal_cost(pred, tgt, self.focal_alpha)
+                elif name == "dice":
+                    term = terms.dice_cost(pred, tgt)
+                else:
+                    present = target.flatten(2).any(-1)
+                    term = box_costs(boxes[b].float(), target_boxes[b].float(), present, name)
+                cost = cost + weight * term
+            rows, cols = linear_sum_assignment(cost.cpu().numpy())
+            out.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+        return out

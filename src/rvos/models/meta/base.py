@@ -1,0 +1,181 @@
+"""The model contract: what every method provides, so that the engine, the API, the CLI, ``rvos serve`` and
+``rvos info`` work for any of them without naming one.
+
+A method subclasses :class:`RvosModel` and provides:
+
+* ``config_class``: the dataclass of its ``model:`` config, every hyperparameter documented where declared.
+* :meth:`~RvosModel.prepare_text`: sentences -> :class:`TextInputs` (token ids and masks; DsHmp adds its static /
+  motion cue maps). Runs in the training loop and in inference, never in the data loader.
+* :meth:`~RvosModel.forward` and :meth:`~RvosModel.loss` on a :class:`ClipBatch`; :meth:`~RvosModel.postprocess`
+  applies the method's selection rule (a union of queries over a threshold, or the top-1 query) to the forward
+  outputs, giving per clip the mask logits and scores of each frame.
+* :meth:`~RvosModel.parameter_group`: which learning-rate group a parameter belongs to (head, image backbone, text
+  encoder).
+* :meth:`~RvosModel.start_session`: streaming inference over a video in windows (:class:`InferenceSession`):
+  ``observe`` every window in order (the method keeps the compact state it needs, e.g. frame queries), ``decode``
+  once for the whole video, then ``predict`` each window's masks and scores with the method's selection rule.
+  For a clip that fits in one window, ``predict`` gives what ``postprocess(forward(...))`` gives.
+* :meth:`~RvosModel.describe`: the method's own facts per part (layers, queries), which :func:`describe_model`
+  puts beside a generic parameter count of every top-level part.
+
+Masks leave a method as logits at ``mask_stride`` of the padded input (the input padded at the bottom and right to
+a multiple of ``size_divisibility``); the :class:`~rvos.engine.inference.Predictor` brings them to the video's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TextInputs(dict):
+    """A method's prepared sentences: a mapping of tensors whose first dimension is the sentence."""
+
+    def to(self, device) -> "TextInputs":
+        return TextInputs({k: v.to(device) for k, v in self.items()})
+
+    def take(self, index) -> "TextInputs":
+        """The sentences at ``index`` (an int keeps the sentence dimension, with size 1)."""
+        index = [index] if isinstance(index, int) else index
+        return TextInputs({k: v[index] for k, v in self.items()})
+
+
+@dataclass
+class ClipBatch:
+    """B training clips, each with one sentence."""
+
+    frames: torch.Tensor  # (B, T, 3, H, W) float in [0, 1], padded at the bottom / right to the batch's largest
+    text: TextInputs  # the B sentences, prepared by the model
+    sentences: list[str]
+    instances: list[torch.Tensor]  # per clip (M_b, T, H, W) bool: every annotated object visible in the clip
+    referred: list[torch.Tensor]  # per clip (M_b,) bool: the objects the sentence refers to
+    video_ids: list[str]
+    expression_ids: list[str]
+
+    @property
+    def targets(self) -> list[torch.Tensor]:
+        """Per clip (N_b, T, H, W) bool: the masks of the referred objects."""
+        return [inst[ref] for inst, ref in zip(self.instances, self.referred)]
+
+    def to(self, device) -> "ClipBatch":
+        move = lambda ts: [t.to(device, non_blocking=True) for t in ts]  # noqa: E731
+        return ClipBatch(self.frames.to(device, non_blocking=True), self.text.to(device), self.sentences,
+                         move(self.instances), move(self.referred), self.video_ids, self.expression_ids)
+
+
+@dataclass
+class ClipMasks:
+    """One clip's output for its sentence: the selected mask of every frame and its score."""
+
+    logits: torch.Tensor  # (T, h, w) at ``mask_stride`` of the padded input; > 0 is foreground
+    scores: torch.Tensor  # (T,) referring probability of what the frame's mask shows (0 where it shows nothing)
+
+
+class InferenceSession:
+    """Streaming inference of K sentences over one video. Call :meth:`observe` on every window in order, then
+    :meth:`decode` once, then :meth:`predict` on each window (in any order)."""
+
+    def observe(self, frames: torch.Tensor, start: int) -> None:
+        """frames (n, 3, H, W) in [0, 1], padded; ``start`` is the index of the window's first frame."""
+        raise NotImplementedError
+
+    def decode(self) -> None:
+        """Everything that needs the whole video (after the last :meth:`observe`)."""
+        raise NotImplementedError
+
+    def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
+        """The window's selected masks and scores, one :class:`ClipMasks` (over the window's n frames) per
+        sentence."""
+        raise NotImplementedError
+
+
+class RvosModel(nn.Module):
+    """The base class of every method (see the module documentation)."""
+
+    config_class: type = None  # the dataclass of ``model:``
+    mask_stride: int = 4  # masks are logits at this stride of the padded input
+    size_divisibility: int = 32  # inputs are padded to a multiple of this
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+
+    # --------------------------------------------------------------------------------------------- text
+
+    def prepare_text(self, sentences: list[str]) -> TextInputs:
+        raise NotImplementedError
+
+    # --------------------------------------------------------------------------------------------- training
+
+    def forward(self, batch: ClipBatch) -> dict:
+        raise NotImplementedError
+
+    def loss(self, outputs: dict, batch: ClipBatch) -> dict[str, torch.Tensor]:
+        """Weighted loss terms; their sum is minimised. Each is a mean over clips of a per-clip value, so a batch
+        split over processes or accumulation steps gives the loss of the whole batch."""
+        raise NotImplementedError
+
+    def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
+        """The method's selection rule on :meth:`forward`'s outputs: per clip, its masks and scores."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------------------------------------- optimizer
+
+    def parameter_group(self, name: str) -> str:
+        """"head", "backbone" (the image backbone) or "text" (the text encoder) for parameter ``name``; the
+        optimizer gives each group its learning-rate multiplier."""
+        return "head"
+
+    # --------------------------------------------------------------------------------------------- inference
+
+    def pad(self, images: torch.Tensor) -> torch.Tensor:
+        """Pad (..., H, W) at the bottom and right to a multiple of ``size_divisibility``."""
+        d = self.size_divisibility
+        h, w = images.shape[-2:]
+        return F.pad(images, (0, (d - w % d) % d, 0, (d - h % d) % d))
+
+    def start_session(self, text: TextInputs, score_threshold: float | None = None) -> InferenceSession:
+        """A streaming session for the sentences of ``text`` over one video; ``score_threshold`` overrides the
+        config's where the selection rule has one."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------------------------------------- reporting
+
+    def describe(self) -> dict[str, dict]:
+        """The method's facts (layers, queries, the backbone's name), keyed by top-level part."""
+        return {}
+
+
+def parameter_counts(module: nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return {"parameters": total, "trainable": trainable, "frozen": total - trainable}
+
+
+def describe_model(model: RvosModel) -> dict[str, dict]:
+    """Per top-level part: parameters (trainable, frozen) and the method's facts about it; then the total."""
+    facts = model.describe()
+    report = {name: parameter_counts(child) | facts.get(name, {}) for name, child in model.named_children()
+              if any(True for _ in child.parameters())}
+    for name, extra in facts.items():  # facts about no module (e.g. the method's selection rule)
+        report.setdefault(name, extra)
+    report["total"] = parameter_counts(model)
+    return report
+
+
+def upsample_masks(logits: torch.Tensor, stride: int, input_size: tuple[int, int],
+                   out_size: tuple[int, int]) -> torch.Tensor:
+    """logits (..., h, w) at ``stride`` of the padded input -> (..., H_out, W_out): upsampled by ``stride``,
+    cropped to the unpadded ``input_size``, then resized to ``out_size`` (bilinear, as the official
+    implementations post-process)."""
+    lead = logits.shape[:-2]
+    x = logits.reshape(-1, 1, *logits.shape[-2:]).float()
+    if stride != 1:
+        x = F.interpolate(x, scale_factor=stride, mode="bilinear", align_corners=False)
+    x = x[..., : input_size[0], : input_size[1]]
+    if tuple(x.shape[-2:]) != tuple(out_size):
+        x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
+    return x.reshape(*lead, *out_size)

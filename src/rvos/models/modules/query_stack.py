@@ -1,0 +1,36 @@
+"""The layer stack every query decoder shares: per layer, cross-attention to each of its memories in a fixed
+order, then self-attention, then FFN (Mask2Former's post-norm sub-layers, :mod:`rvos.models.layers.attention`).
+
+A decoder subclasses :class:`QueryLayerStack`, names its memories (``("text", "image")`` gives the ModuleLists
+``text_attn`` and ``image_attn``), and calls :meth:`QueryLayerStack.layer` in its own loop, where it adds what is
+its own (masked attention, predictions after every layer, positions).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rvos.models.layers.attention import AttentionLayer, FFNLayer
+
+
+class QueryLayerStack(nn.Module):
+    def __init__(self, dim: int, layers: int, heads: int, ffn: int, dropout: float, memories: tuple[str, ...]):
+        super().__init__()
+        self.memories = memories
+        for name in memories:
+            setattr(self, f"{name}_attn", nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers)))
+        self.self_attn = nn.ModuleList(AttentionLayer(dim, heads, dropout) for _ in range(layers))
+        self.ffn = nn.ModuleList(FFNLayer(dim, ffn, dropout) for _ in range(layers))
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.ffn)
+
+    def layer(self, i: int, queries: torch.Tensor, query_pos: torch.Tensor | None, **memories: dict) -> torch.Tensor:
+        """Layer ``i``: ``memories[name]`` holds the keyword arguments of that cross-attention (``memory``,
+        ``pos``, ``attn_mask``, ``key_padding_mask``)."""
+        for name in self.memories:
+            queries = getattr(self, f"{name}_attn")[i](queries, query_pos=query_pos, **memories[name])
+        queries = self.self_attn[i](queries, query_pos=query_pos)
+        return self.ffn[i](queries)

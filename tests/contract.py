@@ -1,0 +1,39 @@
+"""Tiny random models of every registered method, for the tests of the engine, the API and ``rvos serve``."""
+
+import torch
+
+from rvos.config import load_config
+from rvos.models.build import build_model
+from rvos.models.registry import method_names
+
+METHODS = method_names()
+# every query passes the score threshold (probabilities are > 0), so a union-of-queries method shows its masks
+KEEP_ALL = "infer.score_threshold=0.0"
+
+
+def tiny_config(method: str = "vlm", *overrides: str):
+    """The method's ``<method>_tiny_synth`` config, with the given overrides."""
+    return load_config(f"{method}_tiny_synth", list(overrides))
+
+
+@torch.no_grad()
+def coverage(model, cfg, frames: torch.Tensor, sentences: list[str]) -> float:
+    """The fraction of pixels the model's masks cover on a clip, through its inference session."""
+    session = model.start_session(model.prepare_text(sentences), cfg.infer.score_threshold)
+    frames = model.pad(frames)
+    session.observe(frames, 0)
+    session.decode()
+    return float(torch.stack([(out.logits > 0).float().mean() for out in session.predict(frames, 0)]).mean())
+
+
+def random_model(cfg, seed: int = 0, tries: int = 20):
+    """A random-weight model of ``cfg`` (the first seed from ``seed`` on) whose masks on a random clip cover
+    between 5% and 95% of the pixels: with random weights they may be empty or cover everything, and a test of
+    the inference path needs masks that show something."""
+    probe = torch.rand(4, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    for s in range(seed, seed + tries):
+        torch.manual_seed(s)
+        model = build_model(cfg.model).eval()
+        if 0.05 < coverage(model, cfg, probe, ["the red square", "the object moving left"]) < 0.95:
+            return model
+    raise AssertionError(f"no seed in {seed}..{seed + tries - 1} gives a random model with partial masks")
