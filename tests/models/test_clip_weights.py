@@ -76,11 +76,13 @@ def test_frozen_backbone_stays_in_eval_mode_and_text_features_match_encode_text(
     backbone = CLIPBackbone(NAME, None, frozen=True)
     backbone.train()
     assert not backbone.clip.training
-    text = backbone.tokenize(["a red circle moving left", "the box"])
+    sentences = ["a red circle moving left", "the box"]
+    text = backbone.tokenize(sentences)
     t = backbone.forward_text(text)
     words, padding, sentence = t.words, t.padding, t.sentence
-    torch.testing.assert_close(sentence, backbone.clip.encode_text(text["tokens"]))
-    assert words.shape == (2, 32, 128) and padding[1].sum() == 32 - 4  # <sot> the box <eot>
+    # cut after the longest sentence (<sot> a red circle moving left <eot>): exactly CLIP's full-context features
+    torch.testing.assert_close(sentence, backbone.clip.encode_text(backbone.tokenizer(sentences)))
+    assert words.shape == (2, 7, 128) and padding[1].sum() == 7 - 4  # <sot> the box <eot>
     feats = backbone.forward_image(torch.rand(1, 3, 64, 96))
     assert [f.shape[1:] for f in feats] == [(32, 16, 24), (64, 8, 12), (128, 4, 6), (256, 2, 3)]
 

@@ -194,7 +194,13 @@ class CLIPBackbone(ImageBackbone, TextEncoder):
         return name.startswith(tuple(f"clip.{part}" for part in TEXT_PARTS))
 
     def tokenize(self, sentences: list[str]) -> TextInputs:
-        return TextInputs(tokens=self.tokenizer(sentences))
+        """Token ids (N, L), cut after the longest sentence's end-of-text token: CLIP's text attention is causal,
+        so the padding after it changes nothing before it, and every later layer masks it (the text side then
+        costs what the sentences need, not CLIP's full context of 77)."""
+        tokens = self.tokenizer(sentences)
+        if self.clip.attn_mask is not None and tokens.shape[0]:
+            tokens = tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]
+        return TextInputs(tokens=tokens)
 
     def forward_image(self, images: torch.Tensor, clip_length: int | None = None) -> list[torch.Tensor]:
         """images (N, 3, H, W) in [0, 1], H and W multiples of 32 -> features at strides 4, 8, 16, 32."""
