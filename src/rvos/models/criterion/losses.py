@@ -1,8 +1,9 @@
 """The set criterion of referring segmentation with query sets (Mask2Former / VITA / ReferFormer style), with
 pluggable terms: a method picks its terms and weights in :class:`LossConfig`, never copies the criterion.
 
-* Score: binary cross-entropy of each query's referring score (``score_loss: bce``; matched queries are positives,
-  the others negatives weighted by ``no_object_weight``, Mask2Former's ``eos_coef``), or the focal loss
+* Score: binary cross-entropy of each query's referring score (``score_loss: bce``; queries matched to a referred
+  object are positives, the others negatives, the unmatched ones weighted by ``no_object_weight``, Mask2Former's
+  ``eos_coef``), or the focal loss
   (``score_loss: focal``, Deformable DETR / ReferFormer: summed over queries, divided by the matched count).
 * Mask: binary cross-entropy (``mask_loss: bce``) or focal loss (``mask_loss: focal``) and Dice of each matched
   (query, object) pair, on points chosen by Mask2Former's importance sampling (most uncertain points plus random
@@ -42,6 +43,10 @@ class LossConfig:
     similarity_weight: float = 0.5
     no_object_weight: float = 0.1  # weight of the unmatched queries' score loss (bce)
     frame_weight: float = 1.0  # weight of the per-frame losses of the frame query decoder
+    # every annotated object of the clip is a target: the queries learn to segment every object, and the referring
+    # score is positive only on the referred ones (an option for learning on a CPU; the papers supervise only the
+    # referred objects)
+    instance_targets: bool = False
     num_points: int = 12544  # points sampled per mask (Mask2Former: 112 * 112)
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
@@ -84,15 +89,17 @@ class SetCriterion:
         self.matcher = HungarianMatcher({k: w for k, w in costs.items() if w}, cfg.num_points, cfg.focal_alpha)
 
     def __call__(self, scores: torch.Tensor, masks: torch.Tensor, targets: list[torch.Tensor],
-                 boxes: torch.Tensor | None = None):
+                 boxes: torch.Tensor | None = None, labels: list[torch.Tensor] | None = None):
         """scores (B, Q); masks (B, Q, T, h, w) logits; targets per clip (N_b, T, H, W) bool; boxes (B, Q, T, 4)
-        (cx, cy, w, h) in [0, 1] when the config weighs box terms. Returns (losses dict, matches)."""
+        (cx, cy, w, h) in [0, 1] when the config weighs box terms; labels per clip (N_b,) bool: whether the
+        sentence refers to each target (default: every target is referred; an unreferred target is an instance
+        whose mask is learnt and whose score is a negative). Returns (losses dict, matches)."""
         cfg = self.cfg
         num_clips = scores.shape[0]
         use_boxes = bool(cfg.box_weight or cfg.giou_weight)
         target_boxes = [boxes_from_masks(t) for t in targets] if use_boxes else None
-        matches = self.matcher(scores, masks, targets, boxes, target_boxes)
-        losses = {"score": cfg.score_weight * self._score_loss(scores, matches)}
+        matches = self.matcher(scores, masks, targets, boxes, target_boxes, labels)
+        losses = {"score": cfg.score_weight * self._score_loss(scores, matches, labels)}
         src = torch.cat([masks[b, q] for b, (q, _) in enumerate(matches)])  # (M, T, h, w)
         if src.shape[0] == 0:
             zero = masks.sum() * 0.0
@@ -134,15 +141,17 @@ class SetCriterion:
             losses["giou"] = cfg.giou_weight * per_clip_mean(giou, clips, num_clips)
         return losses, matches
 
-    def _score_loss(self, scores: torch.Tensor, matches) -> torch.Tensor:
+    def _score_loss(self, scores: torch.Tensor, matches, target_labels) -> torch.Tensor:
         cfg = self.cfg
         labels = torch.zeros_like(scores, dtype=torch.float32)
-        for b, (q, _) in enumerate(matches):
-            labels[b, q] = 1.0
+        matched = torch.zeros_like(labels)
+        for b, (q, n) in enumerate(matches):
+            matched[b, q] = 1.0
+            labels[b, q] = 1.0 if target_labels is None else target_labels[b][n.to(target_labels[b].device)].float()
         if cfg.score_loss == "focal":
             focal = terms.sigmoid_focal(scores.float(), labels, cfg.focal_alpha).sum(1)
             return (focal / labels.sum(1).clamp(min=1)).mean()
-        weights = torch.where(labels > 0, 1.0, cfg.no_object_weight)
+        weights = torch.where(matched > 0, 1.0, cfg.no_object_weight)
         bce = F.binary_cross_entropy_with_logits(scores.float(), labels, reduction="none")
         return ((bce * weights).sum(1) / weights.sum(1)).mean()
 

@@ -2,7 +2,8 @@
 
 The cost of assigning query q to object n is a weighted sum of terms (``costs``, name -> weight):
 
-* ``score``: ``-p_q``, the query's referring probability (Mask2Former);
+* ``score``: minus the probability the query's score gives the target's label: ``-p_q`` for a referred object
+  (Mask2Former), ``-(1 - p_q)`` for an object matched only as an instance;
 * ``score_focal``: Deformable DETR's focal classification cost;
 * ``mask``: mean binary cross-entropy of the masks; ``mask_focal``: mean focal loss;
 * ``dice``: Dice loss of the masks;
@@ -62,10 +63,12 @@ class HungarianMatcher:
 
     @torch.no_grad()
     def __call__(self, scores: torch.Tensor, masks: torch.Tensor, targets: list[torch.Tensor],
-                 boxes: torch.Tensor | None = None, target_boxes: list[torch.Tensor] | None = None):
+                 boxes: torch.Tensor | None = None, target_boxes: list[torch.Tensor] | None = None,
+                 labels: list[torch.Tensor] | None = None):
         """scores (B, Q) logits; masks (B, Q, T, h, w) logits; targets per clip (N_b, T, H, W); boxes (B, Q, T, 4)
-        and target boxes per clip (N_b, T, 4) when box costs are used. Returns per clip (query indices, target
-        indices), int64 tensors of equal length."""
+        and target boxes per clip (N_b, T, 4) when box costs are used; labels per clip (N_b,) bool, whether the
+        sentence refers to each target (default: all). Returns per clip (query indices, target indices), int64
+        tensors of equal length."""
         out = []
         for b, target in enumerate(targets):
             if target.shape[0] == 0:
@@ -76,7 +79,8 @@ class HungarianMatcher:
             cost = 0.0
             for name, weight in self.costs.items():
                 if name == "score":
-                    term = -scores[b].float().sigmoid()[:, None]
+                    p = scores[b].float().sigmoid()[:, None]
+                    term = -p if labels is None else -torch.where(labels[b][None], p, 1 - p)
                 elif name == "score_focal":
                     term = terms.focal_score_cost(scores[b].float(), self.focal_alpha)[:, None]
                 elif name == "mask":

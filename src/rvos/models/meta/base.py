@@ -60,6 +60,11 @@ class ClipBatch:
         """Per clip (N_b, T, H, W) bool: the masks of the referred objects."""
         return [inst[ref] for inst, ref in zip(self.instances, self.referred)]
 
+    def loss_targets(self, instances: bool) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """Per clip the target masks and whether the sentence refers to each: every annotated object with its
+        flag (``instances``), or the referred objects alone (flags None: all referred)."""
+        return (self.instances, self.referred) if instances else (self.targets, None)
+
     def to(self, device) -> "ClipBatch":
         move = lambda ts: [t.to(device, non_blocking=True) for t in ts]  # noqa: E731
         return ClipBatch(self.frames.to(device, non_blocking=True), self.text.to(device), self.sentences,
@@ -89,6 +94,12 @@ class InferenceSession:
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
         """The window's selected masks and scores, one :class:`ClipMasks` (over the window's n frames) per
         sentence."""
+        raise NotImplementedError
+
+    def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """What the selection rule chooses from, per sentence: every query's referring probability (n, Q) and
+        mask logits (n, Q, h, w) in the window. For diagnosis (the best query by score, or by its overlap with
+        the answer); a method without a query set need not provide it."""
         raise NotImplementedError
 
 

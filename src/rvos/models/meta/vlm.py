@@ -206,32 +206,38 @@ class VLMModel(RvosModel):
         }
 
     def loss(self, outputs: dict, batch: ClipBatch) -> dict:
-        """The referred objects of each clip are its targets (objects absent from every frame left out). Every
-        loss is a mean over clips (see :mod:`rvos.models.criterion.losses`)."""
+        """The referred objects of each clip are its targets (objects absent from every frame left out), or every
+        annotated object with ``loss.instance_targets``. Every loss is a mean over clips (see
+        :mod:`rvos.models.criterion.losses`)."""
         cfg = self.cfg.loss
         t_len = outputs["clip_length"]
-        targets = [self.pad(t) for t in batch.targets]
+        targets, labels = batch.loss_targets(cfg.instance_targets)
+        targets = [self.pad(t) for t in targets]
         # frame level: each frame a clip of one frame, with the objects visible in it
-        frame_targets, frame_ids = [], []
-        for target in targets:
+        frame_targets, frame_ids, frame_labels = [], [], []
+        for b, target in enumerate(targets):
             for t in range(t_len):
                 visible = target[:, t].flatten(1).any(1).nonzero().squeeze(1)
                 frame_targets.append(target[visible, t : t + 1])
                 frame_ids.append(visible)
+                if labels is not None:
+                    frame_labels.append(labels[b][visible])
         t_clip = outputs["frames_per_clip"]
         if t_clip == t_len:
-            clip_targets, clip_ids = targets, [torch.arange(t.shape[0]) for t in targets]
+            clip_targets, clip_ids, clip_labels = targets, [torch.arange(t.shape[0]) for t in targets], labels
         else:  # per-frame video decoding: the video level is matched frame by frame too
-            clip_targets, clip_ids = frame_targets, frame_ids
+            clip_targets, clip_ids, clip_labels = frame_targets, frame_ids, frame_labels
+        frame_labels = frame_labels if labels is not None else None
+        clip_labels = clip_labels if labels is not None else None
         losses: dict[str, torch.Tensor] = {}
         frame_matches = None
         for i, (s, m) in enumerate(zip(outputs["frame_scores"], outputs["frame_masks"])):
-            part, frame_matches = self.criterion(s, m[:, :, None], frame_targets)
+            part, frame_matches = self.criterion(s, m[:, :, None], frame_targets, labels=frame_labels)
             for k, v in part.items():
                 losses[f"frame_{k}_{i}"] = cfg.frame_weight * v
         video_matches = None
         for i, (s, m) in enumerate(zip(outputs["video_scores"], outputs["video_masks"])):
-            part, video_matches = self.criterion(s, m, clip_targets)
+            part, video_matches = self.criterion(s, m, clip_targets, labels=clip_labels)
             for k, v in part.items():
                 losses[f"video_{k}_{i}"] = v
         losses["similarity"] = cfg.similarity_weight * self._similarity(outputs, frame_matches, frame_ids,
@@ -342,15 +348,15 @@ class VLMSession(InferenceSession):
             self.embeds.append(embeds[0] if embeds.shape[0] == 1 else embeds[:, 0])
         self.queries = []
 
-    def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
+    def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]
         if self.cache is not None and self.cache[0] == start:
             mask_features = self.cache[1]
         else:
             features = self.model.image_features(frames)
             mask_features = [self.model.mask_features(features, *self._text(k, n)[:2]) for k in range(len(self.text))]
-        out = []
-        for k, feats in enumerate(mask_features):
-            logits = torch.einsum("tqd,tdhw->tqhw", self.embeds[k][start:start + n], feats)
-            out.append(self.model.select(self.probs[k][start:start + n], logits, self.threshold))
-        return out
+        return [(self.probs[k][start:start + n], torch.einsum("tqd,tdhw->tqhw", self.embeds[k][start:start + n], f))
+                for k, f in enumerate(mask_features)]
+
+    def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
+        return [self.model.select(probs, logits, self.threshold) for probs, logits in self.candidates(frames, start)]

@@ -1,0 +1,85 @@
+"""Matching and losses: pluggable terms, instance targets, box terms."""
+
+import pytest
+import torch
+
+from rvos.models.criterion.losses import LossConfig, SetCriterion
+from rvos.models.criterion.terms import boxes_from_masks, dice_cost, dice_loss, giou_loss
+
+
+def two_objects(h=16, w=16):
+    targets = torch.zeros(2, 1, h, w, dtype=torch.bool)
+    targets[0, 0, 2:6, 2:6] = True
+    targets[1, 0, 8:14, 9:15] = True
+    return targets
+
+
+def predictions(targets, q=4):
+    """Query 1 segments object 0, query 3 segments object 1, the others nothing."""
+    masks = torch.full((1, q, 1, *targets.shape[-2:]), -6.0)
+    masks[0, 1][targets[0]] = 6.0
+    masks[0, 3][targets[1]] = 6.0
+    return torch.zeros(1, q), masks
+
+
+def test_an_unreferred_instance_is_matched_for_its_mask_and_scored_negative():
+    targets = two_objects()
+    scores, masks = predictions(targets)
+    crit = SetCriterion(LossConfig(num_points=1024))
+    _, matches = crit(scores, masks, [targets], labels=[torch.tensor([True, False])])
+    q, n = matches[0]
+    assert dict(zip(n.tolist(), q.tolist())) == {0: 1, 1: 3}
+    # the score loss pushes query 1 up and query 3 (matched, unreferred) down with full weight
+    scores = scores.clone().requires_grad_(True)
+    losses, _ = crit(scores, masks, [targets], labels=[torch.tensor([True, False])])
+    losses["score"].backward()
+    assert scores.grad[0, 1] < 0 < scores.grad[0, 3]
+    assert scores.grad[0, 3] > 5 * scores.grad[0, 0]  # unmatched queries weigh no_object_weight
+
+
+def test_without_labels_every_target_is_referred():
+    targets = two_objects()
+    scores, masks = predictions(targets)
+    scores = scores.requires_grad_(True)
+    losses, _ = SetCriterion(LossConfig(num_points=1024))(scores, masks, [targets])
+    losses["score"].backward()
+    assert scores.grad[0, 1] < 0 and scores.grad[0, 3] < 0
+    assert losses["dice"] < 0.1 and losses["mask"] < 0.1  # weighted 5: near-perfect masks
+
+
+def test_focal_and_box_terms_match_and_fall_to_zero_on_a_perfect_prediction():
+    targets = two_objects()
+    scores, masks = predictions(targets)
+    scores[0] = torch.tensor([-8.0, 8.0, -8.0, 8.0])
+    boxes = torch.zeros(1, 4, 1, 4)
+    boxes[0, 1] = boxes_from_masks(targets[0])
+    boxes[0, 3] = boxes_from_masks(targets[1])
+    cfg = LossConfig(score_loss="focal", mask_loss="focal", box_weight=5, giou_weight=2, num_points=1024)
+    losses, matches = SetCriterion(cfg)(scores, masks, [targets], boxes=boxes)
+    assert dict(zip(matches[0][1].tolist(), matches[0][0].tolist())) == {0: 1, 1: 3}
+    assert losses["box"] < 1e-6 and losses["giou"] < 1e-6 and losses["score"] < 0.01
+
+
+def test_boxes_from_masks_are_normalised_centre_size_and_giou_of_a_box_with_itself_is_perfect():
+    mask = torch.zeros(10, 20, dtype=torch.bool)
+    mask[2:6, 4:14] = True
+    box = boxes_from_masks(mask)
+    assert box.tolist() == pytest.approx([9 / 20, 4 / 10, 10 / 20, 4 / 10])
+    assert boxes_from_masks(torch.zeros(3, 10, 20, dtype=torch.bool)).abs().sum() == 0
+    assert giou_loss(box[None], box[None]).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dice_cost_is_the_dice_loss_of_every_pair():
+    logits, labels = torch.randn(3, 50), (torch.rand(2, 50) > 0.5).float()
+    cost = dice_cost(logits, labels)
+    for i in range(3):
+        for j in range(2):
+            assert cost[i, j] == pytest.approx(dice_loss(logits[i:i + 1], labels[j:j + 1]).item(), abs=1e-6)
+
+
+def test_an_unknown_loss_kind_is_a_config_error():
+    from rvos.config import load_config
+    from rvos.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="loss.score_loss"):
+        load_config("vlm_tiny_synth", ["model.loss.score_loss=hinge"])
