@@ -24,11 +24,15 @@ from rvos.viz.report import training_curve, write_examples
 log = logging.getLogger(__name__)
 
 
-def pick_examples(split, per_expression: dict[str, list[float]]) -> list[tuple[str, str]]:
-    """One expression per kind: the one with the median J&F of its kind (a fair sample, not the best)."""
+def pick_examples(split, per_expression: dict[str, list[float]], min_visible: float = 0.75) -> list[tuple[str, str]]:
+    """One expression per kind: among those whose target is visible in at least ``min_visible`` of the frames
+    (so there is something to see), the one with the median J&F of its kind (a fair sample, not the best)."""
     by_kind: dict[str, list[tuple[float, str, str]]] = {}
     for video in split.videos.values():
         for exp_id, exp in video.expressions.items():
+            target = split.target_masks(video.name, exp_id)
+            if target.reshape(len(target), -1).any(1).mean() < min_visible:
+                continue
             j, f = per_expression[expression_key(video.name, exp_id)]
             by_kind.setdefault(exp.kind or "all", []).append(((j + f) / 2, video.name, exp_id))
     picks = []

@@ -46,6 +46,22 @@ def overlay(frame: np.ndarray, masks: np.ndarray, texts: Sequence[str] = (), alp
     return out
 
 
+def spotlight(frame: np.ndarray, mask: np.ndarray, text: str = "", title: str | None = None,
+              color: tuple[int, int, int] = (0, 255, 255), dim: float = 0.35) -> np.ndarray:
+    """frame (H, W, 3) uint8 RGB; mask (H, W) bool -> the mask's pixels as they are, the rest dimmed, and the mask
+    outlined in ``color``: no tint over the objects, so a mask is seen on an object of any colour (the default
+    cyan is a colour no synthetic object has)."""
+    out = frame.astype(np.float32)
+    out[~mask] *= dim
+    out = out.astype(np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, color, max(1, min(frame.shape[:2]) // 120))
+    lines = ([title] if title else []) + ([text] if text else [])
+    for row, line in enumerate(lines):
+        _label(out, line, row, (255, 255, 255) if title and row == 0 else color)
+    return out
+
+
 def side_by_side(*panels: np.ndarray, gap: int = 4) -> np.ndarray:
     """Frames of equal height next to each other, with a dark gap."""
     h = panels[0].shape[0]

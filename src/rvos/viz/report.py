@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rvos.data.frames import read_label_png
-from rvos.viz.overlay import overlay, palette, side_by_side
+from rvos.viz.overlay import side_by_side, spotlight
 from rvos.viz.video_io import write_video
 
 
@@ -44,12 +44,12 @@ def training_curve(metrics_path: str | os.PathLike, out: str | os.PathLike) -> P
 
 
 def comparison_frames(split, video: str, exp_id: str, pred_dir: str | os.PathLike, scale: int = 2) -> list[np.ndarray]:
-    """Frames of one expression: its prediction (left) next to the ground truth (right), the sentence on top."""
+    """Frames of one expression: its prediction (left) next to the ground truth (right), the sentence on top; each
+    mask shown as a spotlight (the rest of the frame dimmed, the mask outlined), which no object colour hides."""
     v = split.video(video)
     text = v.expressions[exp_id].text
     frames = split.read_frames(video)
     truth = split.target_masks(video, exp_id)
-    colors = palette(2)
     out = []
     for t, frame in enumerate(frames):
         pred = read_label_png(Path(pred_dir) / video / exp_id / f"{v.frames[t]}.png") != 0
@@ -59,8 +59,8 @@ def comparison_frames(split, video: str, exp_id: str, pred_dir: str | os.PathLik
             gt = np.repeat(np.repeat(truth[t], scale, 0), scale, 1)
         else:
             gt = truth[t]
-        left = overlay(frame, pred[None], [text], colors=[colors[0]], title="prediction")
-        right = overlay(frame, gt[None], [text], colors=[colors[1]], title="ground truth")
+        left = spotlight(frame, pred, text, title="prediction")
+        right = spotlight(frame, gt, text, title="ground truth")
         out.append(side_by_side(left, right))
     return out
 
