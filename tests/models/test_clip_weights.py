@@ -91,3 +91,16 @@ def test_frozen_backbone_stays_in_eval_mode_and_text_features_match_encode_text(
 def test_resnet50_clip_gives_four_strides():
     backbone = CLIPBackbone("RN50-quickgelu", None)
     assert backbone.kind == "resnet" and backbone.channels == [256, 512, 1024, 2048]
+
+
+def test_mean_sentence_pooling_averages_the_sentences_tokens():
+    torch.manual_seed(0)
+    backbone = CLIPBackbone(NAME, None, frozen=True, sentence_pooling="mean")
+    text = backbone.tokenize(["a red circle moving left", "the box"])
+    t = backbone.forward_text(text)
+    words = t.words[1, :4]  # <sot> the box <eot>; the rest is padding
+    proj = backbone.clip.text_projection
+    expected = proj(words.mean(0)) if isinstance(proj, torch.nn.Linear) else words.mean(0) @ proj
+    torch.testing.assert_close(t.sentence[1], expected)
+    with pytest.raises(ValueError, match="expected 'eot' or 'mean'"):
+        CLIPBackbone(NAME, None, sentence_pooling="max")

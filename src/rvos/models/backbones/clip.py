@@ -138,13 +138,17 @@ class CLIPBackbone(ImageBackbone, TextEncoder):
     strides = [4, 8, 16, 32]
 
     def __init__(self, model_name: str, pretrained: str | None = None, frozen: bool = True,
-                 cache_dir: str | None = None, token_init_std: float | None = None, text_frozen: bool | None = None):
+                 cache_dir: str | None = None, token_init_std: float | None = None, text_frozen: bool | None = None,
+                 sentence_pooling: str = "eot"):
         super().__init__()
         try:
             with _quiet("open_clip", "root"):  # its "no pretrained weights loaded": rvos loads them itself
                 self.clip = open_clip.create_model(model_name, pretrained=None)
         except RuntimeError as exc:
             raise CheckpointError(f"unknown open_clip model {model_name!r} ({exc})") from None
+        if sentence_pooling not in ("eot", "mean"):
+            raise ValueError(f"sentence pooling {sentence_pooling!r}: expected 'eot' or 'mean'")
+        self.sentence_pooling = sentence_pooling
         if token_init_std is not None:
             # CLIP's token embeddings start at std 0.02, far below the residual branches' outputs, which suits
             # contrastive pre-training on millions of captions; a text tower trained from scratch on a small task
@@ -232,8 +236,12 @@ class CLIPBackbone(ImageBackbone, TextEncoder):
         x = clip.transformer(x if batch_first else x.transpose(0, 1), attn_mask=mask)
         words = clip.ln_final(x if batch_first else x.transpose(0, 1))
         eot = tokens.argmax(dim=-1)  # the end-of-text token has the largest id
-        pooled = words[torch.arange(words.shape[0], device=words.device), eot]
+        padding = torch.arange(tokens.shape[1], device=tokens.device)[None] > eot[:, None]
+        if self.sentence_pooling == "mean":  # the mean of the sentence's tokens, start and end included
+            keep = (~padding).unsqueeze(-1).to(words.dtype)
+            pooled = (words * keep).sum(1) / keep.sum(1)
+        else:  # CLIP's: the end-of-text token
+            pooled = words[torch.arange(words.shape[0], device=words.device), eot]
         proj = clip.text_projection
         sentence = proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
-        padding = torch.arange(tokens.shape[1], device=tokens.device)[None] > eot[:, None]
         return TextFeatures(words, padding, sentence)

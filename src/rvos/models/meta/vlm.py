@@ -39,6 +39,14 @@ class BackboneConfig:
     text_frozen: bool | None = None  # the text tower alone (None: as ``frozen``)
     cache_dir: str | None = None  # Hugging Face cache folder (default: the hub's own)
     token_init_std: float | None = None  # re-initialise the token embeddings (text towers trained from scratch)
+    # the sentence feature: "eot" (CLIP's end-of-text token, the report's) or "mean" (the mean of the sentence's
+    # token features): a text tower trained from scratch with large token embeddings gives nearly the same
+    # end-of-text feature for every sentence (cosine 0.99 measured), while the mean carries the words
+    sentence_pooling: str = "eot"
+
+    def __post_init__(self):
+        if self.sentence_pooling not in ("eot", "mean"):
+            raise ValueError(f"model.backbone.sentence_pooling: expected 'eot' or 'mean', got {self.sentence_pooling!r}")
 
 
 @dataclass
@@ -116,7 +124,8 @@ class VLMModel(RvosModel):
         c = cfg.hidden_dim
         b = cfg.backbone
         self.backbone = CLIPBackbone(b.model, b.pretrained, frozen=b.frozen, cache_dir=b.cache_dir,
-                                     token_init_std=b.token_init_std, text_frozen=b.text_frozen)
+                                     token_init_std=b.token_init_std, text_frozen=b.text_frozen,
+                                     sentence_pooling=b.sentence_pooling)
         self.word_proj = nn.Linear(self.backbone.width, c)
         self.sentence_proj = nn.Linear(self.backbone.sentence_dim, c)
         e = cfg.encoder
