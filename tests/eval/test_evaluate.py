@@ -1,4 +1,5 @@
 import json
+import shutil
 import zipfile
 
 import numpy as np
@@ -135,3 +136,17 @@ def test_incomplete_submission_is_refused_and_an_old_zip_kept(tmp_path, synth_ro
     assert "missing" in str(info.value) and "wrong size" in str(info.value)
     assert (tmp_path / "sub.zip").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".zip"] == ["sub.zip"]  # no temporary left behind
+
+
+def test_eval_and_export_need_only_the_two_annotation_files(tmp_path, capsys):
+    objects = write_mevis(tmp_path)
+    split = tmp_path / "valid_u"
+    shutil.rmtree(split / "JPEGImages")
+    assert sorted(p.name for p in split.iterdir()) == ["mask_dict.json", "meta_expressions.json"]
+    assert main(["-q", "export-masks", "--gt", str(split), "--out", str(tmp_path / "gt")]) == 0
+    write_mask_png(tmp_path / "gt" / "v1" / "0" / "00001.png", objects["2"][0])  # one wrong frame
+    assert main(["-q", "eval", "--gt", str(split), "--pred", str(tmp_path / "gt"),
+                 "--json", str(tmp_path / "scores.json")]) == 0
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["per_expression"]["v1_1"] == [1.0, 1.0] and scores["per_expression"]["v1_0"][0] == pytest.approx(2 / 3)
+    assert "J&F" in capsys.readouterr().out
