@@ -26,7 +26,7 @@ def _print_eval(scores: dict) -> None:
         for kind, s in scores["by_kind"].items():
             print(f"{kind:<16}{s['count']:>6}{s['J&F']:>8.4f}{s['J']:>8.4f}{s['F']:>8.4f}", file=out)
     if scores["missing"] or scores["wrong_size"]:
-        print(f"scored 0: {len(scores['missing'])} missing and {len(scores['wrong_size'])} wrong-size predictions "
+        print(f"scored 0: {len(scores['missing'])} missing and {len(scores['wrong_size'])} unreadable or wrong-size predictions "
               "(listed in the JSON)", file=out)
 
 
@@ -42,12 +42,26 @@ def cmd_synth(args) -> None:
     print(f"wrote {spec.train} train, {spec.valid_u} valid_u and {spec.valid} valid videos to {out}")
 
 
-def cmd_eval(args) -> None:
-    from rvos.eval.evaluate import evaluate
+def _report_problems(args, exc) -> None:
+    """With --json, a failed check writes every missing or wrong file there (the message only summarises them),
+    and no scores, so that an earlier run's scores are never read as this one's."""
     from rvos.fileio import write_json
 
-    result = evaluate(args.gt, args.pred, workers=args.workers, allow_missing=args.allow_missing,
-                      progress=not args.quiet)
+    if args.json:
+        write_json(args.json, exc.to_json(), indent=1)
+
+
+def cmd_eval(args) -> None:
+    from rvos.eval.evaluate import evaluate
+    from rvos.eval.problems import IncompletePredictions
+    from rvos.fileio import write_json
+
+    try:
+        result = evaluate(args.gt, args.pred, workers=args.workers, allow_missing=args.allow_missing,
+                          progress=not args.quiet)
+    except IncompletePredictions as exc:
+        _report_problems(args, exc)
+        raise
     if args.json:
         write_json(args.json, result.to_json(), indent=1)
     _print_eval(result.to_json())
@@ -61,9 +75,17 @@ def cmd_export_masks(args) -> None:
 
 
 def cmd_submit(args) -> None:
+    from rvos.eval.problems import IncompletePredictions
     from rvos.eval.submit import write_submission
+    from rvos.fileio import write_json
 
-    n = write_submission(args.split_dir, args.pred, args.out, progress=not args.quiet)
+    try:
+        n = write_submission(args.split_dir, args.pred, args.out, progress=not args.quiet)
+    except IncompletePredictions as exc:
+        _report_problems(args, exc)
+        raise
+    if args.json:
+        write_json(args.json, {"zip": str(args.out), "pngs": n, "missing": [], "wrong_size": []}, indent=1)
     print(f"wrote {args.out} ({n} PNGs)")
 
 
@@ -189,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="J, F and J&F of predictions against an annotated split")
     p.add_argument("--gt", required=True, type=Path, help="split folder (e.g. mevis/valid_u)")
     p.add_argument("--pred", required=True, type=Path, help="predictions: PRED/<video>/<exp_id>/<frame>.png")
-    p.add_argument("--json", type=Path, help="write the scores (per expression, by kind, missing) here")
+    p.add_argument("--json", type=Path, help="write the scores (per expression, by kind, missing) here; when "
+                   "predictions are missing, every missing or wrong file instead")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument("--allow-missing", action="store_true",
                    help="score missing or wrong-size predictions 0 and list them, instead of failing")
@@ -204,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred", type=Path, help="predictions folder")
     p.add_argument("--split-dir", required=True, type=Path, help="the split the predictions are for")
     p.add_argument("--out", required=True, type=Path, help="zip file to write")
+    p.add_argument("--json", type=Path, help="write the list of missing or wrong PNGs here (empty on success)")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("info", help="build a config's model and report its parts, parameters and query counts")
