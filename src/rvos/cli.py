@@ -26,8 +26,8 @@ def _print_eval(scores: dict) -> None:
         for kind, s in scores["by_kind"].items():
             print(f"{kind:<16}{s['count']:>6}{s['J&F']:>8.4f}{s['J']:>8.4f}{s['F']:>8.4f}", file=out)
     if scores["missing"] or scores["wrong_size"]:
-        print(f"scored 0: {len(scores['missing'])} missing and {len(scores['wrong_size'])} unreadable or wrong-size predictions "
-              "(listed in the JSON)", file=out)
+        print(f"scored 0: {len(scores['missing'])} missing and {len(scores['wrong_size'])} unreadable or wrong-size "
+              "predictions (listed in the JSON)", file=out)
 
 
 # ----------------------------------------------------------------------------------------------- commands
