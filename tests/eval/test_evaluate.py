@@ -155,7 +155,8 @@ def test_eval_and_export_need_only_the_two_annotation_files(tmp_path, capsys):
     assert main(["-q", "eval", "--gt", str(split), "--pred", str(tmp_path / "gt"),
                  "--json", str(tmp_path / "scores.json")]) == 0
     scores = json.loads((tmp_path / "scores.json").read_text())
-    assert scores["per_expression"]["v1_1"] == [1.0, 1.0] and scores["per_expression"]["v1_0"][0] == pytest.approx(2 / 3)
+    assert scores["per_expression"]["v1_1"] == [1.0, 1.0]
+    assert scores["per_expression"]["v1_0"][0] == pytest.approx(2 / 3)
     assert "J&F" in capsys.readouterr().out
 
 
@@ -181,7 +182,8 @@ def test_a_split_without_predictions_is_one_line_per_video_and_every_file_in_the
                  "--json", str(tmp_path / "report.json")])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 1 + 20 + 1
-    assert err[0].startswith("error: 1498 missing and 1 unreadable or wrong-size predictions") and "25 of 25 videos" in err[0]
+    assert err[0].startswith("error: 1498 missing and 1 unreadable or wrong-size predictions")
+    assert "in 25 of 25 videos" in err[0]
     assert err[1] == "  vid00: no predictions (30 frames x 2 expressions)"
     assert err[4] == ("  vid03: 58 of 60 masks missing, in 2 of 2 expressions; 1 unreadable or of the wrong size "
                       "(e.g. vid03/1/00008.png: size 10x30, expected 20x30)")
