@@ -146,6 +146,9 @@ def cmd_predict(args) -> None:
     from rvos.data.video import open_video
 
     source = open_video(args.video)  # a bad video fails before the model is loaded
+    if args.strict and source.warnings:
+        raise DataError("\n".join(source.warnings) + "\n(--strict: without it, the frames that can be read are "
+                        "segmented and these problems are recorded in result.json)")
     segmenter = Segmenter.from_pretrained(args.run or args.weights, device=args.device or "cpu", window=args.window,
                                           score_threshold=args.threshold)
     out = args.out or Path("predictions") / source.name
@@ -264,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default predictions/<video name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-video", action="store_true", help="masks only, no overlay video")
+    p.add_argument("--strict", action="store_true",
+                   help="fail when frames of the video cannot be decoded or decode with errors (by default they "
+                        "are reported as warnings and in result.json)")
     p.add_argument("--window", type=int, help="frames encoded at once (default: the config's infer.window)")
     p.add_argument("--threshold", type=float, help="referring score threshold (default: the config's)")
     p.add_argument("--device", help="cpu or cuda (default cpu)")
