@@ -10,10 +10,51 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from rvos.errors import ConfigError, DataError, RvosError
+from rvos.errors import CheckpointError, ConfigError, DataError, RvosError
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``with`` block unwinds: atomic writes remove their
+    ``.partial`` folders and temporary files, as on Ctrl+C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked worker (evaluation pool, data loader): just end, as by default
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise Terminated()
+
+
+_MAIN_PID = os.getpid()
+
+
+def _model_path(path: Path, flag: str) -> Path:
+    """A run folder, a model folder, or the model.safetensors inside one; anything else is a clear error now,
+    instead of "config.json does not exist" after a while."""
+    if path.is_file() and path.name != "model.safetensors":
+        raise CheckpointError(f"{flag} {path}: this is a file, not a model. Give a run folder (its last checkpoint "
+                              "is used), a model folder (model.safetensors + config.json), or the model.safetensors "
+                              "inside one")
+    return path
+
+
+def _check_output(out: Path, overwrite: bool, existing_ok: bool = False) -> None:
+    """Fail before the model is loaded when ``out`` cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file: --out takes a folder")
+    if not existing_ok and out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DataError(f"{out} already exists and is not empty: choose another --out or pass --overwrite")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write into {parent} (permission denied): choose another --out")
 
 
 def _print_eval(scores: dict) -> None:
@@ -130,8 +171,12 @@ def cmd_infer(args) -> None:
     from rvos.engine.checkpoint import find_model, load_model
     from rvos.engine.inference import Predictor
     from rvos.engine.predict_split import predict_split
+    from rvos.data.splits import open_split
 
-    model, cfg = load_model(find_model(args.run or args.weights), device=args.device or "cpu")
+    open_split(args.split_dir)  # a bad split or output fails before the model is loaded
+    _check_output(args.out, args.overwrite, existing_ok=True)
+    model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
+    model, cfg = load_model(find_model(model_path), device=args.device or "cpu")
     predictor = Predictor(model, cfg, args.device or "cpu", window=args.window, score_threshold=args.threshold)
     n = predict_split(predictor, args.split_dir, args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(f"predicted {n} videos into {args.out}")
@@ -149,9 +194,11 @@ def cmd_predict(args) -> None:
     if args.strict and source.warnings:
         raise DataError("\n".join(source.warnings) + "\n(--strict: without it, the frames that can be read are "
                         "segmented and these problems are recorded in result.json)")
-    segmenter = Segmenter.from_pretrained(args.run or args.weights, device=args.device or "cpu", window=args.window,
-                                          score_threshold=args.threshold)
     out = args.out or Path("predictions") / source.name
+    _check_output(out, args.overwrite)
+    model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
+    segmenter = Segmenter.from_pretrained(model_path, device=args.device or "cpu", window=args.window,
+                                          score_threshold=args.threshold)
     summary = predict_to_folder(segmenter, source, texts, out, overwrite=args.overwrite,
                                 overlay_video=not args.no_video, progress=not args.quiet)
     print(f"{summary['frames']} frames -> {out}")
@@ -180,8 +227,9 @@ def cmd_serve(args) -> None:
             raise RvosError("no model: pass --run RUN_DIR (a trained run or model folder), or run `rvos demo` first "
                             "to train one into demo/run")
         run = Path("demo/run")
-    segmenter = Segmenter.from_pretrained(run, device=args.device or "cpu")
-    serve(segmenter, port=args.port, host=args.host, max_frames=args.max_frames, max_upload_mb=args.max_upload_mb)
+    segmenter = Segmenter.from_pretrained(_model_path(run, "--run"), device=args.device or "cpu")
+    serve(segmenter, port=args.port, host=args.host, max_frames=args.max_frames, max_upload_mb=args.max_upload_mb,
+          announce=lambda url: print(f"serving on {url} (Ctrl+C to stop)", flush=True))
 
 
 # ----------------------------------------------------------------------------------------------- parser
@@ -296,7 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
+    # rvos's own messages at INFO (WARNING with -q); other libraries' (open_clip's "Parsing tokenizer ...") only
+    # when they are warnings
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("rvos").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers can be set
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         args.func(args)
     except RvosError as exc:
@@ -307,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
