@@ -92,11 +92,31 @@ def _report_problems(args, exc) -> None:
         write_json(args.json, exc.to_json(), indent=1)
 
 
+def _print_davis(scores: dict) -> None:
+    """The official DAVIS 2017 table, then J and F per object, from ``DavisResult.to_json()``."""
+    from rvos.eval.davis import MEASURES
+
+    print(f"DAVIS-2017 {scores['task']} ({scores['num_objects']} objects)")
+    print("".join(f"{m:>10}" for m in MEASURES))
+    print("".join(f"{scores[m]:>10.3f}" for m in MEASURES))
+    print(f"{'object':<24}{'J-Mean':>8}{'F-Mean':>8}")
+    for name, s in scores["per_object"].items():
+        print(f"{name:<24}{s['J-Mean']:>8.3f}{s['F-Mean']:>8.3f}")
+
+
 def cmd_eval(args) -> None:
     from rvos.eval.evaluate import evaluate
     from rvos.eval.problems import IncompletePredictions
     from rvos.fileio import write_json
 
+    if args.task:  # the DAVIS 2017 benchmark: GT is a DAVIS folder, PRED a results folder
+        from rvos.eval.davis import evaluate_davis
+
+        scores = evaluate_davis(args.gt, args.pred, args.task, subset=args.set).to_json()
+        if args.json:
+            write_json(args.json, scores, indent=1)
+        _print_davis(scores)
+        return
     try:
         result = evaluate(args.gt, args.pred, workers=args.workers, allow_missing=args.allow_missing,
                           progress=not args.quiet)
@@ -260,13 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("eval", help="J, F and J&F of predictions against an annotated split")
-    p.add_argument("--gt", required=True, type=Path, help="split folder (e.g. mevis/valid_u)")
+    p.add_argument("--gt", required=True, type=Path, help="split folder (e.g. mevis/valid_u), or with --task a "
+                   "DAVIS folder")
     p.add_argument("--pred", required=True, type=Path, help="predictions: PRED/<video>/<exp_id>/<frame>.png")
     p.add_argument("--json", type=Path, help="write the scores (per expression, by kind, missing) here; when "
                    "predictions are missing, every missing or wrong file instead")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument("--allow-missing", action="store_true",
                    help="score missing or wrong-size predictions 0 and list them, instead of failing")
+    p.add_argument("--task", choices=["semi-supervised", "unsupervised"],
+                   help="the DAVIS 2017 benchmark: --gt is a DAVIS folder (ImageSets/, Annotations*/480p/), --pred "
+                        "holds PRED/<sequence>/<frame>.png with object (or proposal) ids; prints the official table")
+    p.add_argument("--set", default="val", help="with --task: the DAVIS set (default val)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export-masks", help="write a split's ground truth as PNGs in the prediction layout")
