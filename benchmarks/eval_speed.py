@@ -5,7 +5,10 @@ scene generator, some expressions with two objects), and predictions that are th
 shrunk, with some frames empty, written as 0/255 PNGs. Both implementations read the same PNGs and RLEs and are
 timed in the same run; their scores must agree to 1e-9.
 
-    python benchmarks/eval_speed.py [--out benchmarks/results/eval_speed.json]
+    python benchmarks/eval_speed.py [--out benchmarks/results/eval_speed.json] [--data DIR] [--note TEXT]
+
+``--data DIR`` generates the data into DIR once and reuses it on later runs (it is the same for a given seed);
+the load average before and after the timings is recorded, since another process on the machine slows both.
 """
 
 from __future__ import annotations
@@ -99,9 +102,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "eval_speed.json")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--data", type=Path, help="generate the data here once, and reuse it when present")
+    parser.add_argument("--note", help="recorded with the results (e.g. what else ran on the machine)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        split, pred = make_data(Path(tmp))
+        data = args.data or Path(tmp)
+        if (data / "valid_u" / "mask_dict.json").is_file() and (data / "pred").is_dir():
+            split, pred = data / "valid_u", data / "pred"
+        else:
+            split, pred = make_data(data)
+        load_before = os.getloadavg()
         t_ref, ref = timed(lambda: reference_eval(split, pred), args.repeat)
         rows = {"reference (per frame, 1 process)": t_ref}
         max_diff = 0.0
@@ -111,6 +121,7 @@ def main() -> None:
             t, res = timed(lambda: evaluate(split, pred, workers=workers, progress=False), args.repeat)
             rows[f"rvos eval --workers {workers}"] = t
             max_diff = max(max_diff, max(abs(a - b) for k in ref for a, b in zip(ref[k], res.per_expression[k])))
+        load_after = os.getloadavg()
     record = {
         "benchmark": "eval_speed",
         "data": f"{VIDEOS} videos x {EXPRESSIONS} expressions x {FRAMES} frames at {HEIGHT}x{WIDTH}",
@@ -118,7 +129,10 @@ def main() -> None:
         "seconds (best of %d)" % args.repeat: rows,
         "speedup vs reference": {k: rows["reference (per frame, 1 process)"] / v for k, v in rows.items()},
         "max |difference| of per-expression J or F": max_diff,
+        "load average (1, 5, 15 min) before and after": [list(load_before), list(load_after)],
     }
+    if args.note:
+        record["note"] = args.note
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, record, indent=2)
     print(json.dumps(record, indent=2))

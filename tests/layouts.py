@@ -71,3 +71,56 @@ def write_ytvos(root: Path, split: str = "train", size=(24, 32), frames: int = 3
     objects = {"1": {"category": "cat", "frames": names}, "2": {"category": "dog", "frames": names}}
     (root / split / "meta.json").write_text(json.dumps({"videos": {"vid": {"objects": objects}}}))
     return {"1": obj1, "2": obj2}
+
+
+def _save_labels(path: Path, labels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(labels.astype(np.uint8), mode="P")
+    im.putpalette(DAVIS_PALETTE[:765] + [224, 224, 192])  # 255 (void) in DAVIS's cream
+    im.save(path)
+
+
+def write_davis(root: Path, results: Path) -> None:
+    """A DAVIS 2017 folder (val = 'boxes', 12 frames, 2 objects, void pixels; 'trio', 9 frames, 3 objects, the
+    third leaving after frame 4) with the same labels in Annotations and Annotations_unsupervised, and results
+    ``results/semi`` (object 3 of 'trio' never predicted; quality that decays over time) and ``results/unsup``
+    (proposals in another order than the objects, more of them than objects in 'boxes', fewer in 'trio')."""
+    (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("boxes\ntrio\n")
+    semi, unsup = results / "semi", results / "unsup"
+    h, w = 40, 56
+    for t in range(12):
+        gt = np.zeros((h, w), np.uint8)
+        gt[box_mask(h, w, 5, 20, 3 + 2 * t, 15 + 2 * t)] = 1
+        gt[box_mask(h, w, 24, 36, 30, 44)] = 2
+        if 3 <= t <= 6:
+            gt[22:24, 28:46] = 255  # void along object 2's top edge
+        s = np.zeros((h, w), np.uint8)
+        s[box_mask(h, w, 5 + t // 3, 20 + t // 3, 3 + 2 * t, 15 + 2 * t)] = 1  # drifts down: J and F decay
+        s[box_mask(h, w, 24 - (t >= 6), 37, 30, 44 + (t >= 6))] = 2
+        u = np.zeros((h, w), np.uint8)
+        u[box_mask(h, w, 23, 36, 31, 44)] = 1  # proposal 1 follows object 2
+        u[box_mask(h, w, 0, 3, 0, 4)] = 2  # a stray proposal
+        u[box_mask(h, w, 6, 20, 3 + 2 * t, 14 + 2 * t)] = 3  # proposal 3 follows object 1
+        if t == 0:
+            u[box_mask(h, w, 36, 40, 0, 10)] = 4
+        for folder, labels in ((root / "Annotations" / "480p", gt), (root / "Annotations_unsupervised" / "480p", gt),
+                               (semi, s), (unsup, u)):
+            _save_labels(folder / "boxes" / f"{t:05d}.png", labels)
+    h, w = 36, 48
+    for t in range(9):
+        gt = np.zeros((h, w), np.uint8)
+        gt[box_mask(h, w, 2, 12, 2, 12)] = 1
+        gt[box_mask(h, w, 20, 30, 4 + 3 * t, 14 + 3 * t)] = 2
+        if t <= 4:
+            gt[box_mask(h, w, 4, 16, 30, 40 + t)] = 3
+        s = np.zeros((h, w), np.uint8)
+        s[gt == 1] = 1
+        s[box_mask(h, w, 21, 31, 5 + 3 * t, 15 + 3 * t)] = 2
+        u = np.zeros((h, w), np.uint8)
+        if t <= 5:
+            u[box_mask(h, w, 4, 16, 31, 40)] = 1  # proposal 1 follows object 3, one frame too long
+        u[box_mask(h, w, 2, 13, 2, 12)] = 2  # proposal 2 follows object 1
+        for folder, labels in ((root / "Annotations" / "480p", gt), (root / "Annotations_unsupervised" / "480p", gt),
+                               (semi, s), (unsup, u)):
+            _save_labels(folder / "trio" / f"{t:05d}.png", labels)

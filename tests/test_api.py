@@ -149,3 +149,23 @@ def test_readme_example_runs(model_dir, clip, tmp_path):
     video = write_video(tmp_path / "my_video.mp4", list(clip), fps=5)
     code = code.replace('"demo/run"', repr(str(model_dir))).replace('"my_video.mp4"', repr(str(video)))
     exec(compile(code, "README.md", "exec"), {})
+
+
+def test_predict_reports_frames_it_cannot_decode_and_strict_refuses_them(model_dir, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    data = write_video(tmp_path / "clip.mp4", list(rng.integers(0, 255, (12, 48, 80, 3), dtype=np.uint8)),
+                       fps=5).read_bytes()
+    video = tmp_path / "cut.mp4"
+    video.write_bytes(data[: int(len(data) * 0.6)])  # a download cut short
+    out = tmp_path / "out"
+    assert main(["-q", "predict", str(video), "--text", "a square", "--weights", str(model_dir), "--out", str(out),
+                 "--strict", "--no-video"]) == 2
+    err = capsys.readouterr().err
+    assert "of the 12 frames the file holds cannot be decoded" in err and "--strict" in err
+    assert not out.exists()
+    assert main(["-q", "predict", str(video), "--text", "a square", "--weights", str(model_dir), "--out", str(out),
+                 "--no-video"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert 0 < result["frames"] < 12 and result["unreadable_frames"] == list(range(result["frames"], 12))
+    assert len(result["warnings"]) == 1 and "cannot be decoded" in result["warnings"][0]
+    assert len(list((out / "masks" / "0_a_square").glob("*.png"))) == result["frames"]

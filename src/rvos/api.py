@@ -134,6 +134,8 @@ def predict_to_folder(segmenter: Segmenter, video, texts: Sequence[str], out: st
         scores = np.array(per_frame).reshape(len(per_frame), len(texts))
         summary = {
             "video": source.name, "frames": source.num_frames, "size": list(source.size), "fps": source.fps,
+            "warnings": source.warnings, "unreadable_frames": source.unreadable_frames,
+            "damaged_frames": source.damaged_frames,
             "sentences": [{"text": t, "masks": f"masks/{f}", "color": list(c),
                            "frames_with_mask": int((scores[:, k] > 0).sum()), "mean_score": float(scores[:, k].mean())}
                           for k, (t, f, c) in enumerate(zip(texts, folders, colors))],

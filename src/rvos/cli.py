@@ -10,10 +10,51 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from rvos.errors import ConfigError, DataError, RvosError
+from rvos.errors import CheckpointError, ConfigError, DataError, RvosError
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``with`` block unwinds: atomic writes remove their
+    ``.partial`` folders and temporary files, as on Ctrl+C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked worker (evaluation pool, data loader): just end, as by default
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise Terminated()
+
+
+_MAIN_PID = os.getpid()
+
+
+def _model_path(path: Path, flag: str) -> Path:
+    """A run folder, a model folder, or the model.safetensors inside one; anything else is a clear error now,
+    instead of "config.json does not exist" after a while."""
+    if path.is_file() and path.name != "model.safetensors":
+        raise CheckpointError(f"{flag} {path}: this is a file, not a model. Give a run folder (its last checkpoint "
+                              "is used), a model folder (model.safetensors + config.json), or the model.safetensors "
+                              "inside one")
+    return path
+
+
+def _check_output(out: Path, overwrite: bool, existing_ok: bool = False) -> None:
+    """Fail before the model is loaded when ``out`` cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file: --out takes a folder")
+    if not existing_ok and out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DataError(f"{out} already exists and is not empty: choose another --out or pass --overwrite")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write into {parent} (permission denied): choose another --out")
 
 
 def _print_eval(scores: dict) -> None:
@@ -26,8 +67,8 @@ def _print_eval(scores: dict) -> None:
         for kind, s in scores["by_kind"].items():
             print(f"{kind:<16}{s['count']:>6}{s['J&F']:>8.4f}{s['J']:>8.4f}{s['F']:>8.4f}", file=out)
     if scores["missing"] or scores["wrong_size"]:
-        print(f"scored 0: {len(scores['missing'])} missing and {len(scores['wrong_size'])} wrong-size predictions "
-              "(listed in the JSON)", file=out)
+        print(f"scored 0: {len(scores['missing'])} missing and {len(scores['wrong_size'])} unreadable or wrong-size "
+              "predictions (listed in the JSON)", file=out)
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -42,12 +83,46 @@ def cmd_synth(args) -> None:
     print(f"wrote {spec.train} train, {spec.valid_u} valid_u and {spec.valid} valid videos to {out}")
 
 
-def cmd_eval(args) -> None:
-    from rvos.eval.evaluate import evaluate
+def _report_problems(args, exc) -> None:
+    """With --json, a failed check writes every missing or wrong file there (the message only summarises them),
+    and no scores, so that an earlier run's scores are never read as this one's."""
     from rvos.fileio import write_json
 
-    result = evaluate(args.gt, args.pred, workers=args.workers, allow_missing=args.allow_missing,
-                      progress=not args.quiet)
+    if args.json:
+        write_json(args.json, exc.to_json(), indent=1)
+
+
+def _print_davis(scores: dict) -> None:
+    """The official DAVIS 2017 table, then J and F per object, from ``DavisResult.to_json()``."""
+    from rvos.eval.davis import MEASURES
+
+    print(f"DAVIS-2017 {scores['task']} ({scores['num_objects']} objects)")
+    print("".join(f"{m:>10}" for m in MEASURES))
+    print("".join(f"{scores[m]:>10.3f}" for m in MEASURES))
+    print(f"{'object':<24}{'J-Mean':>8}{'F-Mean':>8}")
+    for name, s in scores["per_object"].items():
+        print(f"{name:<24}{s['J-Mean']:>8.3f}{s['F-Mean']:>8.3f}")
+
+
+def cmd_eval(args) -> None:
+    from rvos.eval.evaluate import evaluate
+    from rvos.eval.problems import IncompletePredictions
+    from rvos.fileio import write_json
+
+    if args.task:  # the DAVIS 2017 benchmark: GT is a DAVIS folder, PRED a results folder
+        from rvos.eval.davis import evaluate_davis
+
+        scores = evaluate_davis(args.gt, args.pred, args.task, subset=args.set).to_json()
+        if args.json:
+            write_json(args.json, scores, indent=1)
+        _print_davis(scores)
+        return
+    try:
+        result = evaluate(args.gt, args.pred, workers=args.workers, allow_missing=args.allow_missing,
+                          progress=not args.quiet)
+    except IncompletePredictions as exc:
+        _report_problems(args, exc)
+        raise
     if args.json:
         write_json(args.json, result.to_json(), indent=1)
     _print_eval(result.to_json())
@@ -61,9 +136,17 @@ def cmd_export_masks(args) -> None:
 
 
 def cmd_submit(args) -> None:
+    from rvos.eval.problems import IncompletePredictions
     from rvos.eval.submit import write_submission
+    from rvos.fileio import write_json
 
-    n = write_submission(args.split_dir, args.pred, args.out, progress=not args.quiet)
+    try:
+        n = write_submission(args.split_dir, args.pred, args.out, progress=not args.quiet)
+    except IncompletePredictions as exc:
+        _report_problems(args, exc)
+        raise
+    if args.json:
+        write_json(args.json, {"zip": str(args.out), "pngs": n, "missing": [], "wrong_size": []}, indent=1)
     print(f"wrote {args.out} ({n} PNGs)")
 
 
@@ -111,8 +194,12 @@ def cmd_infer(args) -> None:
     from rvos.engine.checkpoint import find_model, load_model
     from rvos.engine.inference import Predictor
     from rvos.engine.predict_split import predict_split
+    from rvos.data.splits import open_split
 
-    model, cfg = load_model(find_model(args.run or args.weights), device=args.device or "cpu")
+    open_split(args.split_dir)  # a bad split or output fails before the model is loaded
+    _check_output(args.out, args.overwrite, existing_ok=True)
+    model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
+    model, cfg = load_model(find_model(model_path), device=args.device or "cpu")
     predictor = Predictor(model, cfg, args.device or "cpu", window=args.window, score_threshold=args.threshold)
     n = predict_split(predictor, args.split_dir, args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(f"predicted {n} videos into {args.out}")
@@ -127,9 +214,14 @@ def cmd_predict(args) -> None:
     from rvos.data.video import open_video
 
     source = open_video(args.video)  # a bad video fails before the model is loaded
-    segmenter = Segmenter.from_pretrained(args.run or args.weights, device=args.device or "cpu", window=args.window,
-                                          score_threshold=args.threshold)
+    if args.strict and source.warnings:
+        raise DataError("\n".join(source.warnings) + "\n(--strict: without it, the frames that can be read are "
+                        "segmented and these problems are recorded in result.json)")
     out = args.out or Path("predictions") / source.name
+    _check_output(out, args.overwrite)
+    model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
+    segmenter = Segmenter.from_pretrained(model_path, device=args.device or "cpu", window=args.window,
+                                          score_threshold=args.threshold)
     summary = predict_to_folder(segmenter, source, texts, out, overwrite=args.overwrite,
                                 overlay_video=not args.no_video, progress=not args.quiet)
     print(f"{summary['frames']} frames -> {out}")
@@ -158,8 +250,9 @@ def cmd_serve(args) -> None:
             raise RvosError("no model: pass --run RUN_DIR (a trained run or model folder), or run `rvos demo` first "
                             "to train one into demo/run")
         run = Path("demo/run")
-    segmenter = Segmenter.from_pretrained(run, device=args.device or "cpu")
-    serve(segmenter, port=args.port, host=args.host, max_frames=args.max_frames, max_upload_mb=args.max_upload_mb)
+    segmenter = Segmenter.from_pretrained(_model_path(run, "--run"), device=args.device or "cpu")
+    serve(segmenter, port=args.port, host=args.host, max_frames=args.max_frames, max_upload_mb=args.max_upload_mb,
+          announce=lambda url: print(f"serving on {url} (Ctrl+C to stop)", flush=True))
 
 
 # ----------------------------------------------------------------------------------------------- parser
@@ -190,12 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("eval", help="J, F and J&F of predictions against an annotated split")
-    p.add_argument("--gt", required=True, type=Path, help="split folder (e.g. mevis/valid_u)")
+    p.add_argument("--gt", required=True, type=Path, help="split folder (e.g. mevis/valid_u), or with --task a "
+                   "DAVIS folder")
     p.add_argument("--pred", required=True, type=Path, help="predictions: PRED/<video>/<exp_id>/<frame>.png")
-    p.add_argument("--json", type=Path, help="write the scores (per expression, by kind, missing) here")
+    p.add_argument("--json", type=Path, help="write the scores (per expression, by kind, missing) here; when "
+                   "predictions are missing, every missing or wrong file instead")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument("--allow-missing", action="store_true",
                    help="score missing or wrong-size predictions 0 and list them, instead of failing")
+    p.add_argument("--task", choices=["semi-supervised", "unsupervised"],
+                   help="the DAVIS 2017 benchmark: --gt is a DAVIS folder (ImageSets/, Annotations*/480p/), --pred "
+                        "holds PRED/<sequence>/<frame>.png with object (or proposal) ids; prints the official table")
+    p.add_argument("--set", default="val", help="with --task: the DAVIS set (default val)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export-masks", help="write a split's ground truth as PNGs in the prediction layout")
@@ -207,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred", type=Path, help="predictions folder")
     p.add_argument("--split-dir", required=True, type=Path, help="the split the predictions are for")
     p.add_argument("--out", required=True, type=Path, help="zip file to write")
+    p.add_argument("--json", type=Path, help="write the list of missing or wrong PNGs here (empty on success)")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("info", help="build a config's model and report its parts, parameters and query counts")
@@ -243,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default predictions/<video name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-video", action="store_true", help="masks only, no overlay video")
+    p.add_argument("--strict", action="store_true",
+                   help="fail when frames of the video cannot be decoded or decode with errors (by default they "
+                        "are reported as warnings and in result.json)")
     p.add_argument("--window", type=int, help="frames encoded at once (default: the config's infer.window)")
     p.add_argument("--threshold", type=float, help="referring score threshold (default: the config's)")
     p.add_argument("--device", help="cpu or cuda (default cpu)")
@@ -269,7 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
+    # rvos's own messages at INFO (WARNING with -q); other libraries' (open_clip's "Parsing tokenizer ...") only
+    # when they are warnings
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("rvos").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers can be set
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         args.func(args)
     except RvosError as exc:
@@ -280,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -91,10 +91,16 @@ def build_app(segmenter: Segmenter, max_frames: int = 300, max_upload_mb: float 
 
 
 def serve(segmenter: Segmenter, port: int = 7860, host: str = "127.0.0.1", max_frames: int = 300,
-          max_upload_mb: float = 50.0) -> None:
+          max_upload_mb: float = 50.0, announce=None) -> None:
+    """Serve until interrupted; ``announce(url)`` is called once the page is up (Gradio's own messages, such as its
+    hint about public share links, are not shown)."""
     app = build_app(segmenter, max_frames, max_upload_mb)
     try:
-        app.queue().launch(server_name=host, server_port=port, max_file_size=f"{max_upload_mb:g}mb",
-                           allowed_paths=[str(app.rvos_workdir)], share=False, show_error=True)
+        _, url, _ = app.queue().launch(server_name=host, server_port=port, max_file_size=f"{max_upload_mb:g}mb",
+                                       allowed_paths=[str(app.rvos_workdir)], share=False, show_error=True,
+                                       quiet=True, prevent_thread_lock=True)
+        if announce is not None:
+            announce(url)
+        app.block_thread()
     finally:
         shutil.rmtree(app.rvos_workdir, ignore_errors=True)

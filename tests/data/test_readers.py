@@ -138,3 +138,32 @@ def test_missing_annotation_png_names_the_file(tmp_path):
     (tmp_path / "train" / "Annotations" / "vid" / "00005.png").unlink()
     with pytest.raises(DataError, match=r"Annotations/vid/00005.png does not exist"):
         open_split(tmp_path / "train").target_masks("vid", "0")
+
+
+# --------------------------------------------------------------------------- annotations without frames
+
+
+def test_mevis_annotations_alone_give_frame_names_sizes_and_targets(tmp_path):
+    objects = write_mevis(tmp_path, size=(20, 36))
+    shutil.rmtree(tmp_path / "valid_u" / "JPEGImages")  # only meta_expressions.json and mask_dict.json remain
+    split = open_split(tmp_path / "valid_u")
+    assert split.frame_size("v1") == (20, 36)  # from the RLEs
+    np.testing.assert_array_equal(split.target_masks("v1", "1"), objects["1"] | objects["2"])
+    with pytest.raises(DataError, match=r"v1/00000.jpg does not exist"):  # frames are still needed to train
+        split.read_frames("v1", [0])
+
+
+def test_mevis_video_without_any_rle_or_frame_has_no_size_and_says_why(tmp_path):
+    write_mevis(tmp_path)
+    shutil.rmtree(tmp_path / "valid_u" / "JPEGImages")
+    _edit_json(tmp_path / "valid_u" / "mask_dict.json", lambda d: d.update({k: [None] * 3 for k in d}))
+    with pytest.raises(DataError, match=r"size cannot be read from mask_dict.json .*absent from every frame"):
+        open_split(tmp_path / "valid_u").frame_size("v1")
+
+
+def test_ytvos_size_comes_from_the_annotations_when_frames_are_absent(tmp_path):
+    objects = write_ytvos(tmp_path, "train")
+    shutil.rmtree(tmp_path / "train" / "JPEGImages")
+    split = open_split(tmp_path / "train")
+    assert split.frame_size("vid") == (24, 32)
+    np.testing.assert_array_equal(split.target_masks("vid", "0"), objects["1"])

@@ -70,3 +70,29 @@ def test_malformed_rles_raise_a_data_error_naming_the_entry(entry, message):
     with pytest.raises(DataError, match=message) as info:
         rle.decode(entry, (4, 4), "mask_dict.json, anno_id 7")
     assert "anno_id 7" in str(info.value)
+
+
+def test_counts_parse_as_cocos_loop_does_on_large_masks_and_negative_deltas():
+    # the vectorised parser against COCO's per-character rule (written out here), on strings pycocotools wrote
+    def coco_rule(counts: bytes) -> list[int]:
+        numbers, x, shift = [], 0, 0
+        for byte in counts:
+            c = byte - 48
+            x |= (c & 0x1F) << shift
+            shift += 5
+            if not c & 0x20:
+                if c & 0x10:
+                    x |= -1 << shift
+                numbers.append(x + (numbers[-2] if len(numbers) > 2 else 0))
+                x = shift = 0
+        return numbers
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        h, w = (int(v) for v in rng.integers(100, 400, size=2))
+        m = np.zeros((h, w), bool)
+        for _ in range(rng.integers(1, 6)):
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            m[y:y + rng.integers(1, h), x:x + rng.integers(1, w)] ^= True
+        counts = rle.encode(m)["counts"].encode()
+        assert rle.parse_counts(counts).tolist() == coco_rule(counts)

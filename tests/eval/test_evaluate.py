@@ -1,4 +1,5 @@
 import json
+import shutil
 import zipfile
 
 import numpy as np
@@ -39,7 +40,7 @@ def test_scores_average_frames_then_expressions(tmp_path):
     assert result.by_kind == {}  # this split records no kinds
 
 
-def test_missing_and_wrong_size_predictions_are_errors_listing_each(tmp_path):
+def test_missing_and_wrong_size_predictions_are_errors_summarised_per_video(tmp_path):
     objects = write_mevis(tmp_path)
     pred = tmp_path / "pred"
     for exp in ("0", "1", "2"):
@@ -50,9 +51,13 @@ def test_missing_and_wrong_size_predictions_are_errors_listing_each(tmp_path):
     write_mask_png(pred / "v1" / "1" / "00000.png", np.zeros((12, 16), bool))
     with pytest.raises(EvalError) as info:
         evaluate(tmp_path / "valid_u", pred, progress=False)
-    message = str(info.value)
-    assert "v1/0/00001.png" in message and "v1/2/00002.png" in message
-    assert "v1/1/00000.png: size 12x16, expected 24x32" in message
+    assert str(info.value).splitlines() == [
+        f"2 missing and 1 unreadable or wrong-size predictions in {pred}, in 1 of 1 videos (pass --allow-missing to "
+        "score them 0; --json FILE lists every file):",
+        "  v1: 2 of 9 masks missing, in 2 of 3 expressions; 1 unreadable or of the wrong size "
+        "(e.g. v1/1/00000.png: size 12x16, expected 24x32)"]
+    assert info.value.missing == ["v1/0/00001.png", "v1/2/00002.png"]
+    assert info.value.wrong_size == ["v1/1/00000.png: size 12x16, expected 24x32"]
     result = evaluate(tmp_path / "valid_u", pred, allow_missing=True, progress=False)
     assert result.missing == ["v1/0/00001.png", "v1/2/00002.png"]
     assert len(result.wrong_size) == 1
@@ -91,7 +96,10 @@ def test_eval_cli_writes_json_and_fails_cleanly(tmp_path, synth_root, capsys):
                  "--json", str(tmp_path / "scores.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: 1 missing") and "Traceback" not in err
-    assert (tmp_path / "scores.json").read_bytes() == before
+    # the JSON now lists the problem and holds no scores: the earlier run's cannot be mistaken for this one's
+    report = json.loads((tmp_path / "scores.json").read_text())
+    assert "J&F" not in report and len(report["missing"]) == 1 and report["error"] in err
+    assert (tmp_path / "scores.json").read_bytes() != before
 
 
 def test_export_needs_an_annotated_split(tmp_path):
@@ -135,3 +143,85 @@ def test_incomplete_submission_is_refused_and_an_old_zip_kept(tmp_path, synth_ro
     assert "missing" in str(info.value) and "wrong size" in str(info.value)
     assert (tmp_path / "sub.zip").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".zip"] == ["sub.zip"]  # no temporary left behind
+
+
+def test_eval_and_export_need_only_the_two_annotation_files(tmp_path, capsys):
+    objects = write_mevis(tmp_path)
+    split = tmp_path / "valid_u"
+    shutil.rmtree(split / "JPEGImages")
+    assert sorted(p.name for p in split.iterdir()) == ["mask_dict.json", "meta_expressions.json"]
+    assert main(["-q", "export-masks", "--gt", str(split), "--out", str(tmp_path / "gt")]) == 0
+    write_mask_png(tmp_path / "gt" / "v1" / "0" / "00001.png", objects["2"][0])  # one wrong frame
+    assert main(["-q", "eval", "--gt", str(split), "--pred", str(tmp_path / "gt"),
+                 "--json", str(tmp_path / "scores.json")]) == 0
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["per_expression"]["v1_1"] == [1.0, 1.0]
+    assert scores["per_expression"]["v1_0"][0] == pytest.approx(2 / 3)
+    assert "J&F" in capsys.readouterr().out
+
+
+def _write_json_only_split(split_dir, videos: int, expressions: int, frames: int):
+    """A MeViS split of only meta_expressions.json and mask_dict.json: one 20x30 box per video."""
+    from rvos.data import rle
+    from layouts import box_mask
+
+    box = rle.encode(box_mask(20, 30, 2, 8, 3, 9))
+    meta = {"videos": {f"vid{i:02d}": {"frames": [f"{t:05d}" for t in range(frames)], "expressions": {
+        str(e): {"exp": "a box", "obj_id": [0], "anno_id": [i]} for e in range(expressions)}} for i in range(videos)}}
+    split_dir.mkdir(parents=True)
+    (split_dir / "meta_expressions.json").write_text(json.dumps(meta))
+    (split_dir / "mask_dict.json").write_text(json.dumps({str(i): [box] * frames for i in range(videos)}))
+
+
+def test_a_split_without_predictions_is_one_line_per_video_and_every_file_in_the_json(tmp_path, capsys):
+    _write_json_only_split(tmp_path / "split", videos=25, expressions=2, frames=30)
+    (tmp_path / "pred").mkdir()
+    write_mask_png(tmp_path / "pred" / "vid03" / "1" / "00007.png", np.zeros((20, 30), bool))
+    write_mask_png(tmp_path / "pred" / "vid03" / "1" / "00008.png", np.zeros((10, 30), bool))
+    code = main(["-q", "eval", "--gt", str(tmp_path / "split"), "--pred", str(tmp_path / "pred"),
+                 "--json", str(tmp_path / "report.json")])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1 + 20 + 1
+    assert err[0].startswith("error: 1498 missing and 1 unreadable or wrong-size predictions")
+    assert "in 25 of 25 videos" in err[0]
+    assert err[1] == "  vid00: no predictions (30 frames x 2 expressions)"
+    assert err[4] == ("  vid03: 58 of 60 masks missing, in 2 of 2 expressions; 1 unreadable or of the wrong size "
+                      "(e.g. vid03/1/00008.png: size 10x30, expected 20x30)")
+    assert err[-1] == "  ... and 5 more videos"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert len(report["missing"]) == 1498 and report["missing"][0] == "vid00/0/00000.png"
+    assert report["wrong_size"] == ["vid03/1/00008.png: size 10x30, expected 20x30"]
+
+
+def test_submit_summarises_per_video_and_lists_every_file_in_its_json(tmp_path, capsys):
+    _write_json_only_split(tmp_path / "valid", videos=3, expressions=2, frames=4)
+    pred = tmp_path / "pred"
+    for i in range(3):
+        for e in range(2):
+            for t in range(4):
+                write_mask_png(pred / f"vid{i:02d}" / str(e) / f"{t:05d}.png", np.zeros((20, 30), bool))
+    assert main(["-q", "submit", str(pred), "--split-dir", str(tmp_path / "valid"), "--out", str(tmp_path / "s.zip"),
+                 "--json", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["pngs"] == 24
+    shutil.rmtree(pred / "vid01")
+    (pred / "vid02" / "0" / "00003.png").write_bytes(b"not a png")
+    assert main(["-q", "submit", str(pred), "--split-dir", str(tmp_path / "valid"), "--out", str(tmp_path / "s.zip"),
+                 "--json", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[1:] == ["  vid01: no predictions (4 frames x 2 expressions)",
+                       "  vid02: 1 unreadable or of the wrong size (e.g. vid02/0/00003.png: not a PNG)"]
+    report = json.loads((tmp_path / "s.json").read_text())
+    assert len(report["missing"]) == 8 and report["wrong_size"] == ["vid02/0/00003.png: not a PNG"]
+
+
+def test_submit_without_frames_or_masks_checks_each_video_against_its_first_png(tmp_path):
+    write_mevis(tmp_path, split="valid", with_masks=False)
+    shutil.rmtree(tmp_path / "valid" / "JPEGImages")
+    pred = tmp_path / "pred"
+    for e in ("0", "1", "2"):
+        for t in range(3):
+            write_mask_png(pred / "v1" / e / f"{t:05d}.png", np.zeros((24, 32), bool))
+    assert write_submission(tmp_path / "valid", pred, tmp_path / "s.zip", progress=False) == 9
+    write_mask_png(pred / "v1" / "2" / "00001.png", np.zeros((24, 30), bool))
+    with pytest.raises(EvalError, match=r"v1/2/00001.png: size 24x30, while the video's first PNG is 24x32"):
+        write_submission(tmp_path / "valid", pred, tmp_path / "s.zip", progress=False)

@@ -5,17 +5,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
-import numpy as np
-from PIL import Image
+# The ffmpeg inside OpenCV prints every decoder error to stderr, even with -q; rvos.data.decoding reports damaged
+# and lost frames itself. Read at OpenCV's first VideoCapture, so set here, where cv2 is first imported; a user's
+# own setting wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
-from rvos.errors import DataError
-from rvos.fileio import atomic_path
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from rvos.errors import DataError  # noqa: E402
+from rvos.fileio import atomic_path  # noqa: E402
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 # Decoding threads in cv2 compete with torch and our own worker pools for 2 cores; frames are small.
 cv2.setNumThreads(1)
+if not os.environ.get("OPENCV_LOG_LEVEL"):
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV's own warnings, e.g. on a bad file
 
 
 def read_frame(path: str | os.PathLike) -> np.ndarray:

@@ -4,7 +4,8 @@ Layouts:
 
 * MeViS: ``<split>/JPEGImages/<video>/<frame>.jpg``, ``<split>/meta_expressions.json``
   (``videos -> {frames, expressions -> {exp, obj_id[], anno_id[]}}``) and ``<split>/mask_dict.json``
-  (``str(anno_id) -> [COCO RLE or null per frame]``); the ``valid`` split has no ``mask_dict.json``.
+  (``str(anno_id) -> [COCO RLE or null per frame]``); the ``valid`` split has no ``mask_dict.json``. The two JSON
+  files alone are enough to evaluate and to export masks: frame names come from the first, sizes from the RLEs.
 * Ref-YouTube-VOS: ``meta_expressions/<split>/meta_expressions.json`` (``{exp, obj_id}`` per expression),
   ``<split>/JPEGImages``, and for annotated splits ``<split>/Annotations/<video>/<frame>.png``, palette PNGs whose
   pixel value is the object id. Ref-DAVIS17 converted to this layout (as ReferFormer's script does) reads the same.
@@ -123,8 +124,13 @@ class ReferringSplit:
 
     @functools.lru_cache(maxsize=4096)
     def frame_size(self, video: str) -> tuple[int, int]:
-        """(height, width) of the video's frames, read from the first frame's header."""
-        return image_size(self.frame_path(video, 0))
+        """(height, width) of the video's frames: from its annotations where they record it (so that evaluation
+        never needs the frames), else from the first frame's header."""
+        size = self._annotated_size(video) if self.has_masks else None
+        return size if size is not None else image_size(self.frame_path(video, 0))
+
+    def _annotated_size(self, video: str) -> tuple[int, int] | None:
+        return None
 
     def read_frames(self, video: str, indices: Sequence[int] | None = None) -> np.ndarray:
         """Frames (T, H, W, 3) uint8 RGB."""
@@ -166,6 +172,30 @@ class MeViSSplit(ReferringSplit):
         videos = _parse_videos(load_json(meta_path), meta_path, "anno_id")
         self.mask_path = split_dir / "mask_dict.json"
         super().__init__(split_dir, videos, split_dir / "JPEGImages", self.mask_path.is_file())
+
+    def _annotated_size(self, video: str) -> tuple[int, int] | None:
+        """The size the first RLE of the video's objects records (each RLE is checked against it when decoded);
+        None when every object is absent from every frame."""
+        v = self.video(video)
+        for anno_id in dict.fromkeys(a for e in v.expressions.values() for a in e.anno_ids):
+            rles = self.mask_dict.get(anno_id)
+            for r in rles if isinstance(rles, list) else ():
+                if isinstance(r, dict) and isinstance(r.get("size"), list) and len(r["size"]) == 2:
+                    try:
+                        return int(r["size"][0]), int(r["size"][1])
+                    except (TypeError, ValueError):
+                        return None  # rle.parse names the malformed entry when it is decoded
+        return None
+
+    def frame_size(self, video: str) -> tuple[int, int]:
+        try:
+            return super().frame_size(video)
+        except DataError as exc:
+            if self.has_masks and self._annotated_size(video) is None:
+                raise DataError(f"video {video!r} of {self.split_dir}: its size cannot be read from "
+                                f"{self.mask_path.name} (every object is absent from every frame), nor from "
+                                f"its frames: {exc}") from None
+            raise
 
     @functools.cached_property
     def mask_dict(self) -> dict:
@@ -247,6 +277,10 @@ class YTVOSSplit(ReferringSplit):
         videos = _parse_videos(load_json(meta_path), meta_path, "obj_id")
         self.annotations_dir = split_dir / "Annotations"
         super().__init__(split_dir, videos, split_dir / "JPEGImages", self.annotations_dir.is_dir())
+
+    def _annotated_size(self, video: str) -> tuple[int, int] | None:
+        path = self.annotations_dir / video / f"{self.video(video).frames[0]}.png"
+        return image_size(path) if path.is_file() else None
 
     def annotation(self, video: str, index: int) -> np.ndarray:
         path = self.annotations_dir / video / f"{self.video(video).frames[index]}.png"

@@ -5,8 +5,9 @@ expression, J and F are the means over all the video's frames; the split's J and
 expressions; J&F = (J + F) / 2, as the MeViS and DAVIS evaluations define them.
 
 Unlike the official MeViS script, which silently leaves an expression out of the mean when one of its PNGs is
-missing or of the wrong size, nothing is dropped: by default every missing or wrong-size prediction is reported in
-one error; with ``allow_missing`` such frames score J = F = 0 and are listed in the result.
+missing or of the wrong size, nothing is dropped: by default missing or wrong-size predictions are one error that
+summarises them per video (:class:`rvos.eval.problems.IncompletePredictions`, which lists every file); with
+``allow_missing`` such frames score J = F = 0 and are listed in the result.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rvos.data.masks import DenseMask
 from rvos.data.splits import MeViSSplit, ReferringSplit, open_split
 from rvos.errors import DataError, EvalError
 from rvos.eval.metrics import bound_radius, disk, frame_scores
+from rvos.eval.problems import IncompletePredictions, Problem
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,8 @@ def _read_prediction(path: str, size: tuple[int, int]) -> tuple[DenseMask | None
     return DenseMask(labels), None
 
 
-def score_video(video: str, pred_dir: str) -> list[tuple[str, float, float, list[str], list[str]]]:
-    """[(exp_id, J, F, missing paths, wrong-size descriptions)] for every expression of one video."""
+def score_video(video: str, pred_dir: str) -> list[tuple[str, float, float, list[Problem]]]:
+    """[(exp_id, J, F, problems)] for every expression of one video; a problem frame scores J = F = 0."""
     split = _SPLIT
     assert split is not None
     v = split.video(video)
@@ -91,18 +93,15 @@ def score_video(video: str, pred_dir: str) -> list[tuple[str, float, float, list
     for exp_id in v.expressions:
         targets = split.frame_targets(video, exp_id)
         scores = np.zeros((len(v), 2))
-        missing, wrong = [], []
+        problems = []
         for t, frame in enumerate(v.frames):
-            rel = f"{video}/{exp_id}/{frame}.png"
-            pred, problem = _read_prediction(os.path.join(pred_dir, rel), size)
-            if problem == "missing":
-                missing.append(rel)
-            elif problem:
-                wrong.append(f"{rel}: {problem}")
+            pred, problem = _read_prediction(os.path.join(pred_dir, video, exp_id, f"{frame}.png"), size)
+            if problem:
+                problems.append(Problem(video, exp_id, frame, problem))
             if pred is not None:  # an unscorable frame keeps J = F = 0
                 scores[t] = frame_scores(targets[t], pred, kernel)
         j, f = scores.mean(axis=0)
-        out.append((exp_id, float(j), float(f), missing, wrong))
+        out.append((exp_id, float(j), float(f), problems))
     return out
 
 
@@ -158,19 +157,15 @@ def evaluate(split_dir: str | os.PathLike, pred_dir: str | os.PathLike, workers:
                 bar.update()
     bar.close()
     per_expression: dict[str, list[float]] = {}
-    missing: list[str] = []
-    wrong: list[str] = []
+    problems: list[Problem] = []
     for name in names:  # file order, whatever order the workers finished in
-        for exp_id, j, f, miss, bad in results[name]:
+        for exp_id, j, f, bad in results[name]:
             per_expression[expression_key(name, exp_id)] = [j, f]
-            missing += miss
-            wrong += bad
-    if (missing or wrong) and not allow_missing:
-        lines = [f"  missing: {m}" for m in missing] + [f"  wrong size: {w}" for w in wrong]
-        raise EvalError(
-            f"{len(missing)} missing and {len(wrong)} wrong-size predictions in {pred_dir} "
-            f"(pass --allow-missing to score them 0):\n" + "\n".join(lines)
-        )
+            problems += bad
+    if problems and not allow_missing:
+        raise IncompletePredictions(split, pred_dir, problems, "pass --allow-missing to score them 0")
+    missing = [p.describe() for p in problems if p.missing]
+    wrong = [p.describe() for p in problems if not p.missing]
     scores = np.array(list(per_expression.values())) if per_expression else np.zeros((0, 2))
     j, f = (scores.mean(axis=0) if len(scores) else (0.0, 0.0))
     result = EvalResult(J=float(j), F=float(f), per_expression=per_expression, missing=missing, wrong_size=wrong)

@@ -3,6 +3,9 @@
 * MeViS (Codalab / Codabench): ``<video>/<exp_id>/<frame>.png`` at the root of the zip.
 * Ref-YouTube-VOS: ``Annotations/<video>/<exp_id>/<frame>.png``, for the validation videos only (the videos of
   ``meta_expressions/test`` are left out when that file is present, as the server expects 202 videos).
+
+Every PNG must have the video's size: the annotations' or the frames' where the split has them; otherwise (a split
+folder holding only ``meta_expressions.json``) all of a video's PNGs must agree with its first one.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rvos.data.splits import YTVOSSplit, load_json, open_split
-from rvos.errors import EvalError
+from rvos.errors import DataError, EvalError
+from rvos.eval.problems import IncompletePredictions, Problem
 from rvos.fileio import atomic_path
 
 
@@ -29,8 +33,16 @@ def _png_size(path: Path) -> tuple[int, int] | None:
     return height, width
 
 
+def _known_size(split, video: str) -> tuple[int, int] | None:
+    try:
+        return split.frame_size(video)
+    except DataError:  # neither annotations nor frames say it
+        return None
+
+
 def submission_entries(split_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list[tuple[Path, str]]:
-    """[(PNG path, name in the zip)] for every frame of every expression; raises listing every problem."""
+    """[(PNG path, name in the zip)] for every frame of every expression; raises
+    :class:`~rvos.eval.problems.IncompletePredictions` when any is missing or wrong."""
     split = open_split(split_dir)
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
@@ -46,25 +58,30 @@ def submission_entries(split_dir: str | os.PathLike, pred_dir: str | os.PathLike
     entries, problems = [], []
     for name in names:
         video = split.video(name)
-        size = None
+        size, known = None, True
         for exp_id in video.expressions:
             for frame in video.frames:
                 rel = f"{name}/{exp_id}/{frame}.png"
                 path = pred_dir / rel
                 if not path.is_file():
-                    problems.append(f"  missing: {rel}")
+                    problems.append(Problem(name, exp_id, frame))
                     continue
                 got = _png_size(path)
-                size = size or split.frame_size(name)
+                if size is None and known:
+                    size = _known_size(split, name)
+                    known = size is not None
                 if got is None:
-                    problems.append(f"  not a PNG: {rel}")
-                elif got != size:
-                    problems.append(f"  wrong size: {rel}: {got[0]}x{got[1]}, expected {size[0]}x{size[1]}")
+                    problems.append(Problem(name, exp_id, frame, "not a PNG"))
+                    continue
+                size = size or got  # the video's first PNG, when the split does not say its size
+                if got != size:
+                    expected = "expected" if known else "while the video's first PNG is"
+                    problems.append(Problem(name, exp_id, frame,
+                                            f"size {got[0]}x{got[1]}, {expected} {size[0]}x{size[1]}"))
                 else:
                     entries.append((path, prefix + rel))
     if problems:
-        raise EvalError(f"{len(problems)} problems in {pred_dir}; the server would reject or misscore it:\n"
-                        + "\n".join(problems))
+        raise IncompletePredictions(split, pred_dir, problems, "the server would reject or misscore them")
     return entries
 
 
