@@ -36,14 +36,14 @@ from rvos.config import load_config  # noqa: E402
 from rvos.engine.checkpoint import save_model  # noqa: E402
 from rvos.viz.video_io import write_video  # noqa: E402
 
-from random_models import passing_model  # noqa: E402
+from contract import KEEP_ALL, random_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    cfg = load_config("vlm_tiny_synth", ["infer.window=4"])
+    cfg = load_config("vlm_tiny_synth", ["infer.window=4", KEEP_ALL])
     path = tmp_path_factory.mktemp("model")
-    save_model(path, passing_model(cfg.model), cfg)
+    save_model(path, random_model(cfg), cfg)
     return path
 
 
