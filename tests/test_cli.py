@@ -24,7 +24,6 @@ def test_errors_exit_nonzero_without_traceback_unless_debug(tmp_path):
 
 # --------------------------------------------------------------------------- noise, early checks, SIGTERM
 
-import json  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402

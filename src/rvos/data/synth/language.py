@@ -13,7 +13,6 @@ to exactly the objects that satisfy it. Kinds:
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np

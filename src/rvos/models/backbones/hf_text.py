@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 
 from rvos.errors import CheckpointError
 from rvos.models.backbones.base import TextEncoder, TextFeatures, offline

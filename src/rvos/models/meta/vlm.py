@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rvos.models.backbones.clip import CLIPBackbone
@@ -223,21 +222,19 @@ class VLMModel(RvosModel):
         targets, labels = batch.loss_targets(cfg.instance_targets)
         targets = [self.pad(t) for t in targets]
         # frame level: each frame a clip of one frame, with the objects visible in it
-        frame_targets, frame_ids, frame_labels = [], [], []
+        frame_targets, frame_ids, frame_labels = [], [], None if labels is None else []
         for b, target in enumerate(targets):
             for t in range(t_len):
                 visible = target[:, t].flatten(1).any(1).nonzero().squeeze(1)
                 frame_targets.append(target[visible, t : t + 1])
                 frame_ids.append(visible)
-                if labels is not None:
+                if frame_labels is not None:
                     frame_labels.append(labels[b][visible])
         t_clip = outputs["frames_per_clip"]
         if t_clip == t_len:
             clip_targets, clip_ids, clip_labels = targets, [torch.arange(t.shape[0]) for t in targets], labels
         else:  # per-frame video decoding: the video level is matched frame by frame too
             clip_targets, clip_ids, clip_labels = frame_targets, frame_ids, frame_labels
-        frame_labels = frame_labels if labels is not None else None
-        clip_labels = clip_labels if labels is not None else None
         losses: dict[str, torch.Tensor] = {}
         frame_matches = None
         for i, (s, m) in enumerate(zip(outputs["frame_scores"], outputs["frame_masks"])):
