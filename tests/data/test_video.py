@@ -85,7 +85,9 @@ def test_damaged_frames_are_reported(tmp_path):
     (tmp_path / "damaged.avi").write_bytes(data)
     source = open_video(tmp_path / "damaged.avi")
     assert source.num_frames == 30 and source.unreadable_frames == []
-    assert source.damaged_frames == [12] and "errors at frame 12 " in source.warnings[0]
+    # the error is logged as the decoder meets it, up to a few frames before frame 12 leaves it (threads)
+    (first,) = source.damaged_frames
+    assert 12 - 4 <= first <= 12 and f"errors from about frame {first} on" in source.warnings[0]
 
 
 def test_opencv_prints_nothing_of_its_own(tmp_path):

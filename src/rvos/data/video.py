@@ -100,9 +100,11 @@ def _open_file(path: Path) -> VideoSource:
         damaged = sorted({indices[i] if indices else i for i in flagged if i < count})
         if damaged:
             source.damaged_frames = damaged
-            source.warnings.append(f"{path}: the decoder reported errors at frame{'s' * (len(damaged) > 1)} "
-                                   f"{_ranges(damaged)} (numbered as in the file): those frames, and the next ones "
-                                   "until a key frame, may be damaged")
+            # ffmpeg's decoder and its frame log run in separate threads: an error is logged when the decoder meets
+            # it, which can be a few frames before the damaged frame is logged, never after it
+            source.warnings.append(f"{path}: the decoder reported errors from about frame{'s' * (len(damaged) > 1)} "
+                                   f"{_ranges(damaged)} on (numbered as in the file; logged up to a few frames early): "
+                                   "those frames, and the next ones until a key frame, may be damaged")
     for warning in source.warnings:
         log.warning(warning)
     return source
