@@ -1,0 +1,273 @@
+"""Grounding probes: which side of the referring score lacks what it needs, the object or the sentence?
+
+    python benchmarks/grounding_probe.py symbolic [--data DIR]
+    python benchmarks/grounding_probe.py features RUN_DIR [--train 2500] [--test 340]
+
+``symbolic`` gives a fresh score head perfect inputs: each object of the synthetic benchmark as the one-hot of its
+generator facts (size, colour, shape, motion facts) and each sentence as its bag of words. Trained on the
+``train`` expressions in the regime of a 10-minute run (one pass, 2 clips a step, 1000 steps) and in a many-pass
+regime, it is scored on ``valid_u`` (top-1 accuracy: the best-scored object is referred). It measures how much
+language must be learnt, and from how many sentences, once the objects are perceived.
+
+``features`` freezes a trained run, extracts for training clips and for ``valid_u`` clips the inputs a score head
+could read, and trains fresh heads on them (listwise cross-entropy towards the query that best overlaps the
+referred objects). Each row is the mean IoU (over the 8 sampled frames, at the mask grid) of the query the head
+picks, by expression kind:
+
+* the model's own score, and fresh heads on its video queries with its sentence feature or with the sentence's bag
+  of words (perfect language);
+* fresh heads on frame-query slot tracks (slots re-ordered over frames as the model does): per frame, the image
+  backbone's features pooled under the slot's mask and the mask's geometry (centroid, spread, area), through a
+  small temporal network;
+* the oracle (the best query) and a random query, as bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rvos.data.clips import ClipDataset, collate
+from rvos.data.splits import open_split
+from rvos.data.synth.generate import make_video, read_spec
+from rvos.data.transforms import ClipTransform
+from rvos.engine.checkpoint import find_model, load_model
+from rvos.models.meta.base import ClipBatch
+from rvos.models.modules.query_init import match_adjacent, reorder
+
+RESULTS = Path(__file__).parent / "results" / "grounding_probe.json"
+
+
+def bag_of_words(texts: list[str], vocab: list[str]) -> torch.Tensor:
+    index = {w: i for i, w in enumerate(vocab)}
+    out = torch.zeros(len(texts), len(vocab))
+    for row, text in enumerate(texts):
+        for word in text.split():
+            out[row, index[word]] = 1.0
+    return out
+
+
+class BilinearHead(nn.Module):
+    """score(object, sentence) = <f(object), g(sentence)>: f an MLP over the object input, g linear."""
+
+    def __init__(self, object_dim: int, text_dim: int, hidden: int = 64, frames: int = 0):
+        super().__init__()
+        if frames:  # per-frame inputs (.., T, D): a per-frame MLP, then an MLP over the frames in order
+            self.frame = nn.Sequential(nn.Linear(object_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+            self.object = nn.Sequential(nn.Flatten(-2), nn.Linear(frames * hidden, 2 * hidden), nn.ReLU(),
+                                        nn.Linear(2 * hidden, hidden))
+        else:
+            self.frame = nn.Identity()
+            self.object = nn.Sequential(nn.Linear(object_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        self.text = nn.Linear(text_dim, hidden)
+
+    def forward(self, objects: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """objects (B, Q, [T,] D), text (B, E) -> (B, Q) logits."""
+        return (self.object(self.frame(objects)) * self.text(text)[:, None]).sum(-1)
+
+
+def fit(head: nn.Module, objects, text, loss_fn, steps: int, batch: int, seed: int = 0) -> nn.Module:
+    """Adam at 1e-3; ``batch`` samples a step drawn in a seeded order (one pass when steps * batch <= N)."""
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.cat([torch.randperm(len(objects), generator=gen) for _ in range(steps * batch // len(objects) + 1)])
+    opt = torch.optim.Adam(head.parameters(), 1e-3)
+    for step in range(steps):
+        idx = order[step * batch:(step + 1) * batch]
+        loss = loss_fn(head(objects[idx], text[idx]), idx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return head
+
+
+def by_kind(values: list[float], kinds: list[str]) -> dict:
+    groups = defaultdict(list)
+    for v, k in zip(values, kinds):
+        groups[k].append(v)
+    return {"all": round(float(np.mean(values)), 3)} | {k: round(float(np.mean(v)), 3) for k, v in sorted(groups.items())}
+
+
+# ------------------------------------------------------------------------------------------------------ symbolic
+
+def symbolic_rows(data: Path, split: str) -> list[tuple[str, str, list[frozenset], list[bool]]]:
+    spec = read_spec(data)
+    if spec is None:
+        raise SystemExit(f"{data} holds no synthetic benchmark (no synth.json): run benchmarks/synth_learning.py first")
+    rows = []
+    for index in range(getattr(spec, split)):
+        _, objects, _, expressions = make_video(spec, split, index)
+        for e in expressions:
+            rows.append((e.text, e.kind, [o.facts() for o in objects], [o.obj_id in e.obj_ids for o in objects]))
+    return rows
+
+
+def symbolic(data: Path) -> dict:
+    train, test = symbolic_rows(data, "train"), symbolic_rows(data, "valid_u")
+    vocab = sorted({w for text, *_ in train + test for w in text.split()})
+    facts = sorted({f for _, _, objs, _ in train + test for o in objs for f in o})
+
+    def encode(rows):
+        n = max(len(objs) for _, _, objs, _ in rows)
+        objects, present, labels = torch.zeros(len(rows), n, len(facts)), torch.zeros(len(rows), n, dtype=torch.bool), torch.zeros(len(rows), n)
+        for i, (_, _, objs, referred) in enumerate(rows):
+            for j, (o, r) in enumerate(zip(objs, referred)):
+                objects[i, j, [facts.index(f) for f in o]] = 1.0
+                present[i, j], labels[i, j] = True, float(r)
+        return objects, bag_of_words([t for t, *_ in rows], vocab), present, labels
+
+    (o_tr, t_tr, p_tr, l_tr), (o_te, t_te, p_te, l_te) = encode(train), encode(test)
+
+    def loss_fn(logits, idx):  # independent BCE per present object, as the models' score loss
+        return F.binary_cross_entropy_with_logits(logits, l_tr[idx], reduction="none")[p_tr[idx]].mean()
+
+    out = {"train_expressions": len(train), "test_expressions": len(test)}
+    for name, steps, batch in (("one pass: 1000 steps of 2", 1000, 2), ("many passes: 4000 steps of 64", 4000, 64)):
+        torch.manual_seed(0)
+        head = fit(BilinearHead(len(facts), len(vocab)), o_tr, t_tr, loss_fn, steps, batch)
+        with torch.no_grad():
+            pick = head(o_te, t_te).masked_fill(~p_te, float("-inf")).argmax(1)
+        correct = l_te.gather(1, pick[:, None])[:, 0].tolist()
+        out[name] = by_kind(correct, [k for _, k, *_ in test])
+        print(f"symbolic, {name}: top-1 accuracy {json.dumps(out[name])}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ features
+
+def _iou(masks: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """masks (Q, T, h, w), target (T, h, w) bool -> (Q,) mean IoU over frames (both empty: 1)."""
+    inter = (masks & target).flatten(2).sum(-1).float()
+    union = (masks | target).flatten(2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean(-1)
+
+
+def _geometry(m: torch.Tensor) -> torch.Tensor:
+    """Soft masks (Q, T, h, w) -> (Q, T, 5): centroid x, y, spread x, y, area (fractions of the grid)."""
+    h, w = m.shape[-2:]
+    ys = torch.linspace(0, 1, h)[:, None].expand(h, w)
+    xs = torch.linspace(0, 1, w)[None].expand(h, w)
+    area = m.flatten(2).sum(-1).clamp(min=1e-3)
+    cx, cy = (m * xs).flatten(2).sum(-1) / area, (m * ys).flatten(2).sum(-1) / area
+    sx = ((m * (xs - cx[..., None, None]) ** 2).flatten(2).sum(-1) / area).sqrt()
+    sy = ((m * (ys - cy[..., None, None]) ** 2).flatten(2).sum(-1) / area).sqrt()
+    return torch.stack([cx, cy, sx, sy, area / (h * w) * 10], -1)
+
+
+@torch.no_grad()
+def extract(model, split_dir: Path, n: int, flip: float) -> list[dict]:
+    split = open_split(split_dir)
+    dataset = ClipDataset(split, 8, "global", 8, ClipTransform(96, 160, flip), seed=1)
+    captured = {}
+    hooks = [model.frame_decoder.register_forward_hook(lambda m, a, o: captured.update(frame_masks=o[1][-1], frame_queries=o[2])),
+             model.video_decoder.register_forward_hook(lambda m, a, o: captured.update(video_queries=o[2], sentence=a[4]))]
+    rows = []
+    for position in range(min(n, len(dataset))):
+        c = collate([dataset[position]])
+        frames = c["frames"].float() / 255
+        batch = ClipBatch(frames, model.prepare_text(c["texts"]), c["texts"], c["instances"], c["referred"],
+                          c["videos"], c["expressions"])
+        out = model(batch)
+        video_masks = out["video_masks"][-1][0] > 0  # (Q, T, h, w)
+        h, w = video_masks.shape[-2:]
+        target = batch.instances[0][batch.referred[0]].any(0)
+        target = F.interpolate(model.pad(target[:, None].float()), size=(h, w), mode="area")[:, 0] > 0.5
+        perms = match_adjacent(captured["frame_queries"][None])
+        soft = reorder(captured["frame_masks"][None], perms)[0].sigmoid().transpose(0, 1)  # (Q, T, h, w)
+        pooled = []
+        for f in model.image_features(model.pad(frames[0])):
+            m = F.interpolate(soft, size=f.shape[-2:], mode="bilinear", align_corners=False)
+            pooled.append(torch.einsum("qthw,tchw->qtc", m, f) / m.flatten(2).sum(-1)[..., None].clamp(min=1e-3))
+        rows.append({
+            "kind": split.video(c["videos"][0]).expressions[c["expressions"][0]].kind,
+            "text": c["texts"][0],
+            "own": out["video_scores"][-1][0],
+            "query": captured["video_queries"][0],
+            "sentence": captured["sentence"][0],
+            "query_iou": _iou(video_masks, target),
+            "slot": torch.cat(pooled + [_geometry(soft)], -1),  # (Q, T, D)
+            "slot_iou": _iou(soft > 0.5, target),
+        })
+    for hook in hooks:
+        hook.remove()
+    return rows
+
+
+def features(run: Path, n_train: int, n_test: int) -> dict:
+    model, cfg = load_model(find_model(run))
+    model.eval()
+    data = Path(cfg.data.root)
+    train, test = extract(model, data / "train", n_train, 0.5), extract(model, data / "valid_u", n_test, 0.0)
+    vocab = sorted({w for r in train + test for w in r["text"].split()})
+    for rows in (train, test):
+        for r, bow in zip(rows, bag_of_words([r["text"] for r in rows], vocab)):
+            r["bow"] = bow
+    stack = lambda rows, key: torch.stack([r[key] for r in rows])  # noqa: E731
+    kinds = [r["kind"] for r in test]
+
+    def picked(scores: torch.Tensor, iou_key: str) -> dict:
+        iou = stack(test, iou_key)
+        return by_kind(iou.gather(1, scores.argmax(1, keepdim=True))[:, 0].tolist(), kinds)
+
+    out = {"train_clips": len(train), "test_clips": len(test), "rows": {}}
+    rows = out["rows"]
+    rows["oracle query"] = picked(stack(test, "query_iou"), "query_iou")
+    rows["random query"] = picked(torch.rand(len(test), stack(test, "own").shape[1], generator=torch.Generator().manual_seed(0)), "query_iou")
+    rows["the model's own score"] = picked(stack(test, "own"), "query_iou")
+    rows["oracle slot"] = picked(stack(test, "slot_iou"), "slot_iou")
+    slot = stack(train, "slot")
+    mean, std = slot.flatten(0, 2).mean(0), slot.flatten(0, 2).std(0) + 1e-4
+    for obj_key, iou_key in (("query", "query_iou"), ("slot", "slot_iou")):
+        for text_key in ("sentence", "bow"):
+            objects, text = stack(train, obj_key), stack(train, text_key)
+            if obj_key == "slot":
+                objects = (objects - mean) / std
+            target = stack(train, iou_key).argmax(1)
+            for regime, steps, batch in (("one pass", 1000, 2), ("many passes", 4000, 64)):
+                torch.manual_seed(0)
+                frames = objects.shape[2] if obj_key == "slot" else 0
+                head = BilinearHead(objects.shape[-1], text.shape[-1], frames=frames)
+                fit(head, objects, text, lambda logits, idx: F.cross_entropy(logits, target[idx]), steps, batch)
+                test_objects = stack(test, obj_key)
+                test_objects = (test_objects - mean) / std if obj_key == "slot" else test_objects
+                with torch.no_grad():
+                    scores = head(test_objects, stack(test, text_key))
+                name = f"fresh head: {obj_key} x {'model sentence' if text_key == 'sentence' else 'bag of words'}, {regime}"
+                rows[name] = picked(scores, iou_key)
+    for name, r in rows.items():
+        print(f"{name}: {json.dumps(r)}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="probe", required=True)
+    s = sub.add_parser("symbolic")
+    s.add_argument("--data", type=Path, default=Path("runs/synth_learning/data"))
+    f = sub.add_parser("features")
+    f.add_argument("run", type=Path)
+    f.add_argument("--train", type=int, default=2500)
+    f.add_argument("--test", type=int, default=340)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    record = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    record["machine"] = f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
+    if args.probe == "symbolic":
+        record["symbolic"] = symbolic(args.data)
+    else:
+        config = json.loads((args.run / "config.json").read_text())["config"]
+        record["features"] = features(args.run, args.train, args.test) | {"run_model_config": config["model"]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
