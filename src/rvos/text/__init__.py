@@ -1,0 +1,1 @@
+"""Text utilities shared by the methods: expression decoupling (static / motion cues)."""
