@@ -19,8 +19,8 @@ def test_matches_the_official_block():
     with torch.no_grad():
         v, l = block(t["input.v"].transpose(0, 1), t["input.l"].transpose(0, 1), t["input.v_mask"].bool(),
                      t["input.l_mask"].bool())
-    torch.testing.assert_close(v, t["output.v"].transpose(0, 1), atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(l, t["output.l"].transpose(0, 1), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(v, t["output.v"].transpose(0, 1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(l, t["output.l"].transpose(0, 1), atol=1e-6, rtol=1e-5)
 
 
 def test_padded_tokens_change_nothing_for_the_others():
@@ -34,5 +34,5 @@ def test_padded_tokens_change_nothing_for_the_others():
     with torch.no_grad():
         ref_v, ref_l = block(v, l)
         out_v, out_l = block(extra_v, extra_l, torch.tensor([[False] * 5 + [True] * 2]), torch.tensor([[False] * 3 + [True]]))
-    torch.testing.assert_close(out_v[:, :5], ref_v, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(out_l[:, :3], ref_l, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out_v[:, :5], ref_v, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out_l[:, :3], ref_l, atol=1e-6, rtol=1e-5)

@@ -37,7 +37,7 @@ def test_matches_the_official_window_encoder(mode):
     with torch.no_grad():
         out = hmp(queries, tensors["input.cues"][None])
     expected = tensors[f"output.{mode}"][:, :, 0][None]
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
 
 
 def test_clips_of_a_batch_are_independent_and_padded_cues_are_ignored():
@@ -49,7 +49,7 @@ def test_clips_of_a_batch_are_independent_and_padded_cues_are_ignored():
         both = hmp(queries, cues, padding)
         first = hmp(queries[:1], cues[:1])
         second = hmp(queries[1:], cues[1:, :3])
-    torch.testing.assert_close(both, torch.cat([first, second]), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(both, torch.cat([first, second]), atol=1e-6, rtol=1e-5)
 
 
 def test_pairwise_mean_repeats_the_last_token_of_an_odd_length():

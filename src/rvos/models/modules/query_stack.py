@@ -29,8 +29,9 @@ class QueryLayerStack(nn.Module):
 
     def layer(self, i: int, queries: torch.Tensor, query_pos: torch.Tensor | None, **memories: dict) -> torch.Tensor:
         """Layer ``i``: ``memories[name]`` holds the keyword arguments of that cross-attention (``memory``,
-        ``pos``, ``attn_mask``, ``key_padding_mask``)."""
+        ``pos``, ``attn_mask``, ``key_padding_mask``, and ``query_pos`` where that attention uses its own, None
+        included)."""
         for name in self.memories:
-            queries = getattr(self, f"{name}_attn")[i](queries, query_pos=query_pos, **memories[name])
+            queries = getattr(self, f"{name}_attn")[i](queries, **({"query_pos": query_pos} | memories[name]))
         queries = self.self_attn[i](queries, query_pos=query_pos)
         return self.ffn[i](queries)

@@ -1,0 +1,62 @@
+"""Renaming an official state dict with ordered (pattern, replacement) rules, strictly.
+
+Each key is renamed by the first rule whose regular expression matches it (``re.sub`` with that rule only); a key
+no rule matches is an error, as is a renamed key the target module does not have, a key the target has that nothing
+provides, or a shape that differs. The error lists every problem at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+
+from rvos.errors import RvosError
+
+Rule = tuple[str, str]
+
+
+class ConversionError(RvosError):
+    pass
+
+
+def rename(state: dict[str, torch.Tensor], rules: Sequence[Rule], source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    compiled = [(re.compile(p), r) for p, r in rules]
+    out, unknown = {}, []
+    for key, value in state.items():
+        for pattern, replacement in compiled:
+            if pattern.search(key):
+                out[pattern.sub(replacement, key, count=1)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ConversionError(f"{source}: {len(unknown)} keys match no conversion rule, e.g. {unknown[:5]}")
+    return out
+
+
+def check_against(converted: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Every expected key provided with its shape, and nothing else."""
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    shapes = [f"{k}: {tuple(converted[k].shape)} vs {tuple(expected[k].shape)}" for k in sorted(set(converted) & set(expected))
+              if converted[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[:5]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:5]})")
+    if shapes:
+        problems.append(f"{len(shapes)} with another shape (e.g. {shapes[:3]})")
+    if problems:
+        raise ConversionError(f"{source} does not fit the rvos model: " + "; ".join(problems)
+                              + ". Is it a checkpoint of this method, with this config's sizes?")
+
+
+def convert(state: dict[str, torch.Tensor], rules: Sequence[Rule], module: torch.nn.Module,
+            source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Rename ``state`` by ``rules`` and check it against ``module``'s state dict."""
+    converted = rename(state, rules, source)
+    check_against(converted, module.state_dict(), source)
+    return converted
