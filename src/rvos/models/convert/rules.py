@@ -8,13 +8,13 @@ provides, or a shape that differs. The error lists every problem at once.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from rvos.errors import RvosError
 
-Rule = tuple[str, str]
+Rule = tuple[str, str | Callable[[re.Match], str]]  # (pattern, replacement as re.sub takes it)
 
 
 class ConversionError(RvosError):

@@ -1,0 +1,101 @@
+"""Mask2Former's multi-scale deformable-attention pixel decoder (``MSDeformAttnPixelDecoder``), in pure PyTorch.
+
+The coarsest ``levels`` backbone maps (strides 8, 16, 32 by default) are projected (1x1 conv + GroupNorm), given
+sine positions plus a learned level embedding, and encoded together by ``layers`` deformable self-attention
+layers (post-norm, FFN). The finer maps are then merged in as an FPN (lateral 1x1 conv + GroupNorm, the upsampled
+coarser map added, 3x3 conv + GroupNorm + ReLU), and the finest result is projected to the mask features.
+
+Input: backbone maps from fine to coarse (N, C_i, H_i, W_i). Output: the mask features (N, mask_dim, H/4, W/4)
+and the encoded maps from coarse to fine (the three a masked-attention decoder reads). There is no padding mask:
+padded pixels are encoded like the others, as in Mask2Former.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rvos.models.layers.ms_deform_attn import MSDeformAttn
+from rvos.models.layers.position_encoding import sine_2d
+
+
+class DeformEncoderLayer(nn.Module):
+    """``norm1(x + deform_attn(x + pos))``, then ``norm2(x + linear2(relu(linear1(x))))``."""
+
+    def __init__(self, dim: int, ffn: int, levels: int, heads: int, points: int, dropout: float = 0.0):
+        super().__init__()
+        self.self_attn = MSDeformAttn(dim, levels, heads, points)
+        self.norm1 = nn.LayerNorm(dim)
+        self.linear1 = nn.Linear(dim, ffn)
+        self.linear2 = nn.Linear(ffn, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, reference_points: torch.Tensor,
+                shapes: list[tuple[int, int]]) -> torch.Tensor:
+        x = self.norm1(x + self.dropout(self.self_attn(x + pos, reference_points, x, shapes)))
+        return self.norm2(x + self.dropout(self.linear2(self.dropout(torch.relu(self.linear1(x))))))
+
+
+def _conv_gn(cin: int, cout: int, kernel: int, groups: int, relu: bool = False) -> nn.Sequential:
+    conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False)
+    nn.init.kaiming_uniform_(conv.weight, a=1)  # detectron2's c2_xavier_fill
+    layers = [conv, nn.GroupNorm(groups, cout)] + ([nn.ReLU()] if relu else [])
+    return nn.Sequential(*layers)
+
+
+class MSDeformPixelDecoder(nn.Module):
+    def __init__(self, in_channels: list[int], dim: int = 256, mask_dim: int = 256, layers: int = 6, heads: int = 8,
+                 points: int = 4, ffn: int = 1024, dropout: float = 0.0, norm_groups: int = 32, levels: int = 3):
+        super().__init__()
+        if len(in_channels) <= levels:
+            raise ValueError(f"{len(in_channels)} input maps: need more than the {levels} encoded ones")
+        self.dim, self.levels = dim, levels
+        self.input_proj = nn.ModuleList()  # from coarse to fine
+        for cin in reversed(in_channels[-levels:]):
+            conv = nn.Conv2d(cin, dim, 1)
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+            self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(norm_groups, dim)))
+        self.level_embed = nn.Parameter(torch.empty(levels, dim).normal_())
+        self.layers = nn.ModuleList(DeformEncoderLayer(dim, ffn, levels, heads, points, dropout) for _ in range(layers))
+        fpn = in_channels[:-levels]  # from fine to coarse
+        self.lateral = nn.ModuleList(_conv_gn(cin, dim, 1, norm_groups) for cin in fpn)
+        self.output = nn.ModuleList(_conv_gn(dim, dim, 3, norm_groups, relu=True) for _ in fpn)
+        self.mask_features = nn.Conv2d(dim, mask_dim, 1)
+        nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
+        nn.init.zeros_(self.mask_features.bias)
+
+    @staticmethod
+    def reference_points(shapes: list[tuple[int, int]], device) -> torch.Tensor:
+        """Pixel centres of every level normalised to [0, 1] as (x, y), the same on every level: (S, levels, 2)."""
+        refs = []
+        for h, w in shapes:
+            y, x = torch.meshgrid(torch.linspace(0.5, h - 0.5, h, device=device) / h,
+                                  torch.linspace(0.5, w - 0.5, w, device=device) / w, indexing="ij")
+            refs.append(torch.stack([x.reshape(-1), y.reshape(-1)], -1))
+        return torch.cat(refs)[:, None, :].expand(-1, len(shapes), -1)
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """features from fine to coarse -> (mask features, the encoded maps from coarse to fine)."""
+        srcs, poss, shapes = [], [], []
+        for level, (proj, feat) in enumerate(zip(self.input_proj, reversed(features[-self.levels:]))):
+            x = proj(feat.float())
+            n, c, h, w = x.shape
+            shapes.append((h, w))
+            srcs.append(x.flatten(2).transpose(1, 2))
+            pos = sine_2d(h, w, c // 2, device=x.device).flatten(1).transpose(0, 1)
+            poss.append((pos + self.level_embed[level])[None].expand(n, -1, -1))
+        src, pos = torch.cat(srcs, 1), torch.cat(poss, 1)
+        reference_points = self.reference_points(shapes, src.device)[None].expand(src.shape[0], -1, -1, -1)
+        for layer in self.layers:
+            src = layer(src, pos, reference_points, shapes)
+        maps = [m.transpose(1, 2).reshape(src.shape[0], self.dim, h, w)
+                for m, (h, w) in zip(src.split([h * w for h, w in shapes], dim=1), shapes)]
+        out = maps[-1]
+        for lateral, output, feat in zip(reversed(self.lateral), reversed(self.output),
+                                         reversed(features[:-self.levels])):
+            fine = lateral(feat.float())
+            out = output(fine + F.interpolate(out, size=fine.shape[-2:], mode="bilinear", align_corners=False))
+        return self.mask_features(out), maps
