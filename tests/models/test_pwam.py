@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from rvos.models.layers.pwam import PWAM, GatedFusion
+from rvos.models.layers.pwam import PWAM
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "dshmp_pwam_official.safetensors"
 
@@ -22,13 +22,11 @@ def test_matches_the_official_pwam():
     torch.testing.assert_close(out, t["output"], atol=1e-6, rtol=1e-5)
 
 
-def test_the_gate_starts_closed_and_padded_words_are_ignored():
+def test_padded_words_are_ignored():
     torch.manual_seed(0)
-    fusion = GatedFusion(8, 6, heads=2).eval()
+    pwam = PWAM(8, 6, heads=2).eval()
     x, words = torch.randn(1, 10, 8), torch.randn(1, 4, 6)
     with torch.no_grad():
-        fused, passed = fusion(x, words)
-        fused_padded, _ = fusion(x, torch.cat([words, torch.randn(1, 3, 6)], 1), torch.tensor([[False] * 4 + [True] * 3]))
-    torch.testing.assert_close(passed, x)  # zero-initialised gate: the backbone starts unchanged
-    torch.testing.assert_close(fused_padded, fused, atol=1e-6, rtol=1e-5)
-    assert GatedFusion(8, 6, gate=False)(x, words)[1] is x
+        fused = pwam(x, words)
+        fused_padded = pwam(x, torch.cat([words, torch.randn(1, 3, 6)], 1), torch.tensor([[False] * 4 + [True] * 3]))
+    torch.testing.assert_close(fused_padded, fused, atol=1e-5, rtol=1e-4)

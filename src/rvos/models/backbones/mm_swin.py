@@ -6,7 +6,7 @@ the window size *before* the cyclic shift, and the shifted-window mask is built 
 whenever a map is not a multiple of the window (the stride-32 map of a 448 x 796 frame, say), so this module keeps
 the original order: released checkpoints then give their outputs at any frame size.
 
-After the blocks of stage i, :class:`rvos.models.layers.pwam.GatedFusion` fuses the sentence's words into the map;
+After the blocks of stage i, :class:`rvos.models.layers.pwam.PWAM` fuses the sentence's words into the map;
 the fused map, through the stage's output LayerNorm ``norm{i}``, is the stage's feature, and the map plus the
 tanh-gated fused map (the gate initialised at zero) goes on to the patch merging of the next stage. Parameter
 names are the official ones (``patch_embed``, ``layers.{i}.blocks.{j}``, ``layers.{i}.fusion``,

@@ -3,9 +3,8 @@
 Every pixel attends over the words (the query an instance-normalised 1x1 projection of the pixel, the keys and
 values 1x1 projections of the raw word features, padded words zeroed and pushed to -1e4), the result is
 instance-normalised, multiplied element-wise by a GELU projection of the pixel, and projected again (1x1 conv,
-GELU). :class:`GatedFusion` adds that to the stage's features through a tanh gate initialised at zero, so a
-pretrained backbone starts unchanged; the fused map itself (not the gated sum) is the stage's output, as in the
-official code. Parameter names follow the official modules (1x1 convolutions stored as ``Conv1d``).
+GELU). :class:`rvos.models.backbones.mm_swin.MMStage` adds that to the stage's features through a tanh gate
+initialised at zero. Parameter names follow the official modules (1x1 convolutions stored as ``Conv1d``).
 """
 
 from __future__ import annotations
@@ -55,22 +54,3 @@ class PWAM(nn.Module):
         vis = self.vis_project(x.transpose(1, 2))
         lang = self.image_lang_att(x, words, padding).transpose(1, 2)
         return self.project_mm(vis * lang).transpose(1, 2)
-
-
-class GatedFusion(nn.Module):
-    """One stage's fusion: returns (fused map, the features passed on: ``x + tanh-gate(fused) * fused``)."""
-
-    def __init__(self, dim: int, l_dim: int, heads: int = 1, dropout: float = 0.0, gate: bool = True):
-        super().__init__()
-        self.fusion = PWAM(dim, l_dim, heads, dropout)
-        self.res_gate = (nn.Sequential(nn.Linear(dim, dim, bias=False), nn.ReLU(), nn.Linear(dim, dim, bias=False),
-                                       nn.Tanh()) if gate else None)
-        if self.res_gate is not None:
-            nn.init.zeros_(self.res_gate[0].weight)
-            nn.init.zeros_(self.res_gate[2].weight)
-
-    def forward(self, x: torch.Tensor, words: torch.Tensor, padding: torch.Tensor | None = None):
-        fused = self.fusion(x, words, padding)
-        if self.res_gate is None:  # the last stage: nothing is passed on
-            return fused, x
-        return fused, x + self.res_gate(fused) * fused
