@@ -57,7 +57,7 @@ def test_only_the_first_max_tokens_positions_are_mapped(tokenizer):
 
 
 def test_a_token_inside_no_tagged_word_is_neither():
-    motion, static = cue_maps("ab cd", [(0, 0), (0, 2), (3, 5), (0, 0)], [True, False, False, True],
+    motion, static = cue_maps([(0, 0), (0, 2), (3, 5), (0, 0)], [True, False, False, True],
                               [(0, 2, "VERB")], 8)
     assert motion.tolist()[:4] == [False, True, False, False] and not static.any()
 
@@ -102,7 +102,7 @@ def test_lexicon_reads_noun_verb_homographs_from_what_follows(text, motion):
 
 def test_missing_spacy_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "spacy", None)  # import spacy raises ImportError
-    with pytest.raises(RvosError, match=r"rvos\[spacy\].*en_core_web_sm.*decoupler=lexicon"):
+    with pytest.raises(RvosError, match=r"rvos\[spacy\].*en_core_web_sm.*lexicon decoupler"):
         spacy_tagger()
 
 

@@ -91,12 +91,12 @@ def spacy_tagger(model: str = "en_core_web_sm") -> Tagger:
     except ImportError:
         raise RvosError(f"expression decoupling with spaCy needs spaCy and its {model} model: "
                         f'pip install "rvos[spacy]" && python -m spacy download {model} '
-                        "(or set model.text.decoupler=lexicon for the documented motion-word list)") from None
+                        "(or use the lexicon decoupler, a documented list of motion words)") from None
     try:
         nlp = spacy.load(model)
     except OSError:
         raise RvosError(f"spaCy's model {model} is not installed: python -m spacy download {model} "
-                        "(or set model.text.decoupler=lexicon for the documented motion-word list)") from None
+                        "(or use the lexicon decoupler, a documented list of motion words)") from None
     return lambda text: [(t.idx, t.idx + len(t.text), t.pos_) for t in nlp(text)]
 
 
@@ -114,7 +114,7 @@ class CueMaps:
     static: torch.Tensor  # (B, max_tokens) bool: a static cue
 
 
-def cue_maps(text: str, offsets: Sequence[tuple[int, int]], special: Sequence[bool], tags: list[tuple[int, int, str]],
+def cue_maps(offsets: Sequence[tuple[int, int]], special: Sequence[bool], tags: list[tuple[int, int, str]],
              max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One sentence: its tokens' character ``offsets`` and ``special`` flags (as the tokenizer gives them, the whole
     sentence), its words' ``tags`` -> (motion, static) bool maps of ``max_tokens`` positions."""
@@ -143,7 +143,7 @@ class ExpressionDecoupler:
         for text in sentences:
             enc = self.tokenizer(text, add_special_tokens=True, return_offsets_mapping=True,
                                  return_special_tokens_mask=True)
-            m, s = cue_maps(text, enc["offset_mapping"], enc["special_tokens_mask"], self.tagger(text), self.max_tokens)
+            m, s = cue_maps(enc["offset_mapping"], enc["special_tokens_mask"], self.tagger(text), self.max_tokens)
             motion.append(m)
             static.append(s)
         return CueMaps(torch.stack(motion), torch.stack(static))
