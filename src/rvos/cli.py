@@ -109,6 +109,15 @@ def cmd_eval(args) -> None:
     from rvos.eval.problems import IncompletePredictions
     from rvos.fileio import write_json
 
+    from rvos.eval.coco_refer import evaluate_coco_refer, is_coco_refer
+
+    if is_coco_refer(args.gt, args.pred):  # A2D / JHMDB-Sentences: COCO-format ground truth and predictions
+        scores = evaluate_coco_refer(args.gt, args.pred, predictions=args.map_predictions)
+        if args.json:
+            write_json(args.json, scores, indent=1)
+        for key, value in scores.items():
+            print(f"{key:<16}{value:.4f}" if isinstance(value, float) else f"{key:<16}{value}")
+        return
     if args.task:  # the DAVIS 2017 benchmark: GT is a DAVIS folder, PRED a results folder
         from rvos.eval.davis import evaluate_davis
 
@@ -283,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("eval", help="J, F and J&F of predictions against an annotated split")
-    p.add_argument("--gt", required=True, type=Path, help="split folder (e.g. mevis/valid_u), or with --task a "
-                   "DAVIS folder")
+    p.add_argument("--gt", required=True, type=Path, help="split folder (e.g. mevis/valid_u), with --task a DAVIS "
+                   "folder, or a COCO-format ground truth JSON (A2D / JHMDB-Sentences)")
     p.add_argument("--pred", required=True, type=Path, help="predictions: PRED/<video>/<exp_id>/<frame>.png")
     p.add_argument("--json", type=Path, help="write the scores (per expression, by kind, missing) here; when "
                    "predictions are missing, every missing or wrong file instead")
@@ -295,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the DAVIS 2017 benchmark: --gt is a DAVIS folder (ImageSets/, Annotations*/480p/), --pred "
                         "holds PRED/<sequence>/<frame>.png with object (or proposal) ids; prints the official table")
     p.add_argument("--set", default="val", help="with --task: the DAVIS set (default val)")
+    p.add_argument("--map-predictions", choices=["all", "best"], default="all",
+                   help="A2D / JHMDB-Sentences (--gt and --pred COCO-format JSON files): which predictions enter the "
+                        "mAP: every query's (MTTR's and ReferFormer's evaluation, default) or each image's best")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export-masks", help="write a split's ground truth as PNGs in the prediction layout")
