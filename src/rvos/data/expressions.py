@@ -42,6 +42,5 @@ def contrastive_index(split: ReferringSplit) -> ContrastiveIndex:
     for entry, target in enumerate(targets):
         by_target.setdefault(target, []).append(entry)
     positives = tuple(tuple(by_target[t]) for t in targets)
-    distractors = tuple(tuple(e for e in by_video[name] if e not in set(pos))
-                        for (name, _), pos in zip(targets, positives))
+    distractors = tuple(tuple(e for e in by_video[target[0]] if targets[e] != target) for target in targets)
     return ContrastiveIndex(entries, positives, distractors)

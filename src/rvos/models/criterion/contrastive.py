@@ -24,9 +24,9 @@ from torch import nn
 def multi_positive_loss(logits: torch.Tensor, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """logits (N, K) raw dot products, cosine (N, K), labels (N, K) 0/1 -> scalar.
 
-    Per row with a positive (in DsHmp every row has one: the anchor's own entry): ``-mean over positives of log(e^l_p / Z)``, where Z sums the negatives' e^l and the
-    positives' e^l each divided by the number of positives; rows without positives are left out of the
-    cross-entropy (the squared term counts every row)."""
+    Per row with a positive (in DsHmp every row has one: the anchor's own entry): ``-mean over positives of
+    log(e^l_p / Z)``, where Z sums the negatives' e^l and the positives' e^l each divided by the number of
+    positives; rows without positives are left out of the cross-entropy (the squared term counts every row)."""
     labels = labels.float()
     valid = labels.sum(1) > 0
     x, y = logits[valid], labels[valid]
