@@ -124,3 +124,41 @@ def write_davis(root: Path, results: Path) -> None:
         for folder, labels in ((root / "Annotations" / "480p", gt), (root / "Annotations_unsupervised" / "480p", gt),
                                (semi, s), (unsup, u)):
             _save_labels(folder / "trio" / f"{t:05d}.png", labels)
+
+
+def write_a2d_sentences(root: Path) -> Path:
+    """A2D-Sentences' annotation files in the official layout: ``Release/videoset.csv`` (no header; the 9th column
+    is the subset, 0 train / 1 test), ``text_annotations/a2d_missed_videos.txt``, ``text_annotations/
+    a2d_annotation.txt`` (video_id, instance_id, query) and per annotated frame an HDF5 file
+    ``text_annotations/a2d_annotation_with_instances/<video>/<frame:05d>.h5`` with ``instance`` (ids), ``reMask``
+    (one W x H mask per instance, stored transposed; a single instance without the leading axis) and ``reBBox``
+    (x1, y1, x2, y2 per column). Videos: ``vid_a`` (test, two instances), ``vid_b`` (test, one instance, missing
+    from one frame), ``vid_c`` (train), ``vid_d`` (test but listed as missed)."""
+    import h5py
+
+    rows = [("vid_a", 1), ("vid_b", 1), ("vid_c", 0), ("vid_d", 1)]
+    (root / "Release").mkdir(parents=True)
+    (root / "Release" / "videoset.csv").write_text(
+        "".join(f"{v},11,0,1,20,24,30,3,{s}\n" for v, s in rows))
+    text = root / "text_annotations"
+    text.mkdir()
+    (text / "a2d_missed_videos.txt").write_text("vid_d\n")
+    (text / "a2d_annotation.txt").write_text(
+        "video_id,instance_id,query\n"
+        "vid_a,0,the man on the left\nvid_a,1,the dog running\nvid_b,2,a bird flying\nvid_c,0,a car\n"
+        "vid_d,0,a ball\n")
+    h, w = 20, 24
+    frames = {"vid_a": {5: [0, 1], 17: [1, 0]}, "vid_b": {3: [2], 9: [4]}, "vid_c": {1: [0]}, "vid_d": {2: [0]}}
+    for video, by_frame in frames.items():
+        folder = text / "a2d_annotation_with_instances" / video
+        folder.mkdir(parents=True)
+        for frame, ids in by_frame.items():
+            masks = [box_mask(h, w, 2 + 3 * k + frame % 3, 9 + 3 * k, 1 + 4 * k, 8 + 5 * k + frame % 4) for k in range(len(ids))]
+            boxes = [[float(m.nonzero()[1].min()), float(m.nonzero()[0].min()), float(m.nonzero()[1].max()),
+                      float(m.nonzero()[0].max())] for m in masks]
+            with h5py.File(folder / f"{frame:05d}.h5", "w") as f:
+                f["instance"] = np.array(ids, dtype=np.float64)
+                stacked = np.stack([m.T for m in masks]).astype(np.uint8)
+                f["reMask"] = stacked if len(ids) > 1 else stacked[0]
+                f["reBBox"] = np.array(boxes, dtype=np.float64).T  # (4, n)
+    return root

@@ -144,6 +144,18 @@ def cmd_export_masks(args) -> None:
     print(f"wrote {n} mask PNGs to {args.out}")
 
 
+def cmd_export_coco(args) -> None:
+    from rvos.data.a2d import a2d_coco_ground_truth
+    from rvos.errors import DataError
+    from rvos.fileio import write_json
+
+    if args.out.exists() and not args.overwrite:
+        raise DataError(f"{args.out} already exists: choose another --out or pass --overwrite")
+    gt = a2d_coco_ground_truth(args.root, args.subset)
+    write_json(args.out, gt)
+    print(f"wrote {args.out}: {len(gt['images'])} images (annotated frames x sentences) of the {args.subset} subset")
+
+
 def cmd_submit(args) -> None:
     from rvos.eval.problems import IncompletePredictions
     from rvos.eval.submit import write_submission
@@ -313,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", required=True, type=Path, help="split folder")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=cmd_export_masks)
+
+    p = sub.add_parser("export-coco", help="write a dataset's COCO-format ground truth (A2D-Sentences), as rvos eval "
+                       "and the official evaluation read it")
+    p.add_argument("dataset", choices=["a2d-sentences"])
+    p.add_argument("root", type=Path, help="the dataset folder (A2D: Release/ and text_annotations/)")
+    p.add_argument("--subset", choices=["train", "test"], default="test")
+    p.add_argument("--out", required=True, type=Path, help="output JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_export_coco)
 
     p = sub.add_parser("submit", help="check predictions are complete and zip them for the benchmark server")
     p.add_argument("pred", type=Path, help="predictions folder")

@@ -3,7 +3,7 @@ as MTTR's and ReferFormer's evaluation compute them.
 
 The ground truth is the COCO file those repositories write: one image per (annotated frame, sentence), holding
 exactly one annotation (the referred object's RLE mask); predictions are a list of ``{"image_id", "segmentation"
-(RLE), "score"}``, any number per image.
+(RLE), "score"}``, any number per image (a ``category_id`` may be given; categories are ignored).
 
 * ``mAP 0.5:0.95``, ``AP 0.5``, ``AP 0.75``, ``AP 0.5:0.95 S / M / L``: pycocotools' ``COCOeval`` on masks with
   categories ignored (``useCats = 0``), its first six statistics. Which predictions enter it is a choice: both
@@ -97,7 +97,7 @@ def evaluate_coco_refer(gt: str | os.PathLike, pred: str | os.PathLike | list, p
     entered = [best[i] for i in sorted(best)] if predictions == "best" else preds
 
     with _quiet():
-        coco_pred = coco_gt.loadRes([dict(p) for p in entered])
+        coco_pred = coco_gt.loadRes([{"category_id": 1, **p} for p in entered])  # categories are ignored
         coco_eval = COCOeval(coco_gt, coco_pred, iouType="segm")
         coco_eval.params.useCats = 0  # categories are not predicted in referring segmentation
         coco_eval.evaluate()
