@@ -162,3 +162,32 @@ def write_a2d_sentences(root: Path) -> Path:
                 f["reMask"] = stacked if len(ids) > 1 else stacked[0]
                 f["reBBox"] = np.array(boxes, dtype=np.float64).T  # (4, n)
     return root
+
+
+def write_refdavis(root: Path, frames: int = 4, size=(24, 32)) -> tuple[Path, Path, dict]:
+    """Ref-DAVIS17 as ReferFormer converts it (``ref/valid``: Ref-YouTube-VOS layout, 4 expressions per object in
+    the order anno1-first, anno1-full, anno2-first, anno2-full) beside its DAVIS folder (``davis``: one val
+    sequence 'pair', objects 1 and 2); returns (split folder, DAVIS folder, {obj_id: masks (T, H, W)})."""
+    h, w = size
+    objects = {1: np.stack([box_mask(h, w, 2, 10, 2 + 3 * t, 12 + 3 * t) for t in range(frames)]),
+               2: np.stack([box_mask(h, w, 12, 22, 16, 30) for _ in range(frames)])}
+    names = [f"{t:05d}" for t in range(frames)]
+    davis, split = root / "davis", root / "ref" / "valid"
+    (davis / "ImageSets" / "2017").mkdir(parents=True)
+    (davis / "ImageSets" / "2017" / "val.txt").write_text("pair\n")
+    rng = np.random.default_rng(2)
+    for t, name in enumerate(names):
+        labels = np.zeros((h, w), np.uint8)
+        for obj_id, masks in objects.items():
+            labels[masks[t]] = obj_id
+        for folder in ("Annotations", "Annotations_unsupervised"):
+            _save_labels(davis / folder / "480p" / "pair" / f"{name}.png", labels)
+        _save_labels(split / "Annotations" / "pair" / f"{name}.png", labels)
+        write_frame(split / "JPEGImages" / "pair" / f"{name}.jpg", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    texts = {1: "the box moving right", 2: "the box at the bottom"}
+    expressions = {str(4 * (o - 1) + k): {"exp": f"{texts[o]} ({k})", "obj_id": str(o)} for o in (1, 2)
+                   for k in range(4)}
+    (root / "ref" / "meta_expressions" / "valid").mkdir(parents=True)
+    (root / "ref" / "meta_expressions" / "valid" / "meta_expressions.json").write_text(
+        json.dumps({"videos": {"pair": {"expressions": expressions, "frames": names}}}))
+    return split, davis, objects

@@ -226,6 +226,35 @@ def cmd_infer(args) -> None:
     print(f"predicted {n} videos into {args.out}")
 
 
+def cmd_refdavis(args) -> None:
+    from rvos.data.splits import open_split
+    from rvos.eval.refdavis import evaluate_refdavis
+    from rvos.fileio import write_json
+
+    open_split(args.split_dir)  # a bad split fails before the model is loaded
+    pred = args.pred
+    if pred is None:  # predict every expression first (complete videos already there are kept)
+        from rvos.engine.checkpoint import find_model, load_model
+        from rvos.engine.inference import Predictor
+        from rvos.engine.predict_split import predict_split
+
+        pred = args.out / "expressions"
+        model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
+        model, cfg = load_model(find_model(model_path), device=args.device or "cpu")
+        predictor = Predictor(model, cfg, args.device or "cpu", window=args.window, score_threshold=args.threshold)
+        predict_split(predictor, args.split_dir, pred, progress=not args.quiet)
+    result = evaluate_refdavis(args.split_dir, pred, args.davis, args.out, task=args.task, subset=args.set).to_json()
+    if args.json:
+        write_json(args.json, result, indent=1)
+    from rvos.eval.davis import MEASURES
+
+    print(f"Ref-DAVIS17 ({args.task}): the mean of the four annotator sets, then each")
+    print(f"{'':<8}" + "".join(f"{m:>10}" for m in MEASURES))
+    rows = [("mean", result), *result["per_annotator"].items()]
+    for name, table in rows:
+        print(f"{name:<8}" + "".join(f"{table[m]:>10.3f}" for m in MEASURES))
+
+
 def cmd_predict(args) -> None:
     from rvos.api import Segmenter, predict_to_folder
 
@@ -320,6 +349,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="A2D / JHMDB-Sentences (--gt and --pred COCO-format JSON files): which predictions enter the "
                         "mAP: every query's (MTTR's and ReferFormer's evaluation, default) or each image's best")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("refdavis", help="the Ref-DAVIS17 protocol: predict, score each annotator set with the DAVIS "
+                       "2017 code, average the four")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="a run folder (its last checkpoint)")
+    source.add_argument("--weights", type=Path, help="a model folder or its model.safetensors")
+    source.add_argument("--pred", type=Path, help="per-expression predictions already made (rvos infer)")
+    p.add_argument("--split-dir", required=True, type=Path,
+                   help="Ref-DAVIS17 in the Ref-YouTube-VOS layout (ReferFormer's convert_davis_to_ytvos.py), e.g. "
+                        "ref-davis/valid")
+    p.add_argument("--davis", required=True, type=Path, help="the DAVIS 2017 folder (ImageSets/, Annotations*/480p/)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="folder for expressions/ (the predictions) and anno_0..anno_3/ (the DAVIS results)")
+    p.add_argument("--task", choices=["semi-supervised", "unsupervised"], default="unsupervised",
+                   help="the DAVIS task each set is scored with (default unsupervised, as ReferFormer's eval_davis.py)")
+    p.add_argument("--set", default="val", help="the DAVIS set (default val)")
+    p.add_argument("--json", type=Path, help="write the mean and the four tables here")
+    p.add_argument("--window", type=int, help="frames encoded at once (default: the config's infer.window)")
+    p.add_argument("--threshold", type=float, help="referring score threshold (default: the config's)")
+    p.add_argument("--device", help="cpu or cuda (default cpu)")
+    p.set_defaults(func=cmd_refdavis)
 
     p = sub.add_parser("export-masks", help="write a split's ground truth as PNGs in the prediction layout")
     p.add_argument("--gt", required=True, type=Path, help="split folder")
