@@ -38,11 +38,43 @@ class DeformEncoderLayer(nn.Module):
         return self.norm2(x + self.dropout(self.linear2(self.dropout(torch.relu(self.linear1(x))))))
 
 
-def _conv_gn(cin: int, cout: int, kernel: int, groups: int, relu: bool = False) -> nn.Sequential:
+def conv_gn(cin: int, cout: int, kernel: int, groups: int, relu: bool = False) -> nn.Sequential:
+    """A bias-free convolution, GroupNorm and optionally ReLU (detectron2's ``Conv2d(norm="GN")``)."""
     conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False)
     nn.init.kaiming_uniform_(conv.weight, a=1)  # detectron2's c2_xavier_fill
     layers = [conv, nn.GroupNorm(groups, cout)] + ([nn.ReLU()] if relu else [])
     return nn.Sequential(*layers)
+
+
+def reference_points(shapes: list[tuple[int, int]], device) -> torch.Tensor:
+    """Pixel centres of every level normalised to [0, 1] as (x, y), the same on every level: (S, levels, 2)."""
+    refs = []
+    for h, w in shapes:
+        y, x = torch.meshgrid(torch.linspace(0.5, h - 0.5, h, device=device) / h,
+                              torch.linspace(0.5, w - 0.5, w, device=device) / w, indexing="ij")
+        refs.append(torch.stack([x.reshape(-1), y.reshape(-1)], -1))
+    return torch.cat(refs)[:, None, :].expand(-1, len(shapes), -1)
+
+
+def flatten_levels(projections: nn.ModuleList, maps: list[torch.Tensor], level_embed: torch.Tensor):
+    """Maps from coarse to fine, each through its projection -> the tokens of every level (N, S, C), their sine
+    positions plus level embeddings (N, S, C), the levels' (h, w) and the reference points (N, S, levels, 2)."""
+    srcs, poss, shapes = [], [], []
+    for level, (proj, feat) in enumerate(zip(projections, maps)):
+        x = proj(feat)
+        n, c, h, w = x.shape
+        shapes.append((h, w))
+        srcs.append(x.flatten(2).transpose(1, 2))
+        pos = sine_2d(h, w, c // 2, device=x.device, dtype=x.dtype).flatten(1).transpose(0, 1)
+        poss.append((pos + level_embed[level])[None].expand(n, -1, -1))
+    src, pos = torch.cat(srcs, 1), torch.cat(poss, 1)
+    return src, pos, shapes, reference_points(shapes, src.device)[None].expand(src.shape[0], -1, -1, -1)
+
+
+def unflatten_levels(src: torch.Tensor, shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """The tokens of every level (N, S, C) -> maps (N, C, h, w), in the order of ``shapes``."""
+    return [m.transpose(1, 2).reshape(src.shape[0], src.shape[-1], h, w)
+            for m, (h, w) in zip(src.split([h * w for h, w in shapes], dim=1), shapes)]
 
 
 class MSDeformPixelDecoder(nn.Module):
@@ -51,7 +83,7 @@ class MSDeformPixelDecoder(nn.Module):
         super().__init__()
         if len(in_channels) <= levels:
             raise ValueError(f"{len(in_channels)} input maps: need more than the {levels} encoded ones")
-        self.dim, self.levels = dim, levels
+        self.levels = levels
         self.input_proj = nn.ModuleList()  # from coarse to fine
         for cin in reversed(in_channels[-levels:]):
             conv = nn.Conv2d(cin, dim, 1)
@@ -61,38 +93,19 @@ class MSDeformPixelDecoder(nn.Module):
         self.level_embed = nn.Parameter(torch.empty(levels, dim).normal_())
         self.layers = nn.ModuleList(DeformEncoderLayer(dim, ffn, levels, heads, points, dropout) for _ in range(layers))
         fpn = in_channels[:-levels]  # from fine to coarse
-        self.lateral = nn.ModuleList(_conv_gn(cin, dim, 1, norm_groups) for cin in fpn)
-        self.output = nn.ModuleList(_conv_gn(dim, dim, 3, norm_groups, relu=True) for _ in fpn)
+        self.lateral = nn.ModuleList(conv_gn(cin, dim, 1, norm_groups) for cin in fpn)
+        self.output = nn.ModuleList(conv_gn(dim, dim, 3, norm_groups, relu=True) for _ in fpn)
         self.mask_features = nn.Conv2d(dim, mask_dim, 1)
         nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
         nn.init.zeros_(self.mask_features.bias)
 
-    @staticmethod
-    def reference_points(shapes: list[tuple[int, int]], device) -> torch.Tensor:
-        """Pixel centres of every level normalised to [0, 1] as (x, y), the same on every level: (S, levels, 2)."""
-        refs = []
-        for h, w in shapes:
-            y, x = torch.meshgrid(torch.linspace(0.5, h - 0.5, h, device=device) / h,
-                                  torch.linspace(0.5, w - 0.5, w, device=device) / w, indexing="ij")
-            refs.append(torch.stack([x.reshape(-1), y.reshape(-1)], -1))
-        return torch.cat(refs)[:, None, :].expand(-1, len(shapes), -1)
-
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """features from fine to coarse -> (mask features, the encoded maps from coarse to fine)."""
-        srcs, poss, shapes = [], [], []
-        for level, (proj, feat) in enumerate(zip(self.input_proj, reversed(features[-self.levels:]))):
-            x = proj(feat.float())
-            n, c, h, w = x.shape
-            shapes.append((h, w))
-            srcs.append(x.flatten(2).transpose(1, 2))
-            pos = sine_2d(h, w, c // 2, device=x.device).flatten(1).transpose(0, 1)
-            poss.append((pos + self.level_embed[level])[None].expand(n, -1, -1))
-        src, pos = torch.cat(srcs, 1), torch.cat(poss, 1)
-        reference_points = self.reference_points(shapes, src.device)[None].expand(src.shape[0], -1, -1, -1)
+        coarse_to_fine = [f.float() for f in reversed(features[-self.levels:])]
+        src, pos, shapes, points = flatten_levels(self.input_proj, coarse_to_fine, self.level_embed)
         for layer in self.layers:
-            src = layer(src, pos, reference_points, shapes)
-        maps = [m.transpose(1, 2).reshape(src.shape[0], self.dim, h, w)
-                for m, (h, w) in zip(src.split([h * w for h, w in shapes], dim=1), shapes)]
+            src = layer(src, pos, points, shapes)
+        maps = unflatten_levels(src, shapes)
         out = maps[-1]
         for lateral, output, feat in zip(reversed(self.lateral), reversed(self.output),
                                          reversed(features[:-self.levels])):

@@ -15,14 +15,7 @@ from torch import nn
 
 from rvos.models.layers.attention import AttentionLayer, FFNLayer
 from rvos.models.layers.ms_deform_attn import MSDeformAttn
-from rvos.models.layers.position_encoding import sine_2d
-
-
-def _conv_gn(cin: int, cout: int, kernel: int, groups: int, relu: bool = False) -> nn.Sequential:
-    conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False)
-    nn.init.kaiming_uniform_(conv.weight, a=1)
-    layers = [conv, nn.GroupNorm(groups, cout)]
-    return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
+from rvos.models.modules.deform_pixel_decoder import conv_gn, flatten_levels, unflatten_levels
 
 
 class CrossModalEncoderLayer(nn.Module):
@@ -62,39 +55,18 @@ class CrossModalPixelDecoder(nn.Module):
         self.level_embed = nn.Parameter(torch.empty(self.levels, dim).normal_())
         self.layers = nn.ModuleList(CrossModalEncoderLayer(dim, heads, self.levels, points, ffn, dropout)
                                     for _ in range(layers))
-        self.lateral = _conv_gn(in_channels[0], dim, 1, norm_groups)
-        self.output = _conv_gn(dim, dim, 3, norm_groups, relu=True)
+        self.lateral = conv_gn(in_channels[0], dim, 1, norm_groups)
+        self.output = conv_gn(dim, dim, 3, norm_groups, relu=True)
         self.mask_features = nn.Conv2d(dim, mask_dim, 1)
         nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
         nn.init.zeros_(self.mask_features.bias)
-        self.dim = dim
-
-    @staticmethod
-    def _reference_points(shapes: list[tuple[int, int]], device) -> torch.Tensor:
-        """Pixel centres of every level, normalised to [0, 1], (S, levels, 2) as (x, y)."""
-        refs = []
-        for h, w in shapes:
-            y, x = torch.meshgrid(torch.linspace(0.5, h - 0.5, h, device=device) / h,
-                                  torch.linspace(0.5, w - 0.5, w, device=device) / w, indexing="ij")
-            refs.append(torch.stack([x.reshape(-1), y.reshape(-1)], -1))
-        return torch.cat(refs)[:, None, :].expand(-1, len(shapes), -1)
 
     def forward(self, features: list[torch.Tensor], words: torch.Tensor, word_padding: torch.Tensor):
         """features: 4 maps (N, C_i, H_i, W_i) at strides 4..32; words (N, L, dim); word_padding (N, L)."""
-        srcs, poss, shapes = [], [], []
-        for level, (proj, feat) in enumerate(zip(self.input_proj, reversed(features[1:]))):
-            x = proj(feat)
-            n, c, h, w = x.shape
-            shapes.append((h, w))
-            srcs.append(x.flatten(2).transpose(1, 2))
-            pos = sine_2d(h, w, c // 2, device=x.device, dtype=x.dtype).flatten(1).transpose(0, 1)
-            poss.append((pos + self.level_embed[level])[None].expand(n, -1, -1))
-        src, pos = torch.cat(srcs, 1), torch.cat(poss, 1)
-        reference_points = self._reference_points(shapes, src.device)[None].expand(src.shape[0], -1, -1, -1)
+        src, pos, shapes, points = flatten_levels(self.input_proj, list(reversed(features[1:])), self.level_embed)
         for layer in self.layers:
-            src, words = layer(src, pos, reference_points, shapes, words, word_padding)
-        maps = [m.transpose(1, 2).reshape(src.shape[0], self.dim, h, w)
-                for m, (h, w) in zip(src.split([h * w for h, w in shapes], dim=1), shapes)]
+            src, words = layer(src, pos, points, shapes, words, word_padding)
+        maps = unflatten_levels(src, shapes)
         fine = self.lateral(features[0])
         fine = self.output(fine + F.interpolate(maps[-1], size=fine.shape[-2:], mode="bilinear", align_corners=False))
         return self.mask_features(fine), maps, words
