@@ -211,18 +211,23 @@ def cmd_train(args) -> None:
             _print_eval(summary["eval"])
 
 
-def cmd_infer(args) -> None:
+def _predictor(args):
+    """The Predictor of ``--run`` or ``--weights`` with ``--device``, ``--window`` and ``--threshold``."""
     from rvos.engine.checkpoint import find_model, load_model
     from rvos.engine.inference import Predictor
+
+    model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
+    model, cfg = load_model(find_model(model_path), device=args.device or "cpu")
+    return Predictor(model, cfg, args.device or "cpu", window=args.window, score_threshold=args.threshold)
+
+
+def cmd_infer(args) -> None:
     from rvos.engine.predict_split import predict_split
     from rvos.data.splits import open_split
 
     open_split(args.split_dir)  # a bad split or output fails before the model is loaded
     _check_output(args.out, args.overwrite, existing_ok=True)
-    model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
-    model, cfg = load_model(find_model(model_path), device=args.device or "cpu")
-    predictor = Predictor(model, cfg, args.device or "cpu", window=args.window, score_threshold=args.threshold)
-    n = predict_split(predictor, args.split_dir, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    n = predict_split(_predictor(args), args.split_dir, args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(f"predicted {n} videos into {args.out}")
 
 
@@ -234,15 +239,10 @@ def cmd_refdavis(args) -> None:
     open_split(args.split_dir)  # a bad split fails before the model is loaded
     pred = args.pred
     if pred is None:  # predict every expression first (complete videos already there are kept)
-        from rvos.engine.checkpoint import find_model, load_model
-        from rvos.engine.inference import Predictor
         from rvos.engine.predict_split import predict_split
 
         pred = args.out / "expressions"
-        model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
-        model, cfg = load_model(find_model(model_path), device=args.device or "cpu")
-        predictor = Predictor(model, cfg, args.device or "cpu", window=args.window, score_threshold=args.threshold)
-        predict_split(predictor, args.split_dir, pred, progress=not args.quiet)
+        predict_split(_predictor(args), args.split_dir, pred, progress=not args.quiet)
     result = evaluate_refdavis(args.split_dir, pred, args.davis, args.out, task=args.task, subset=args.set).to_json()
     if args.json:
         write_json(args.json, result, indent=1)
