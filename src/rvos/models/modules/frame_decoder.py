@@ -9,13 +9,12 @@ score and mask) is made from the initial queries and after every layer, for deep
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rvos.models.layers.attention import MLP
 from rvos.models.layers.position_encoding import sine_2d
 from rvos.models.layers.score_head import ScoreHead
-from rvos.models.modules.query_stack import QueryLayerStack
+from rvos.models.modules.query_stack import QueryLayerStack, masked_attention
 
 
 class FrameQueryDecoder(QueryLayerStack):
@@ -38,10 +37,7 @@ class FrameQueryDecoder(QueryLayerStack):
         out = self.norm(queries)
         scores = self.score_head(out, sentence)
         masks = torch.einsum("nqc,nchw->nqhw", self.mask_head(out), mask_features)
-        attn = F.interpolate(masks, size=attn_size, mode="bilinear", align_corners=False)
-        attn = (attn.sigmoid().flatten(2) < 0.5).detach()  # True = may not attend
-        attn[attn.all(-1)] = False  # a query whose mask is empty at this level attends everywhere
-        return scores, masks, attn.repeat_interleave(self.heads, dim=0), out
+        return scores, masks, masked_attention(masks, attn_size, self.heads), out
 
     def forward(self, maps: list[torch.Tensor], mask_features: torch.Tensor, sentence: torch.Tensor,
                 words: torch.Tensor, word_padding: torch.Tensor):

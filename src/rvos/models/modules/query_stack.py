@@ -9,9 +9,20 @@ its own (masked attention, predictions after every layer, positions).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rvos.models.layers.attention import AttentionLayer, FFNLayer
+
+
+def masked_attention(masks: torch.Tensor, size: tuple[int, int], heads: int) -> torch.Tensor:
+    """Mask2Former's masked attention: mask logits (N, Q, h, w) -> (N * heads, Q, size) bool, True where a query may
+    not attend (its mask, resized to the memory's map, below 0.5); a query whose mask is empty there attends
+    everywhere."""
+    attn = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+    attn = (attn.sigmoid().flatten(2) < 0.5).detach()
+    attn[attn.all(-1)] = False
+    return attn.repeat_interleave(heads, dim=0)
 
 
 class QueryLayerStack(nn.Module):

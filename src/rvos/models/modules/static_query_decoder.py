@@ -22,13 +22,12 @@ Parameter names follow the official ``DshmpMultiScaleMaskedTransformerDecoder`` 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rvos.models.layers.attention import MLP, AttentionLayer
 from rvos.models.layers.bi_attention import BiAttentionBlock
 from rvos.models.layers.position_encoding import sine_2d
-from rvos.models.modules.query_stack import QueryLayerStack
+from rvos.models.modules.query_stack import QueryLayerStack, masked_attention
 
 
 class StaticQueryDecoder(QueryLayerStack):
@@ -58,13 +57,11 @@ class StaticQueryDecoder(QueryLayerStack):
         self.cross_static = AttentionLayer(dim, heads, static_dropout)
 
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int]):
-        """Class logits (N, Q, K+1), masks (N, Q, H/4, W/4), the next layer's attention mask (N*heads, Q, h*w),
-        True where a query may not look, and the normalised queries (N, Q, C)."""
+        """Class logits (N, Q, K+1), masks (N, Q, H/4, W/4), the next layer's attention mask (N*heads, Q, h*w; see
+        :func:`masked_attention`), and the normalised queries (N, Q, C)."""
         out = self.decoder_norm(queries)
         masks = torch.einsum("nqc,nchw->nqhw", self.mask_embed(out), mask_features)
-        attn = F.interpolate(masks, size=attn_size, mode="bilinear", align_corners=False)
-        attn = (attn.sigmoid().flatten(2) < 0.5).repeat_interleave(self.heads, dim=0).detach()
-        return self.class_embed(out), masks, attn, out
+        return self.class_embed(out), masks, masked_attention(masks, attn_size, self.heads), out
 
     def forward(self, maps: list[torch.Tensor], mask_features: torch.Tensor, words: torch.Tensor,
                 word_padding: torch.Tensor | None, cues: torch.Tensor, cue_padding: torch.Tensor | None = None,
@@ -88,7 +85,6 @@ class StaticQueryDecoder(QueryLayerStack):
         all_logits, all_masks, frame_queries = [logits], [masks], []
         for i in range(self.num_layers):
             level = i % self.levels
-            attn[attn.all(-1)] = False  # a query whose mask is empty at this level attends everywhere
             pixels, fused_words = self.fusion_layers[i](memories[level], words, None, word_padding)
             queries = self.layer(i, queries, query_pos, image={"memory": pixels, "pos": poss[level], "attn_mask": attn},
                                  text={"memory": fused_words, "key_padding_mask": word_padding, "query_pos": None})
