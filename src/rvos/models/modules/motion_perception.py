@@ -128,11 +128,12 @@ class HierarchicalMotionPerception(nn.Module):
         x = F.pad(queries, (0, 0, 0, 0, 0, padded_len - t_len))
         pad = torch.zeros(b, padded_len, dtype=torch.bool, device=queries.device)
         pad[:, t_len:] = True
+        shift_mask = self._shift_mask(pad, q_len) if shifted and len(self.ffn) > 1 else None  # the same every layer
+        half = math.ceil(w / 2)
         for i in range(len(self.ffn)):
             if shifted and i % 2 == 1:
-                half = math.ceil(w / 2)
                 x = torch.roll(x, half, dims=1)
-                x = self._layer(i, x, cues, cue_padding, attn_mask=self._shift_mask(pad, q_len))
+                x = self._layer(i, x, cues, cue_padding, attn_mask=shift_mask)
                 x = torch.roll(x, -half, dims=1)
             else:
                 x = self._layer(i, x, cues, cue_padding, key_padding=pad)
