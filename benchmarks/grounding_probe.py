@@ -40,6 +40,7 @@ from rvos.data.splits import open_split
 from rvos.data.synth.generate import make_video, read_spec
 from rvos.data.transforms import ClipTransform
 from rvos.engine.checkpoint import find_model, load_model
+from rvos.engine.diagnose import mean_iou
 from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.query_init import match_adjacent, reorder
 
@@ -142,13 +143,6 @@ def symbolic(data: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------------------ features
 
-def _iou(masks: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """masks (Q, T, h, w), target (T, h, w) bool -> (Q,) mean IoU over frames (both empty: 1)."""
-    inter = (masks & target).flatten(2).sum(-1).float()
-    union = (masks | target).flatten(2).sum(-1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean(-1)
-
-
 def _geometry(m: torch.Tensor) -> torch.Tensor:
     """Soft masks (Q, T, h, w) -> (Q, T, 5): centroid x, y, spread x, y, area (fractions of the grid)."""
     h, w = m.shape[-2:]
@@ -191,9 +185,9 @@ def extract(model, split_dir: Path, n: int, flip: float) -> list[dict]:
             "own": out["video_scores"][-1][0],
             "query": captured["video_queries"][0],
             "sentence": captured["sentence"][0],
-            "query_iou": _iou(video_masks, target),
+            "query_iou": mean_iou(video_masks, target),
             "slot": torch.cat(pooled + [_geometry(soft)], -1),  # (Q, T, D)
-            "slot_iou": _iou(soft > 0.5, target),
+            "slot_iou": mean_iou(soft > 0.5, target),
         })
     for hook in hooks:
         hook.remove()

@@ -32,7 +32,7 @@ from rvos.models.meta.base import upsample_masks
 ROWS = ("model", "top1", "oracle", "ceiling")
 
 
-def _iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+def mean_iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """pred (Q, T, H, W), gt (T, H, W) bool -> (Q,) mean IoU over frames (both empty: 1)."""
     inter = (pred & gt).flatten(2).sum(-1).float()
     union = (pred | gt).flatten(2).sum(-1).float()
@@ -73,7 +73,7 @@ def diagnose(model, cfg, split_dir: str | os.PathLike, videos: list[str] | None 
             preds = {
                 "model": (upsample_masks(out.logits, model.mask_stride, model_size, size) > 0).cpu().numpy(),
                 "top1": queries[probs.mean(0).argmax()].cpu().numpy(),
-                "oracle": queries[_iou(queries.cpu(), gt_t).argmax()].cpu().numpy(),
+                "oracle": queries[mean_iou(queries.cpu(), gt_t).argmax()].cpu().numpy(),
                 "ceiling": (upsample_masks(low - 0.5, model.mask_stride, model_size, size) > 0).cpu().numpy(),
             }
             for row, pred in preds.items():
