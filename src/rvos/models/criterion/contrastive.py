@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -48,8 +49,15 @@ class MemoryBank(nn.Module):
 
     @torch.no_grad()
     def update(self, ids: torch.Tensor, embeds: torch.Tensor) -> None:
-        """``features[id] = keep * features[id] + (1 - keep) * embed`` (ids (N,), embeds (N, C))."""
-        self.features[ids] = self.keep * self.features[ids] + (1 - self.keep) * embeds.detach().to(self.features.dtype)
+        """``features[id] = keep * features[id] + (1 - keep) * embed`` (ids (N,), embeds (N, C); an id < 0 is no
+        update). Under ``torch.distributed`` the updates of every process are gathered first (each process passes
+        the same N), so the banks stay identical, as the official all-gather keeps them."""
+        embeds = embeds.detach().to(self.features.dtype)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            ids, embeds = _all_gather(ids), _all_gather(embeds)
+        valid = ids >= 0
+        ids, embeds = ids[valid], embeds[valid]
+        self.features[ids] = self.keep * self.features[ids] + (1 - self.keep) * embeds
 
     def negatives(self, positives: Sequence[int], distractors: Sequence[int], rng: np.random.Generator) -> list[int]:
         """``samples - len(positives)`` entries: distractors first (cut to that many), the rest drawn without
@@ -70,6 +78,12 @@ class MemoryBank(nn.Module):
              rng: np.random.Generator) -> torch.Tensor:
         """Update ``entry`` with ``anchor`` (C,), then contrast the anchor with its positives and negatives."""
         self.update(torch.tensor([entry], device=anchor.device), anchor[None])
+        return self.contrast(anchor, positives, distractors, rng)
+
+    def contrast(self, anchor: torch.Tensor, positives: Sequence[int], distractors: Sequence[int],
+                 rng: np.random.Generator) -> torch.Tensor:
+        """The loss of ``anchor`` (C,) against its positives' entries and ``samples - len(positives)`` negatives
+        (the bank is not changed; gradients reach the anchor only)."""
         pos = self.features[list(positives)]
         neg = self.features[self.negatives(positives, distractors, rng)]
         bank = torch.cat([pos, neg]).to(anchor.dtype)
@@ -78,3 +92,9 @@ class MemoryBank(nn.Module):
         logits = anchor[None] @ bank.T
         cosine = F.normalize(anchor[None], dim=1) @ F.normalize(bank, dim=1).T
         return multi_positive_loss(logits, cosine, labels)
+
+
+def _all_gather(x: torch.Tensor) -> torch.Tensor:
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)

@@ -6,8 +6,9 @@ layers (post-norm, FFN). The finer maps are then merged in as an FPN (lateral 1x
 coarser map added, 3x3 conv + GroupNorm + ReLU), and the finest result is projected to the mask features.
 
 Input: backbone maps from fine to coarse (N, C_i, H_i, W_i). Output: the mask features (N, mask_dim, H/4, W/4)
-and the encoded maps from coarse to fine (the three a masked-attention decoder reads). There is no padding mask:
-padded pixels are encoded like the others, as in Mask2Former.
+and the encoded maps from coarse to fine (the three a masked-attention decoder reads); :meth:`forward_features` also
+gives the finest FPN map before that projection (VITA-style clip heads project it their own way). There is no
+padding mask: padded pixels are encoded like the others, as in Mask2Former.
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ class MSDeformPixelDecoder(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """features from fine to coarse -> (mask features, the encoded maps from coarse to fine)."""
+        mask_features, maps, _ = self.forward_features(features)
+        return mask_features, maps
+
+    def forward_features(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """-> (mask features, the encoded maps from coarse to fine, the finest FPN map (N, dim, H/4, W/4))."""
         coarse_to_fine = [f.float() for f in reversed(features[-self.levels:])]
         src, pos, shapes, points = flatten_levels(self.input_proj, coarse_to_fine, self.level_embed)
         for layer in self.layers:
@@ -111,4 +117,4 @@ class MSDeformPixelDecoder(nn.Module):
                                          reversed(features[:-self.levels])):
             fine = lateral(feat.float())
             out = output(fine + F.interpolate(out, size=fine.shape[-2:], mode="bilinear", align_corners=False))
-        return self.mask_features(out), maps
+        return self.mask_features(out), maps, out
