@@ -1,7 +1,8 @@
 """Text encoders from transformers (RoBERTa and other encoders) through ``AutoTokenizer`` / ``AutoModel``.
 
 ``model`` names where the tokenizer and the architecture come from: a local folder (``save_pretrained``'s
-layout) or a Hugging Face repo id read from the cache (downloaded into it when online). ``pretrained: false``
+layout), a folder bundled with rvos (``rvos-tiny-roberta``, see :mod:`rvos.text.tiny_roberta`), or a Hugging Face
+repo id read from the cache (downloaded into it when online). ``pretrained: false``
 builds the architecture with random weights (a text encoder trained from scratch, or before loading a checkpoint
 that holds every weight). Word features are the last hidden states; the sentence feature is the pooled output
 (the first token through the pooler, as ReferFormer reads RoBERTa), or the first token's state for a model
@@ -13,10 +14,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-
 from rvos.errors import CheckpointError
 from rvos.models.backbones.base import TextEncoder, TextFeatures, offline
 from rvos.models.meta.base import TextInputs
+
+BUNDLED = Path(__file__).resolve().parents[2] / "configs" / "hf"  # text encoders shipped with rvos
 
 
 class HFTextEncoder(TextEncoder):
@@ -26,6 +28,8 @@ class HFTextEncoder(TextEncoder):
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         local = Path(model).expanduser()
+        if not local.is_dir() and (BUNDLED / model).is_dir():
+            local = BUNDLED / model
         source = str(local) if local.is_dir() else model
         opts = {"cache_dir": cache_dir, "local_files_only": local.is_dir() or offline()}
         try:
