@@ -140,7 +140,9 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
         wrapped = model
     dc = cfg.data
     transform = ClipTransform(dc.short_side, dc.max_long_side, dc.flip_prob, dc.brightness, dc.contrast, dc.saturation)
-    dataset = ClipDataset(open_split(root / dc.train_split), dc.num_frames, dc.sampling, dc.frame_range, transform,
+    split = open_split(root / dc.train_split)
+    model.prepare_training(split)
+    dataset = ClipDataset(split, dc.num_frames, dc.sampling, dc.frame_range, transform,
                           seed=tc.seed, expressions_per_clip=dc.expressions_per_clip)
     sampler = StepBatches(tc.batch_size, tc.accumulation, d.rank, d.world_size, start_step,
                           num_steps=tc.iterations - start_step)

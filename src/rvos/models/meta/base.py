@@ -6,7 +6,8 @@ A method subclasses :class:`RvosModel` and provides:
 * ``config_class``: the dataclass of its ``model:`` config, every hyperparameter documented where declared.
 * :meth:`~RvosModel.prepare_text`: sentences -> :class:`TextInputs` (token ids and masks; DsHmp adds its static /
   motion cue maps). Runs in the training loop and in inference, never in the data loader.
-* :meth:`~RvosModel.forward` and :meth:`~RvosModel.loss` on a :class:`ClipBatch`; :meth:`~RvosModel.postprocess`
+* :meth:`~RvosModel.forward` and :meth:`~RvosModel.loss` on a :class:`ClipBatch` (and
+  :meth:`~RvosModel.prepare_training` with the training split, for a loss that needs the split's structure); :meth:`~RvosModel.postprocess`
   applies the method's selection rule (a union of queries over a threshold, or the top-1 query) to the forward
   outputs, giving per clip the mask logits and scores of each frame.
 * :meth:`~RvosModel.parameter_group`: which learning-rate group a parameter belongs to (head, image backbone, text
@@ -54,6 +55,7 @@ class ClipBatch:
     referred: list[torch.Tensor]  # per clip (M_b,) bool: the objects the sentence refers to
     video_ids: list[str]
     expression_ids: list[str]
+    iteration: int = 0  # the training step the batch belongs to (for schedules inside a method's loss)
 
     @property
     def targets(self) -> list[torch.Tensor]:
@@ -68,7 +70,8 @@ class ClipBatch:
     def to(self, device) -> "ClipBatch":
         move = lambda ts: [t.to(device, non_blocking=True) for t in ts]  # noqa: E731
         return ClipBatch(self.frames.to(device, non_blocking=True), self.text.to(device), self.sentences,
-                         move(self.instances), move(self.referred), self.video_ids, self.expression_ids)
+                         move(self.instances), move(self.referred), self.video_ids, self.expression_ids,
+                         self.iteration)
 
 
 @dataclass
@@ -118,6 +121,10 @@ class RvosModel(nn.Module):
 
     def prepare_text(self, sentences: list[str]) -> TextInputs:
         raise NotImplementedError
+
+    def prepare_training(self, split) -> None:
+        """Called by ``rvos train`` with the training split (:class:`~rvos.data.splits.ReferringSplit`) before the
+        first step, for a method whose loss needs the split's structure (DsHmp's memory bank of expressions)."""
 
     # --------------------------------------------------------------------------------------------- training
 
@@ -175,6 +182,26 @@ def describe_model(model: RvosModel) -> dict[str, dict]:
         report.setdefault(name, extra)
     report["total"] = parameter_counts(model)
     return report
+
+
+def union_of_queries(probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float) -> ClipMasks:
+    """The selection rule of methods that may name several objects: the union of the masks of the queries whose
+    referring probability passes ``threshold``. probs (T, Q); mask_logits (T, Q, h, w) -> per frame the union's
+    logits (the largest kept query's logit; -inf where no query is kept) and the best kept probability among the
+    queries that show something in the frame."""
+    keep = probs > threshold  # (T, Q)
+    kept = mask_logits.masked_fill(~keep[:, :, None, None], float("-inf"))
+    present = (kept > 0).flatten(2).any(-1)  # (T, Q): kept and showing something
+    return ClipMasks(kept.max(1).values, (probs * present).max(1).values)
+
+
+def top_query(probs: torch.Tensor, mask_logits: torch.Tensor) -> ClipMasks:
+    """The selection rule of one object per sentence: the query with the highest referring probability over the
+    clip (probs (T, Q) summed over frames), its mask in every frame, scored by its probability where it shows
+    something."""
+    best = probs.sum(0).argmax()
+    logits = mask_logits[:, best]
+    return ClipMasks(logits, probs[:, best] * (logits > 0).flatten(1).any(1))
 
 
 def upsample_masks(logits: torch.Tensor, stride: int, input_size: tuple[int, int],

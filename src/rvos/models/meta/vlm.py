@@ -23,7 +23,7 @@ from torch import nn
 
 from rvos.models.backbones.clip import CLIPBackbone
 from rvos.models.criterion.losses import LossConfig, SetCriterion, similarity_loss
-from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs
+from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs, union_of_queries
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
@@ -269,16 +269,8 @@ class VLMModel(RvosModel):
     # ------------------------------------------------------------------------------------------- selection
 
     def select(self, probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float | None = None) -> ClipMasks:
-        """The selection rule: the union of the masks of the queries whose referring probability passes the
-        threshold. probs (T, Q); mask_logits (T, Q, h, w) -> per frame the union's logits (the largest kept
-        query's logit; -inf where no query is kept) and the best kept probability among queries with a mask."""
-        threshold = self.cfg.score_threshold if threshold is None else threshold
-        keep = probs > threshold  # (T, Q)
-        kept = mask_logits.masked_fill(~keep[:, :, None, None], float("-inf"))
-        logits = kept.max(1).values  # (T, h, w)
-        present = (kept > 0).flatten(2).any(-1)  # (T, Q): kept and showing something
-        scores = (probs * present).max(1).values
-        return ClipMasks(logits, scores)
+        """The selection rule (:func:`union_of_queries`) at the config's threshold unless one is given."""
+        return union_of_queries(probs, mask_logits, self.cfg.score_threshold if threshold is None else threshold)
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
         scores, masks = outputs["video_scores"][-1], outputs["video_masks"][-1]  # (B', Q), (B', Q, T', h, w)
