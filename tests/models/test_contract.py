@@ -2,12 +2,14 @@
 streaming inference and its agreement with the model's own forward pass."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
 
+from rvos.data.schema import Expression, Video
 from rvos.data.video import VideoSource
 from rvos.engine.checkpoint import load_model, save_model
 from rvos.engine.inference import Predictor
@@ -38,6 +40,11 @@ def clip_batch(model, t_len=4, h=48, w=64) -> ClipBatch:
                      [torch.tensor([True, False]), torch.tensor([False, True])], ["v0", "v0"], ["0", "1"])
 
 
+# the training split the batch's clips come from, for a method whose loss reads it (DsHmp's memory bank)
+SPLIT = SimpleNamespace(videos={"v0": Video("v0", ("0",), {"0": Expression("0", "the red square moving right", ("1",)),
+                                                           "1": Expression("1", "the blue square that stays", ("2",))})})
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_registry_finds_the_model_and_its_config(method):
     cls = model_class(method)
@@ -52,6 +59,7 @@ def test_loss_is_finite_and_falls_on_a_fixed_batch(method):
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     batch = clip_batch(model)
+    model.prepare_training(SPLIT)
     opt = build_optimizer(model, cfg.train)
     losses = []
     for _ in range(10):

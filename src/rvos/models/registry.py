@@ -14,6 +14,7 @@ from rvos.errors import ConfigError
 # method name -> (module, model class)
 METHODS: dict[str, tuple[str, str]] = {
     "vlm": ("rvos.models.meta.vlm", "VLMModel"),
+    "dshmp": ("rvos.models.meta.dshmp", "DsHmpModel"),
 }
 
 

@@ -1,0 +1,446 @@
+"""DsHmp (CVPR 2024): decoupled static and hierarchical motion perception for referring video segmentation.
+
+    sentence ─RoBERTa (frozen)─> words (768) ──────────────────────┐ resized (Linear, LayerNorm): words, sentence
+             └ decoupling (verbs, adverbs) ─> static cues, motion cues (each + the sentence feature)
+    frames, words ─multi-modal Swin (PWAM after each stage)─> res2..res5
+    res2..res5 ─MSDeformAttn pixel decoder─> mask features, 3 encoded maps, the finest FPN map
+    maps, words, static cues ─frame decoder (Mask2Former + bi-attention)─> per-frame queries, classes, masks
+    frame queries, words, motion cues ─HMP, motion decoder─> clip queries: classes, mask embeddings (per clip)
+
+Every stage before the motion decoder works on each frame alone (with the sentence), so a long video is encoded in
+windows and only the frame queries are kept (:class:`DsHmpSession`); the motion decoder then reads the whole
+video. In training the last ``frame_decoder.train_layers`` layers' frame queries each feed the motion decoder (as
+separate groups, layer-major), which is supervised at every layer; at inference the last layer's alone, and the
+last motion-decoder layer.
+
+Losses (the official weights): per frame, Mask2Former's set loss on every frame-decoder prediction; per clip, the
+same on every motion-decoder layer of every group; VITA's similarity of matched frame and clip embeddings; and the
+contrastive loss of each clip's referred-object embedding against a memory bank of the training expressions
+(:mod:`rvos.models.criterion.contrastive`), its weight ramped up linearly over the first iterations. A query's
+two class logits (object, no object) are read as one referring score, their difference: the softmax probability
+of "object" is its sigmoid, and the official two-way cross-entropy with the no-object weight is the binary
+cross-entropy of :class:`~rvos.models.criterion.losses.SetCriterion` with that weight.
+
+Output: on MeViS the union of the clip queries whose probability passes ``score_threshold`` (none: an empty mask);
+``selection: top1`` takes the most probable query (the official rule on the other datasets).
+
+Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training
+(the official model lets its dropout run); frames are padded before normalisation (black; the official pads the
+normalised frames with zeros, the mean colour), which is the same on frames whose sides are multiples of 32; a
+batch of several clips is several sentences (the official code decouples only the first clip's sentence and
+supervises the contrastive loss of one clip per process).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rvos.data.expressions import ContrastiveIndex, contrastive_index
+from rvos.models.backbones.hf_text import HFTextEncoder
+from rvos.models.backbones.mm_swin import MultiModalSwin
+from rvos.models.criterion.contrastive import MemoryBank
+from rvos.models.criterion.losses import LossConfig, SetCriterion, similarity_loss
+from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs, top_query,
+                                   union_of_queries)
+from rvos.models.modules.cues import FeatureResizer, cue_sets
+from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
+from rvos.models.modules.motion_decoder import MotionDecoder
+from rvos.models.modules.static_query_decoder import StaticQueryDecoder
+from rvos.text.decouple import ExpressionDecoupler, make_tagger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TextConfig:
+    model: str = "roberta-base"  # transformers model: a folder, a bundled name, or a Hugging Face repo id
+    pretrained: bool = True  # false: random weights (trained from scratch, or loaded from a whole checkpoint)
+    frozen: bool = True
+    max_tokens: int = 40
+    # which words are motion cues: "spacy" (the official: en_core_web_sm's VERB and ADV), "lexicon" (a list of
+    # motion words, rvos.text.decouple) or "none" (no decoupling: every word is both a static and a motion cue)
+    decoupler: str = "spacy"
+    spacy_model: str = "en_core_web_sm"
+    cache_dir: str | None = None
+
+    def __post_init__(self):
+        if self.decoupler not in ("spacy", "lexicon", "none"):
+            raise ValueError(f"model.text.decoupler: expected spacy, lexicon or none, got {self.decoupler!r}")
+
+
+@dataclass
+class SwinConfig:
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    heads: tuple[int, ...] = (3, 6, 12, 24)
+    window: int = 7
+    drop_path_rate: float = 0.3
+    mlp_ratio: float = 4.0
+
+
+@dataclass
+class PixelDecoderConfig:
+    conv_dim: int = 256
+    layers: int = 6
+    heads: int = 8
+    points: int = 4
+    ffn: int = 1024
+    norm_groups: int = 32
+
+
+@dataclass
+class FrameDecoderConfig:
+    layers: int = 9
+    queries: int = 20
+    heads: int = 8
+    ffn: int = 2048
+    train_layers: int = 3  # the last layers whose queries feed the motion decoder in training (1 at inference)
+
+
+@dataclass
+class MotionConfig:
+    hmp_layers: int = 6  # Hierarchical Motion Perception blocks (0: none, the ablation without HMP)
+    layers: int = 3
+    queries: int = 10
+    heads: int = 8
+    ffn: int = 2048
+    window: int = 8  # frames per HMP window
+
+
+@dataclass
+class ContrastiveConfig:
+    weight: float = 0.3  # 0: no contrastive learning (the ablation)
+    ramp_iterations: int = 2000  # the weight grows linearly from 0 over these iterations
+    entries: int = 23051  # memory bank entries: the training split's expressions (MeViS train: 23,051)
+    samples: int = 100  # bank entries each anchor is contrasted with (positives, then negatives)
+    keep: float = 0.1  # an entry's update keeps this much of its old value
+
+
+@dataclass
+class DsHmpConfig:
+    name: str = "dshmp"
+    hidden_dim: int = 256
+    mask_dim: int = 256
+    score_threshold: float = 0.5
+    selection: str = "union"  # "union" of queries over the threshold (MeViS) or the "top1" query
+    size_divisibility: int = 32
+    pixel_mean: tuple[float, ...] = (123.675, 116.280, 103.530)  # of 0..255 pixels
+    pixel_std: tuple[float, ...] = (58.395, 57.120, 57.37)  # the official config's (57.37, not 57.375)
+    text: TextConfig = field(default_factory=TextConfig)
+    backbone: SwinConfig = field(default_factory=SwinConfig)
+    pixel_decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
+    frame_decoder: FrameDecoderConfig = field(default_factory=FrameDecoderConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    loss: LossConfig = field(default_factory=lambda: LossConfig(similarity_weight=1.0))
+
+    def __post_init__(self):
+        if self.selection not in ("union", "top1"):
+            raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
+
+
+@dataclass
+class EncodedText:
+    raw: torch.Tensor  # (B, L, text width) the text encoder's words, read by the backbone's fusion
+    padding: torch.Tensor  # (B, L) True at padding
+    words: torch.Tensor  # (B, L, C) resized
+    static: torch.Tensor  # (B, S, C) static cues (then the sentence feature)
+    static_padding: torch.Tensor  # (B, S)
+    motion: torch.Tensor  # (B, M, C) motion cues (then the sentence feature)
+    motion_padding: torch.Tensor  # (B, M)
+
+    def take(self, k: int, n: int = 1) -> "EncodedText":
+        """Sentence ``k`` repeated ``n`` times."""
+        return EncodedText(*(x[k:k + 1].expand(n, *x.shape[1:]) for x in vars(self).values()))
+
+    def repeat(self, n: int) -> "EncodedText":
+        """Every sentence ``n`` times, sentence-major (each frame of a clip its sentence)."""
+        return EncodedText(*(x.repeat_interleave(n, dim=0) for x in vars(self).values()))
+
+    def tile(self, n: int) -> "EncodedText":
+        """The batch ``n`` times over (group ``l * B + b`` reads sentence ``b``)."""
+        return EncodedText(*(x.repeat(n, *[1] * (x.dim() - 1)) for x in vars(self).values()))
+
+
+class DsHmpModel(RvosModel):
+    config_class = DsHmpConfig
+    mask_stride = 4
+
+    def __init__(self, cfg: DsHmpConfig):
+        super().__init__(cfg)
+        self.size_divisibility = cfg.size_divisibility
+        c = cfg.hidden_dim
+        t = cfg.text
+        self.text_encoder = HFTextEncoder(t.model, t.pretrained, t.frozen, t.max_tokens, t.cache_dir)
+        self.resizer = FeatureResizer(self.text_encoder.width, c, 0.1)
+        s = cfg.backbone
+        self.backbone = MultiModalSwin(s.embed_dim, s.depths, s.heads, s.window, self.text_encoder.width,
+                                       s.drop_path_rate, mlp_ratio=s.mlp_ratio)
+        p = cfg.pixel_decoder
+        self.pixel_decoder = MSDeformPixelDecoder(self.backbone.channels, p.conv_dim, cfg.mask_dim, p.layers, p.heads,
+                                                  p.points, p.ffn, 0.0, p.norm_groups)
+        f = cfg.frame_decoder
+        self.frame_decoder = StaticQueryDecoder(p.conv_dim, c, f.queries, f.heads, f.ffn, f.layers, 1, cfg.mask_dim)
+        m = cfg.motion
+        self.motion_decoder = MotionDecoder(c, f.queries, m.queries, m.heads, m.ffn, m.hmp_layers, m.layers, m.window,
+                                            1, cfg.mask_dim, p.conv_dim)
+        k = cfg.contrastive
+        self.memory_bank = MemoryBank(k.entries, c, k.samples, k.keep)
+        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(3, 1, 1) / 255, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(3, 1, 1) / 255, persistent=False)
+        self.criterion = SetCriterion(cfg.loss)
+        self._decoupler: ExpressionDecoupler | None = None  # made on first use (spaCy loads only when needed)
+        self.index: ContrastiveIndex | None = None  # the training split's expressions (prepare_training)
+
+    # ------------------------------------------------------------------------------------------- text
+
+    @property
+    def decoupler(self) -> ExpressionDecoupler:
+        if self._decoupler is None:
+            t = self.cfg.text
+            self._decoupler = ExpressionDecoupler(self.text_encoder.tokenizer, make_tagger(t.decoupler, t.spacy_model),
+                                                  t.max_tokens)
+        return self._decoupler
+
+    def prepare_text(self, sentences: list[str]) -> TextInputs:
+        inputs = self.text_encoder.tokenize(sentences)
+        if self.cfg.text.decoupler != "none":
+            maps = self.decoupler(sentences)
+            inputs["motion"], inputs["static"] = maps.motion, maps.static
+        return inputs
+
+    def encode_text(self, text: TextInputs) -> EncodedText:
+        t = self.text_encoder.forward_text(TextInputs(input_ids=text["input_ids"], attention_mask=text["attention_mask"]))
+        words, sentence = self.resizer(t.words), self.resizer(t.sentence)
+        if self.cfg.text.decoupler == "none":
+            static = motion = cue_sets(words, sentence, ~t.padding)
+        else:
+            static, motion = cue_sets(words, sentence, text["static"]), cue_sets(words, sentence, text["motion"])
+        return EncodedText(t.words, t.padding, words, *static, *motion)
+
+    # ------------------------------------------------------------------------------------------- stages
+
+    def encode_frames(self, images: torch.Tensor, text: EncodedText, keep: int = 1):
+        """images (N, 3, H, W) in [0, 1], padded; text per frame (N, ...) -> the frame decoder's outputs (with the
+        last ``keep`` layers' queries) and the clip mask features (N, mask_dim, H/4, W/4)."""
+        features = self.backbone((images - self.pixel_mean) / self.pixel_std, text.raw, text.padding)
+        mask_features, maps, fine = self.pixel_decoder.forward_features(features)
+        frames = self.frame_decoder(maps, mask_features, text.words, text.padding, text.static, text.static_padding,
+                                    keep=keep)
+        return frames, self.motion_decoder.vita_mask_features(fine)
+
+    def decode_clip(self, frame_queries: torch.Tensor, text: EncodedText) -> dict:
+        """frame_queries (N, T, fQ, C), text per clip (N, ...) -> the motion decoder's outputs."""
+        return self.motion_decoder(frame_queries, text.words, text.padding, text.motion, text.motion_padding)
+
+    # ------------------------------------------------------------------------------------------- training
+
+    def forward(self, batch: ClipBatch) -> dict:
+        frames = batch.frames
+        b, t_len = frames.shape[:2]
+        text = self.encode_text(batch.text)
+        keep = self.cfg.frame_decoder.train_layers if self.training else 1
+        fo, clip_features = self.encode_frames(self.pad(frames.flatten(0, 1)), text.repeat(t_len), keep)
+        queries = fo["frame_queries"]  # (keep, B*T, fQ, C)
+        queries = queries.reshape(keep * b, t_len, *queries.shape[2:])  # group l * B + b
+        mo = self.decode_clip(queries, text.tile(keep))
+        clip_features = clip_features.view(b, t_len, *clip_features.shape[1:]).repeat(keep, 1, 1, 1, 1)
+        return {
+            "frame_logits": fo["logits"],  # per prediction (B*T, fQ, 2)
+            "frame_masks": fo["masks"],  # per prediction (B*T, fQ, h, w)
+            "clip_logits": mo["logits"],  # (D, keep*B, cQ, 2)
+            "clip_masks": torch.einsum("dnqc,ntchw->dnqthw", mo["mask_embed"], clip_features),
+            "frame_embed": mo["frame_embed"],  # (keep*B, T, fQ, C)
+            "clip_embed": mo["clip_embed"],  # (D, keep*B, cQ, C)
+            "contrastive_embed": mo["contrastive_embed"],  # (keep*B, cQ, C)
+            "groups": keep,
+            "clip_length": t_len,
+        }
+
+    @staticmethod
+    def referring_score(logits: torch.Tensor) -> torch.Tensor:
+        """(..., 2) object / no-object logits -> (...) the logit of the object's softmax probability."""
+        return logits[..., 0] - logits[..., 1]
+
+    def prepare_training(self, split) -> None:
+        self.index = contrastive_index(split)
+        entries = self.cfg.contrastive.entries
+        if len(self.index) > entries:
+            raise ValueError(f"the training split has {len(self.index)} expressions but the memory bank "
+                             f"model.contrastive.entries holds {entries}: set model.contrastive.entries="
+                             f"{len(self.index)}")
+        if len(self.index) < entries and self.cfg.contrastive.weight > 0:
+            log.warning("the memory bank has %d entries for %d training expressions: the rest are random negatives",
+                        entries, len(self.index))
+
+    def loss(self, outputs: dict, batch: ClipBatch) -> dict:
+        cfg = self.cfg.loss
+        t_len, groups = outputs["clip_length"], outputs["groups"]
+        b = len(batch.sentences)
+        targets, labels = batch.loss_targets(cfg.instance_targets)
+        targets = [self.pad(t) for t in targets]
+        frame_targets, frame_ids, frame_labels = [], [], None if labels is None else []
+        for n, target in enumerate(targets):
+            for t in range(t_len):
+                visible = target[:, t].flatten(1).any(1).nonzero().squeeze(1)
+                frame_targets.append(target[visible, t : t + 1])
+                frame_ids.append(visible)
+                if frame_labels is not None:
+                    frame_labels.append(labels[n][visible])
+        losses: dict[str, torch.Tensor] = {}
+        frame_matches = []
+        for i, (logits, masks) in enumerate(zip(outputs["frame_logits"], outputs["frame_masks"])):
+            part, matches = self.criterion(self.referring_score(logits), masks[:, :, None], frame_targets,
+                                           labels=frame_labels)
+            frame_matches.append(matches)
+            losses |= {f"frame_{k}_{i}": v for k, v in part.items()}
+        clip_targets = targets * groups
+        clip_labels = None if labels is None else labels * groups
+        clip_matches = None
+        for i, (logits, masks) in enumerate(zip(outputs["clip_logits"], outputs["clip_masks"])):
+            part, clip_matches = self.criterion(self.referring_score(logits), masks, clip_targets, labels=clip_labels)
+            losses |= {f"clip_{k}_{i}": v for k, v in part.items()}
+        if cfg.similarity_weight:
+            losses["similarity"] = cfg.similarity_weight * self._similarity(
+                outputs, frame_matches[-groups:], frame_ids, clip_matches, b, t_len)
+        k = self.cfg.contrastive
+        if k.weight:
+            ramp = min(1.0, batch.iteration / k.ramp_iterations) if k.ramp_iterations else 1.0
+            anchors = outputs["contrastive_embed"][(groups - 1) * b:]  # the groups of the last frame layer
+            losses["contrastive"] = k.weight * ramp * self._contrastive(anchors, clip_matches[(groups - 1) * b:],
+                                                                        clip_labels, batch)
+        return losses
+
+    def _similarity(self, outputs, frame_matches, frame_ids, clip_matches, b, t_len) -> torch.Tensor:
+        """VITA's similarity over each group (a clip read from one frame-decoder layer): matched frame embeddings
+        (per frame) and clip embeddings (last motion layer) of the same object are pulled together."""
+        embeds, ids, groups = [], [], []
+        for layer, matches in enumerate(frame_matches):
+            for n, (q, k) in enumerate(matches):  # frame n of clip n // t_len
+                g = layer * b + n // t_len
+                embeds.append(outputs["frame_embed"][g, n % t_len, q])
+                ids.append(frame_ids[n][k].to(q.device))
+                groups.append(torch.full((len(q),), g))
+        for g, (q, k) in enumerate(clip_matches):
+            embeds.append(outputs["clip_embed"][-1, g, q])
+            ids.append(k.to(q.device))
+            groups.append(torch.full((len(q),), g))
+        device = embeds[0].device
+        return similarity_loss(torch.cat(embeds), torch.cat(ids).to(device), torch.cat(groups).to(device),
+                               len(clip_matches))
+
+    def _contrastive(self, anchors: torch.Tensor, matches, labels, batch: ClipBatch) -> torch.Tensor:
+        """Per clip: the mean contrastive embedding of the queries matched to its referred objects is its
+        expression's anchor; every anchor updates the bank (gathered over processes), then is contrasted with it.
+        A clip whose referred objects are absent from all its frames has no anchor and adds 0."""
+        if self.index is None:
+            raise RuntimeError("DsHmp's contrastive loss needs the training split's expressions: call "
+                               "model.prepare_training(split) first (rvos train does), or set model.contrastive.weight=0")
+        b, c = anchors.shape[0], anchors.shape[-1]
+        ids = torch.full((b,), -1, dtype=torch.int64, device=anchors.device)
+        means = anchors.new_zeros(b, c)
+        entries = []
+        for n, (q, k) in enumerate(matches):
+            if labels is not None:
+                q = q[labels[n][k.to(labels[n].device)].to(q.device)]
+            entry = self.index.of(batch.video_ids[n], batch.expression_ids[n])
+            entries.append(entry)
+            if len(q):
+                ids[n] = entry[0]
+                means[n] = anchors[n, q].mean(0)
+        self.memory_bank.update(ids, means)
+        rng = np.random.default_rng(int(torch.randint(2 ** 31, ())))
+        per_clip = [self.memory_bank.contrast(means[n], entry[1], entry[2], rng) if ids[n] >= 0 else means.sum() * 0
+                    for n, entry in enumerate(entries)]
+        return torch.stack(per_clip).mean()
+
+    # ------------------------------------------------------------------------------------------- selection
+
+    def select(self, probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float | None = None) -> ClipMasks:
+        """probs (T, Q), mask_logits (T, Q, h, w) -> the selection rule's masks and scores."""
+        if self.cfg.selection == "top1":
+            return top_query(probs, mask_logits)
+        return union_of_queries(probs, mask_logits, self.cfg.score_threshold if threshold is None else threshold)
+
+    def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
+        t_len = outputs["clip_length"]
+        probs = outputs["clip_logits"][-1].softmax(-1)[..., 0]  # (N, cQ)
+        masks = outputs["clip_masks"][-1].transpose(1, 2)  # (N, T, cQ, h, w)
+        n = len(masks) // outputs["groups"]  # the clips read from the last frame layer
+        return [self.select(p.expand(t_len, -1), m, score_threshold) for p, m in zip(probs[-n:], masks[-n:])]
+
+    def parameter_group(self, name: str) -> str:
+        if name.startswith("text_encoder."):
+            return "text"
+        if name.startswith("backbone.") and ".fusion." not in name and ".res_gate." not in name:
+            return "backbone"
+        return "head"
+
+    # ------------------------------------------------------------------------------------------- inference
+
+    def start_session(self, text: TextInputs, score_threshold: float | None = None) -> "DsHmpSession":
+        return DsHmpSession(self, text, score_threshold)
+
+    # ------------------------------------------------------------------------------------------- reporting
+
+    def describe(self) -> dict:
+        cfg = self.cfg
+        return {
+            "text_encoder": {"model": cfg.text.model, "frozen_setting": cfg.text.frozen, "width": self.text_encoder.width,
+                             "decoupler": cfg.text.decoupler},
+            "backbone": {"model": "multi-modal Swin", "embed_dim": cfg.backbone.embed_dim,
+                         "depths": list(cfg.backbone.depths), "channels": self.backbone.channels},
+            "pixel_decoder": {"layers": cfg.pixel_decoder.layers},
+            "frame_decoder": {"layers": cfg.frame_decoder.layers, "queries": cfg.frame_decoder.queries},
+            "motion_decoder": {"hmp_layers": cfg.motion.hmp_layers, "layers": cfg.motion.layers,
+                               "queries": cfg.motion.queries, "window": cfg.motion.window},
+            "memory_bank": {"entries": cfg.contrastive.entries, "contrastive_weight": cfg.contrastive.weight},
+            "selection": {"rule": "top-1 query" if cfg.selection == "top1"
+                          else f"union of queries with probability > {cfg.score_threshold}"},
+        }
+
+
+class DsHmpSession(InferenceSession):
+    """Pass one keeps, per sentence, the last frame-decoder layer's queries of every frame; :meth:`decode` runs the
+    motion decoder over the whole video; pass two encodes each window again for its clip mask features (the last
+    observed window's are kept, so a video of one window is encoded once)."""
+
+    def __init__(self, model: DsHmpModel, text: TextInputs, score_threshold: float | None):
+        self.model, self.threshold = model, score_threshold
+        self.text = model.encode_text(text)
+        self.count = text["input_ids"].shape[0]
+        self.queries: list[list[torch.Tensor]] = [[] for _ in range(self.count)]  # per sentence, per window
+        self.cache: tuple[int, list[torch.Tensor]] | None = None  # (window start, clip mask features per sentence)
+        self.probs: list[torch.Tensor] = []  # per sentence (cQ,)
+        self.embeds: list[torch.Tensor] = []  # per sentence (cQ, D)
+
+    def observe(self, frames: torch.Tensor, start: int) -> None:
+        cached = []
+        for k in range(self.count):
+            fo, features = self.model.encode_frames(frames, self.text.take(k, frames.shape[0]))
+            self.queries[k].append(fo["frame_queries"][-1])
+            cached.append(features)
+        self.cache = (start, cached)
+
+    def decode(self) -> None:
+        for k in range(self.count):
+            mo = self.model.decode_clip(torch.cat(self.queries[k])[None], self.text.take(k))
+            self.probs.append(mo["logits"][-1, 0].softmax(-1)[:, 0])
+            self.embeds.append(mo["mask_embed"][-1, 0])
+        self.queries = []
+
+    def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        n = frames.shape[0]
+        if self.cache is not None and self.cache[0] == start:
+            features = self.cache[1]
+        else:
+            features = [self.model.encode_frames(frames, self.text.take(k, n))[1] for k in range(self.count)]
+        return [(self.probs[k].expand(n, -1), torch.einsum("qc,nchw->nqhw", self.embeds[k], f))
+                for k, f in enumerate(features)]
+
+    def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
+        return [self.model.select(probs, logits, self.threshold) for probs, logits in self.candidates(frames, start)]
