@@ -1,14 +1,22 @@
-"""The official DsHmp checkpoint (``heshuting555/DsHmp``) -> rvos's DsHmp modules.
+"""The official DsHmp checkpoint (``heshuting555/DsHmp``) -> rvos's :class:`~rvos.models.meta.dshmp.DsHmpModel`.
 
-Rules for each part of the official state dict, relative to that part (the official prefix is stripped by the
-caller): ``vita_module.`` -> :class:`rvos.models.modules.motion_decoder.MotionDecoder`,
-``sem_seg_head.predictor.`` -> :class:`rvos.models.modules.static_query_decoder.StaticQueryDecoder` (whose old
-checkpoints name ``query_feat`` ``static_query``, as the official loader renames it).
+Rules for each part of the official state dict, relative to that part: ``vita_module.`` ->
+:class:`rvos.models.modules.motion_decoder.MotionDecoder`, ``sem_seg_head.predictor.`` ->
+:class:`rvos.models.modules.static_query_decoder.StaticQueryDecoder` (whose old checkpoints name ``query_feat``
+``static_query``, as the official loader renames it). :data:`CHECKPOINT` maps the whole official model: those two,
+the pixel decoder (:mod:`.mask2former`), the multi-modal Swin (``backbone.``, official names kept), RoBERTa
+(``text_encoder.``), the text resizer, and the contrastive memory bank (``vita_criterion.train_memory_bank``);
+the official buffers rvos keeps in its config (pixel mean and std, the criteria's no-object weights) are dropped.
 """
 
 from __future__ import annotations
 
-from rvos.models.convert.rules import Rule
+from pathlib import Path
+
+import torch
+
+from rvos.models.convert.mask2former import PIXEL_DECODER
+from rvos.models.convert.rules import ConversionError, Rule, convert, within
 
 # the cross-attention, self-attention and FFN stacks of both decoders (rvos's shared QueryLayerStack)
 _STACK: list[Rule] = [
@@ -39,3 +47,36 @@ MOTION_DECODER: list[Rule] = _STACK + [
     (r"^(input_proj_dec|fusion_layers|query_feat|query_embed|fq_pos|cross_motion\.norm|decoder_norm|class_embed"
      r"|mask_embed|sim_embed_frame|sim_embed_clip|contrastive_embed|vita_mask_features)\b", r"\1"),
 ]
+
+CHECKPOINT: list[Rule] = [
+    *within("backbone.", "backbone.", [(r"^", "")]),
+    *within("sem_seg_head.pixel_decoder.", "pixel_decoder.", PIXEL_DECODER),
+    *within("sem_seg_head.predictor.", "frame_decoder.", FRAME_DECODER),
+    *within("vita_module.", "motion_decoder.", MOTION_DECODER),
+    (r"^text_encoder\.embeddings\.position_ids$", None),  # a buffer older transformers versions saved
+    *within("text_encoder.", "text_encoder.model.", [(r"^", "")]),
+    *within("resizer.", "resizer.", [(r"^", "")]),
+    (r"^vita_criterion\.train_memory_bank\.features$", "memory_bank.features"),
+    (r"^(pixel_mean|pixel_std|criterion\.empty_weight|vita_criterion\.empty_weight)$", None),
+]
+
+
+def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The state dict of an official checkpoint file (detectron2 keeps it under ``model``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"{path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except Exception as exc:
+        hint = "" if trust_pickle else " If you trust the file, pass --trust-pickle to load it with pickle in full."
+        raise ConversionError(f"{path} could not be read as a PyTorch checkpoint ({str(exc).splitlines()[0]}).{hint}") from None
+    state = data.get("model", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConversionError(f"{path} holds no state dict (a mapping of names to tensors, or one under 'model')")
+    return state
+
+
+def convert_checkpoint(state: dict[str, torch.Tensor], model: torch.nn.Module, source: str = "checkpoint") -> dict:
+    """The official state dict as ``model``'s, strictly (every key used, none missing, shapes checked)."""
+    return convert(state, CHECKPOINT, model, source)

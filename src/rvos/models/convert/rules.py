@@ -1,7 +1,8 @@
 """Renaming an official state dict with ordered (pattern, replacement) rules, strictly.
 
-Each key is renamed by the first rule whose regular expression matches it (``re.sub`` with that rule only); a key
-no rule matches is an error, as is a renamed key the target module does not have, a key the target has that nothing
+Each key is renamed by the first rule whose regular expression matches it (``re.sub`` with that rule only), or
+dropped when that rule's replacement is ``None`` (an official buffer rvos keeps elsewhere, e.g. in its config); a
+key no rule matches is an error, as is a renamed key the target module does not have, a key the target has that nothing
 provides, or a shape that differs. The error lists every problem at once.
 """
 
@@ -14,7 +15,22 @@ import torch
 
 from rvos.errors import RvosError
 
-Rule = tuple[str, str | Callable[[re.Match], str]]  # (pattern, replacement as re.sub takes it)
+Rule = tuple[str, str | Callable[[re.Match], str] | None]  # (pattern, replacement as re.sub takes it, or None: drop)
+
+
+def within(source: str, target: str, rules: Sequence[Rule]) -> list[Rule]:
+    """``rules`` written relative to a part, applied under the official prefix ``source`` and giving keys under the
+    rvos prefix ``target`` (every pattern must start with ``^``)."""
+    out: list[Rule] = []
+    for pattern, replacement in rules:
+        if not pattern.startswith("^"):
+            raise ValueError(f"rule {pattern!r} is not anchored at the start")
+        if callable(replacement):
+            replacement = (lambda r: lambda m: target + r(m))(replacement)
+        elif replacement is not None:
+            replacement = target.replace("\\", "\\\\") + replacement
+        out.append(("^" + re.escape(source) + pattern[1:], replacement))
+    return out
 
 
 class ConversionError(RvosError):
@@ -27,7 +43,8 @@ def rename(state: dict[str, torch.Tensor], rules: Sequence[Rule], source: str = 
     for key, value in state.items():
         for pattern, replacement in compiled:
             if pattern.search(key):
-                out[pattern.sub(replacement, key, count=1)] = value
+                if replacement is not None:
+                    out[pattern.sub(replacement, key, count=1)] = value
                 break
         else:
             unknown.append(key)
