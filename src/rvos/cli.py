@@ -195,6 +195,19 @@ def cmd_info(args) -> None:
             print(f"{part:<26}{'':>42}  {details}")
 
 
+def cmd_convert(args) -> None:
+    from rvos.config import load_config
+    from rvos.engine.checkpoint import MODEL_FILE, save_model
+    from rvos.models.convert import converter, official_model
+
+    if (args.out / MODEL_FILE).exists():
+        raise RvosError(f"{args.out / MODEL_FILE} already exists: choose another --out or remove it")
+    cfg = load_config(args.config or converter(args.method).CONFIG, args.overrides)
+    model = official_model(args.method, args.checkpoint, cfg, args.trust_pickle)
+    save_model(args.out, model, cfg)
+    print(f"wrote {args.out} (rvos predict --weights {args.out} ...)")
+
+
 def cmd_train(args) -> None:
     from rvos.config import load_config
     from rvos.engine.run import train
@@ -396,6 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="an official checkpoint -> an rvos model folder (strict: every weight checked)")
+    p.add_argument("method", help="the method the checkpoint belongs to (dshmp)")
+    p.add_argument("checkpoint", type=Path, help="the official checkpoint file (e.g. DsHmp's model_final.pth)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write model.safetensors and config.json into")
+    p.add_argument("--config", help="the config the checkpoint was trained with (default: the method's paper "
+                                    "config, e.g. dshmp_swin_t_mevis)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.text.model=DIR")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="read a checkpoint that holds more than tensors with pickle in full (only for files you trust)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("train", help="train a model (single process, or one per device under torchrun)")
     p.add_argument("--config", help="a bundled config's name or a YAML file (not with --resume)")

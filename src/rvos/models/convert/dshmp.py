@@ -11,12 +11,12 @@ the official buffers rvos keeps in its config (pixel mean and std, the criteria'
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from rvos.models.convert.mask2former import PIXEL_DECODER
-from rvos.models.convert.rules import ConversionError, Rule, convert, within
+from rvos.models.convert.rules import Rule, convert, within
+
+CONFIG = "dshmp_swin_t_mevis"  # the config of the released checkpoints
 
 # the cross-attention, self-attention and FFN stacks of both decoders (rvos's shared QueryLayerStack)
 _STACK: list[Rule] = [
@@ -59,22 +59,6 @@ CHECKPOINT: list[Rule] = [
     (r"^vita_criterion\.train_memory_bank\.features$", "memory_bank.features"),
     (r"^(pixel_mean|pixel_std|criterion\.empty_weight|vita_criterion\.empty_weight)$", None),
 ]
-
-
-def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """The state dict of an official checkpoint file (detectron2 keeps it under ``model``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConversionError(f"{path} does not exist")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except Exception as exc:
-        hint = "" if trust_pickle else " If you trust the file, pass --trust-pickle to load it with pickle in full."
-        raise ConversionError(f"{path} could not be read as a PyTorch checkpoint ({str(exc).splitlines()[0]}).{hint}") from None
-    state = data.get("model", data) if isinstance(data, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConversionError(f"{path} holds no state dict (a mapping of names to tensors, or one under 'model')")
-    return state
 
 
 def convert_checkpoint(state: dict[str, torch.Tensor], model: torch.nn.Module, source: str = "checkpoint") -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -77,3 +78,21 @@ def convert(state: dict[str, torch.Tensor], rules: Sequence[Rule], module: torch
     converted = rename(state, rules, source)
     check_against(converted, module.state_dict(), source)
     return converted
+
+
+def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The state dict of an official checkpoint file (detectron2 keeps it under ``model``). Read with
+    ``weights_only`` unless ``trust_pickle``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"{path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except Exception as exc:
+        hint = "" if trust_pickle else " If you trust the file, pass --trust-pickle to read it with pickle in full."
+        reason = " ".join([type(exc).__name__, *str(exc).strip().splitlines()[:1]])
+        raise ConversionError(f"{path} could not be read as a PyTorch checkpoint ({reason}).{hint}") from None
+    state = data.get("model", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConversionError(f"{path} holds no state dict (a mapping of names to tensors, or one under 'model')")
+    return state
