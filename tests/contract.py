@@ -23,7 +23,7 @@ def coverage(model, cfg, frames: torch.Tensor, sentences: list[str]) -> float:
     frames = model.pad(frames)
     session.observe(frames, 0)
     session.decode()
-    return float(torch.stack([(out.logits > 0).float().mean() for out in session.predict(frames, 0)]).mean())
+    return float(torch.stack([(out.union > 0).float().mean() for out in session.predict(frames, 0)]).mean())
 
 
 def random_model(cfg, seed: int = 0, tries: int = 20):

@@ -16,7 +16,7 @@ from rvos.engine.inference import Predictor
 from rvos.engine.optim import build_optimizer
 from rvos.errors import CheckpointError, ConfigError
 from rvos.models.build import build_model, without_pretrained
-from rvos.models.meta.base import ClipBatch, RvosModel, describe_model, upsample_masks
+from rvos.models.meta.base import ClipBatch, RvosModel, describe_model
 from rvos.models.registry import config_class, model_class
 
 from contract import KEEP_ALL, METHODS, random_model, tiny_config
@@ -134,7 +134,7 @@ def test_predictor_on_one_window_equals_the_models_own_selection(method):
     batch = ClipBatch(clip, model.prepare_text([text]), [text], [], [], ["clip"], ["0"])
     with torch.no_grad():
         (own,) = model.postprocess(model(batch), cfg.infer.score_threshold)
-    expected = upsample_masks(own.logits, model.mask_stride, (48, 64), (48, 64)) > 0
+    expected = own.masks(model.mask_stride, (48, 64), (48, 64))
     masks = torch.from_numpy(np.stack([r.masks[0] for r in results]))
     assert expected.any() and (masks == expected).float().mean() > 0.999
     np.testing.assert_allclose(np.stack([r.scores[0] for r in results]), own.scores.numpy(), atol=1e-5)

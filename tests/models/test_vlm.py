@@ -10,6 +10,7 @@ import torch
 from rvos.cli import main
 from rvos.config import load_config
 from rvos.models.build import build_model
+from rvos.models.meta.base import union_of_queries, upsample_masks
 
 from test_contract import SIZE, clip_batch
 
@@ -21,7 +22,7 @@ def test_per_frame_control_decodes_every_frame_alone():
     out = model(batch)
     assert out["frames_per_clip"] == 1 and out["video_scores"][-1].shape == (8, 8)
     selected = model.postprocess(out)
-    assert len(selected) == 2 and selected[0].logits.shape == (4, 16, 16)  # 48x64 padded to 64x64, stride 4 and selected[0].scores.shape == (4,)
+    assert len(selected) == 2 and selected[0].union.shape == (4, 16, 16)  # 48x64 padded to 64x64, stride 4 and selected[0].scores.shape == (4,)
     assert torch.isfinite(sum(model.loss(out, batch).values()))
 
 
@@ -34,10 +35,22 @@ def test_selection_is_the_union_of_the_queries_over_the_threshold():
     logits[0, 1, 0, 1] = 3.0  # not kept: its probability is under 0.5
     logits[0, 2, 1, 1] = 1.0  # kept
     out = model.select(probs, logits)
-    assert (out.logits[0] > 0).tolist() == [[True, False], [False, True]]
+    assert (out.union[0] > 0).tolist() == [[True, False], [False, True]] and out.logits.shape == (1, 2, 2, 2)
     assert out.scores.tolist() == pytest.approx([0.9])
     nothing = model.select(torch.tensor([[0.1, 0.2, 0.3]]), logits)
     assert not (nothing.logits > 0).any() and nothing.scores.tolist() == [0.0]
+
+
+def test_the_union_is_taken_after_upsampling_as_the_official_code_does():
+    """Two kept queries whose masks meet: the maximum of their logits, upsampled, would add foreground between
+    them that neither query's upsampled mask has."""
+    logits = torch.full((1, 2, 1, 2), -3.0)
+    logits[0, 0, 0, 0] = 1.0
+    logits[0, 1, 0, 1] = 1.0
+    out = union_of_queries(torch.tensor([[0.9, 0.9]]), logits, 0.5)
+    each = upsample_masks(logits[0], 4, (4, 8), (4, 8)) > 0
+    assert torch.equal(out.masks(4, (4, 8), (4, 8))[0], each.any(0))
+    assert (upsample_masks(out.union, 4, (4, 8), (4, 8)) > 0).sum() > each.any(0).sum()
 
 
 def test_state_dict_names_are_those_of_earlier_run_folders():

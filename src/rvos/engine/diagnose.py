@@ -71,7 +71,7 @@ def diagnose(model, cfg, split_dir: str | os.PathLike, videos: list[str] | None 
             low = F.interpolate(grid[None], size=(h // model.mask_stride, w // model.mask_stride), mode="area")[0]
             queries = upsample_masks(logits.transpose(0, 1), model.mask_stride, model_size, size) > 0  # (Q, T, H, W)
             preds = {
-                "model": (upsample_masks(out.logits, model.mask_stride, model_size, size) > 0).cpu().numpy(),
+                "model": out.masks(model.mask_stride, model_size, size).cpu().numpy(),
                 "top1": queries[probs.mean(0).argmax()].cpu().numpy(),
                 "oracle": queries[mean_iou(queries.cpu(), gt_t).argmax()].cpu().numpy(),
                 "ceiling": (upsample_masks(low - 0.5, model.mask_stride, model_size, size) > 0).cpu().numpy(),

@@ -22,7 +22,6 @@ from rvos.config import Config
 from rvos.data.schema import normalize_text
 from rvos.data.transforms import resize_frames, resized_shape
 from rvos.data.video import VideoSource
-from rvos.models.meta.base import upsample_masks
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +84,7 @@ class Predictor:
             scores = np.zeros((len(texts), n), dtype=np.float32)
             if session is not None:
                 for k, out in zip(active, session.predict(self._tensor(frames, source.size), start)):
-                    logits = upsample_masks(out.logits, model.mask_stride, model_size, source.size)
-                    masks[k] = (logits > 0).cpu().numpy()
+                    masks[k] = out.masks(model.mask_stride, model_size, source.size).cpu().numpy()
                     scores[k] = out.scores.float().cpu().numpy()
             if self.refiner is not None and active:
                 masks[active] = self.refiner(frames, masks[active])

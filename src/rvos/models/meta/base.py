@@ -74,12 +74,26 @@ class ClipBatch:
                          self.iteration)
 
 
+NO_MASK = -1e4  # the logit of a query left out of a frame's union (finite: upsampling mixes it with its neighbours)
+
+
 @dataclass
 class ClipMasks:
-    """One clip's output for its sentence: the selected mask of every frame and its score."""
+    """One clip's output for its sentence: the selected masks of every frame and its score. A frame's mask is the
+    union of its K selected masks, taken after they are brought to the video's size (:meth:`masks`), as the
+    official implementations upsample each query's mask before the union."""
 
-    logits: torch.Tensor  # (T, h, w) at ``mask_stride`` of the padded input; > 0 is foreground
+    logits: torch.Tensor  # (T, K, h, w) at ``mask_stride`` of the padded input; > 0 is foreground
     scores: torch.Tensor  # (T,) referring probability of what the frame's mask shows (0 where it shows nothing)
+
+    @property
+    def union(self) -> torch.Tensor:
+        """(T, h, w): the union's logits at the model's stride (the largest of the K)."""
+        return self.logits.max(1).values
+
+    def masks(self, stride: int, input_size: tuple[int, int], out_size: tuple[int, int]) -> torch.Tensor:
+        """(T, H_out, W_out) bool: each of the K masks upsampled (:func:`upsample_masks`), then their union."""
+        return torch.stack([(upsample_masks(frame, stride, input_size, out_size) > 0).any(0) for frame in self.logits])
 
 
 class InferenceSession:
@@ -186,13 +200,16 @@ def describe_model(model: RvosModel) -> dict[str, dict]:
 
 def union_of_queries(probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float) -> ClipMasks:
     """The selection rule of methods that may name several objects: the union of the masks of the queries whose
-    referring probability passes ``threshold``. probs (T, Q); mask_logits (T, Q, h, w) -> per frame the union's
-    logits (the largest kept query's logit; -inf where no query is kept) and the best kept probability among the
-    queries that show something in the frame."""
+    referring probability passes ``threshold``. probs (T, Q); mask_logits (T, Q, h, w) -> per frame the kept
+    queries' logits (the queries kept in some frame; :data:`NO_MASK` where a query is not kept in a frame, one
+    such mask where none is kept at all) and the best kept probability among the queries that show something in
+    the frame."""
     keep = probs > threshold  # (T, Q)
-    kept = mask_logits.masked_fill(~keep[:, :, None, None], float("-inf"))
+    kept = mask_logits.masked_fill(~keep[:, :, None, None], NO_MASK)
     present = (kept > 0).flatten(2).any(-1)  # (T, Q): kept and showing something
-    return ClipMasks(kept.max(1).values, (probs * present).max(1).values)
+    columns = keep.any(0)
+    kept = kept[:, columns] if columns.any() else kept[:, :1]
+    return ClipMasks(kept, (probs * present).max(1).values)
 
 
 def top_query(probs: torch.Tensor, mask_logits: torch.Tensor) -> ClipMasks:
@@ -201,7 +218,7 @@ def top_query(probs: torch.Tensor, mask_logits: torch.Tensor) -> ClipMasks:
     something."""
     best = probs.sum(0).argmax()
     logits = mask_logits[:, best]
-    return ClipMasks(logits, probs[:, best] * (logits > 0).flatten(1).any(1))
+    return ClipMasks(logits[:, None], probs[:, best] * (logits > 0).flatten(1).any(1))
 
 
 def upsample_masks(logits: torch.Tensor, stride: int, input_size: tuple[int, int],
