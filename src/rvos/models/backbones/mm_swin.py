@@ -11,15 +11,24 @@ the fused map, through the stage's output LayerNorm ``norm{i}``, is the stage's 
 tanh-gated fused map (the gate initialised at zero) goes on to the patch merging of the next stage. Parameter
 names are the official ones (``patch_embed``, ``layers.{i}.blocks.{j}``, ``layers.{i}.fusion``,
 ``layers.{i}.res_gate``, ``layers.{i}.downsample``, ``norm{i}``).
+
+:func:`load_swin_weights` starts the Swin layers from an ImageNet classification checkpoint (the original Swin
+release, or timm's layout of the same weights, as on the Hugging Face hub), as the official model starts from
+Swin-T; the fusion layers, their gates and the stage output norms keep their initialisation.
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from rvos.errors import CheckpointError
+from rvos.models.backbones.weights import hub_file, read_state_dict
 from rvos.models.layers.pwam import PWAM
 
 
@@ -200,3 +209,38 @@ class MultiModalSwin(nn.Module):
             outs.append(out.view(-1, h, w, self.channels[i]).permute(0, 3, 1, 2).contiguous())
             h, w = nh, nw
         return outs
+
+
+def _added_by_fusion(key: str) -> bool:
+    """Weights a classification Swin does not have: the word fusion, its gate, the stage output norms."""
+    return ".fusion." in key or ".res_gate." in key or re.match(r"norm\d", key) is not None
+
+
+def load_swin_weights(swin: MultiModalSwin, source: str, cache_dir: str | None = None) -> None:
+    """Load ImageNet Swin weights into ``swin``'s Swin layers. ``source``: a local checkpoint file, or
+    ``hf-hub:org/repo`` (e.g. ``hf-hub:timm/swin_tiny_patch4_window7_224.ms_in1k``). The original release puts
+    a stage's patch merging at its end (``layers.{i}.downsample``, as here), timm at the next stage's start
+    (``layers.{i+1}.downsample``); both are read. The classifier and the final norm are left out; every Swin
+    weight of ``swin`` must be there (the relative position index is derived, so it may be absent)."""
+    if source.startswith("hf-hub:"):
+        path = hub_file(source[len("hf-hub:"):], ("model.safetensors", "pytorch_model.bin"), cache_dir, "Swin weights")
+    else:
+        path = Path(source).expanduser()
+    state = {k: v for k, v in read_state_dict(path).items()
+             if not k.startswith(("head.", "norm.")) and not k.endswith("attn_mask")}
+    if f"layers.{len(swin.layers) - 1}.downsample.reduction.weight" in state:  # timm: merging starts a stage
+        state = {re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m[1]) - 1}.downsample", k): v
+                 for k, v in state.items()}
+    own = swin.state_dict()
+    needed = {k for k in own if not _added_by_fusion(k) and not k.endswith("relative_position_index")}
+    missing = sorted(needed - state.keys())
+    unexpected = sorted(k for k in state if k not in own or _added_by_fusion(k))
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(state.keys() & own.keys())
+              if state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        problems = [f"{len(missing)} missing (e.g. {missing[:3]})"] if missing else []
+        problems += [f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"] if unexpected else []
+        problems += [f"{len(shapes)} with another shape (e.g. {shapes[:2]})"] if shapes else []
+        raise CheckpointError(f"{path} does not hold this Swin's weights: " + "; ".join(problems)
+                              + ". Is it a Swin classification checkpoint of the config's size?")
+    swin.load_state_dict(state, strict=False)
