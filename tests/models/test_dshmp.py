@@ -12,6 +12,7 @@ import torch
 from rvos.config import load_config
 from rvos.data.schema import Expression, Video
 from rvos.engine.checkpoint import load_model, save_model
+from rvos.errors import ConfigError
 from rvos.models.build import build_model
 from rvos.models.meta.base import ClipBatch, describe_model
 
@@ -96,7 +97,7 @@ def test_contrastive_weight_ramps_up_over_the_first_iterations():
 
 def test_the_bank_must_hold_every_training_expression():
     model, _ = tiny("model.contrastive.entries=2")
-    with pytest.raises(ValueError, match="model.contrastive.entries=3"):
+    with pytest.raises(ConfigError, match="model.contrastive.entries=3"):
         model.prepare_training(SPLIT)
 
 

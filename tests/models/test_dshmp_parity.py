@@ -178,3 +178,24 @@ def test_conversion_is_strict():
     renamed = {k.replace("predictor.query_feat.", "predictor.static_query."): v for k, v in state.items()}
     assert "sem_seg_head.predictor.static_query.weight" in renamed
     model.load_state_dict(convert_checkpoint(renamed, model), strict=True)
+
+
+def test_convert_command_writes_a_model_folder_that_loads(tmp_path):
+    """``rvos convert dshmp`` on the official file (detectron2 keeps the state dict under ``model``): the folder
+    loads with the converted weights; a second run into it is refused and leaves it intact."""
+    from rvos.cli import main
+    from rvos.config import Config
+    from rvos.engine.checkpoint import load_model
+
+    state, _, cfg = official()
+    torch.save({"model": state, "iteration": 7}, tmp_path / "model_final.pth")
+    config = tmp_path / "reduced.yaml"  # JSON is YAML
+    config.write_text(json.dumps(Config(model=reduced(cfg).cfg).to_dict()))
+    args = ["-q", "convert", "dshmp", str(tmp_path / "model_final.pth"), "--out", str(tmp_path / "m"),
+            "--config", str(config)]
+    assert main(args) == 0
+    model, _ = load_model(tmp_path / "m")
+    expected = loaded().state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+    assert main(args) == 2 and (tmp_path / "m" / "model.safetensors").read_bytes() == before

@@ -40,8 +40,9 @@ import numpy as np
 import torch
 
 from rvos.data.expressions import ContrastiveIndex, contrastive_index
+from rvos.errors import ConfigError
 from rvos.models.backbones.hf_text import HFTextEncoder
-from rvos.models.backbones.mm_swin import MultiModalSwin
+from rvos.models.backbones.mm_swin import MultiModalSwin, load_swin_weights
 from rvos.models.criterion.contrastive import MemoryBank
 from rvos.models.criterion.losses import LossConfig, SetCriterion, similarity_loss
 from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs, top_query,
@@ -80,6 +81,9 @@ class SwinConfig:
     window: int = 7
     drop_path_rate: float = 0.3
     mlp_ratio: float = 4.0
+    # ImageNet weights of the Swin layers (the fusion layers start fresh): a file, or hf-hub:org/repo; null: random
+    pretrained: str | None = None
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -180,6 +184,8 @@ class DsHmpModel(RvosModel):
         s = cfg.backbone
         self.backbone = MultiModalSwin(s.embed_dim, s.depths, s.heads, s.window, self.text_encoder.width,
                                        s.drop_path_rate, mlp_ratio=s.mlp_ratio)
+        if s.pretrained:
+            load_swin_weights(self.backbone, s.pretrained, s.cache_dir)
         p = cfg.pixel_decoder
         self.pixel_decoder = MSDeformPixelDecoder(self.backbone.channels, p.conv_dim, cfg.mask_dim, p.layers, p.heads,
                                                   p.points, p.ffn, 0.0, p.norm_groups)
@@ -270,7 +276,7 @@ class DsHmpModel(RvosModel):
         self.index = contrastive_index(split)
         entries = self.cfg.contrastive.entries
         if len(self.index) > entries:
-            raise ValueError(f"the training split has {len(self.index)} expressions but the memory bank "
+            raise ConfigError(f"the training split has {len(self.index)} expressions but the memory bank "
                              f"model.contrastive.entries holds {entries}: set model.contrastive.entries="
                              f"{len(self.index)}")
         if len(self.index) < entries and self.cfg.contrastive.weight > 0:
