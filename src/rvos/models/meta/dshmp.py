@@ -277,8 +277,8 @@ class DsHmpModel(RvosModel):
         entries = self.cfg.contrastive.entries
         if len(self.index) > entries:
             raise ConfigError(f"the training split has {len(self.index)} expressions but the memory bank "
-                             f"model.contrastive.entries holds {entries}: set model.contrastive.entries="
-                             f"{len(self.index)}")
+                              f"model.contrastive.entries holds {entries}: set model.contrastive.entries="
+                              f"{len(self.index)}")
         if len(self.index) < entries and self.cfg.contrastive.weight > 0:
             log.warning("the memory bank has %d entries for %d training expressions: the rest are random negatives",
                         entries, len(self.index))
