@@ -156,6 +156,21 @@ class SetCriterion:
         return ((bce * weights).sum(1) / weights.sum(1)).mean()
 
 
+def per_frame_targets(targets: list[torch.Tensor], labels: list[torch.Tensor] | None):
+    """Clip targets (N_b, T, H, W) per clip, with their referring flags (or None) -> per frame of every clip (clip
+    major) the targets visible in it as a clip of one frame (N_f, 1, H, W), their indices among the clip's
+    targets, and their flags (None without flags): the frame-level matching of Mask2Former-style decoders."""
+    frame_targets, frame_ids, frame_labels = [], [], None if labels is None else []
+    for b, target in enumerate(targets):
+        for t in range(target.shape[1]):
+            visible = target[:, t].flatten(1).any(1).nonzero().squeeze(1)
+            frame_targets.append(target[visible, t : t + 1])
+            frame_ids.append(visible)
+            if frame_labels is not None:
+                frame_labels.append(labels[b][visible])
+    return frame_targets, frame_ids, frame_labels
+
+
 def similarity_loss(embeds: torch.Tensor, ids: torch.Tensor, groups: torch.Tensor, num_clips: int) -> torch.Tensor:
     """embeds (N, C) of matched queries, ids (N,) of their objects, groups (N,) of their clips: BCE of the dot
     products against "same object", over pairs within a clip (VITA's ``loss_fg_sim``), averaged per clip."""

@@ -44,7 +44,7 @@ from rvos.errors import ConfigError
 from rvos.models.backbones.hf_text import HFTextEncoder
 from rvos.models.backbones.mm_swin import MultiModalSwin, load_swin_weights
 from rvos.models.criterion.contrastive import MemoryBank
-from rvos.models.criterion.losses import LossConfig, SetCriterion, similarity_loss
+from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
 from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs, top_query,
                                    union_of_queries)
 from rvos.models.modules.cues import FeatureResizer, cue_sets
@@ -289,14 +289,7 @@ class DsHmpModel(RvosModel):
         b = len(batch.sentences)
         targets, labels = batch.loss_targets(cfg.instance_targets)
         targets = [self.pad(t) for t in targets]
-        frame_targets, frame_ids, frame_labels = [], [], None if labels is None else []
-        for n, target in enumerate(targets):
-            for t in range(t_len):
-                visible = target[:, t].flatten(1).any(1).nonzero().squeeze(1)
-                frame_targets.append(target[visible, t : t + 1])
-                frame_ids.append(visible)
-                if frame_labels is not None:
-                    frame_labels.append(labels[n][visible])
+        frame_targets, frame_ids, frame_labels = per_frame_targets(targets, labels)
         losses: dict[str, torch.Tensor] = {}
         frame_matches = []
         for i, (logits, masks) in enumerate(zip(outputs["frame_logits"], outputs["frame_masks"])):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from rvos.models.backbones.clip import CLIPBackbone
-from rvos.models.criterion.losses import LossConfig, SetCriterion, similarity_loss
+from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
 from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs, union_of_queries
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
@@ -222,14 +222,7 @@ class VLMModel(RvosModel):
         targets, labels = batch.loss_targets(cfg.instance_targets)
         targets = [self.pad(t) for t in targets]
         # frame level: each frame a clip of one frame, with the objects visible in it
-        frame_targets, frame_ids, frame_labels = [], [], None if labels is None else []
-        for b, target in enumerate(targets):
-            for t in range(t_len):
-                visible = target[:, t].flatten(1).any(1).nonzero().squeeze(1)
-                frame_targets.append(target[visible, t : t + 1])
-                frame_ids.append(visible)
-                if frame_labels is not None:
-                    frame_labels.append(labels[b][visible])
+        frame_targets, frame_ids, frame_labels = per_frame_targets(targets, labels)
         t_clip = outputs["frames_per_clip"]
         if t_clip == t_len:
             clip_targets, clip_ids, clip_labels = targets, [torch.arange(t.shape[0]) for t in targets], labels
