@@ -28,7 +28,9 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 @dataclass
 class DataConfig:
     root: str = ""  # the folder holding the splits (train/, valid_u/, valid/)
-    train_split: str = "train"
+    # The split trained on, under ``root``: a split folder or a RefCOCO annotation file
+    # (``refcoco/instances_refcoco_train.json``); or a list of them, trained on as one (rvos.data.concat).
+    train_split: str | tuple[str, ...] = "train"
     eval_split: str = "valid_u"  # an annotated split for periodic evaluation
     num_frames: int = 8  # frames per training clip
     expressions_per_clip: int = 1  # consecutive batch items sharing one sampled clip, with different sentences
@@ -42,6 +44,11 @@ class DataConfig:
     saturation: float = 0.1
     workers: int = 2  # data loading processes
     synth: SynthSpec | None = None  # generate this synthetic benchmark into ``root`` when it is absent
+
+    @property
+    def train_splits(self) -> tuple[str, ...]:
+        """``train_split`` as a tuple of one or more splits."""
+        return (self.train_split,) if isinstance(self.train_split, str) else tuple(self.train_split)
 
 
 @dataclass
@@ -173,6 +180,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.sampling: expected 'local' or 'global', got {cfg.data.sampling!r}")
     if cfg.train.schedule not in ("step", "cosine", "constant"):
         raise ConfigError(f"train.schedule: expected 'step', 'cosine' or 'constant', got {cfg.train.schedule!r}")
+    if not cfg.data.train_splits:
+        raise ConfigError("data.train_split: an empty list names no split to train on")
     for key in ("num_frames", "short_side", "max_long_side", "expressions_per_clip"):
         if getattr(cfg.data, key) < 1:
             raise ConfigError(f"data.{key} must be at least 1")

@@ -25,12 +25,15 @@ if not os.environ.get("OPENCV_LOG_LEVEL"):
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV's own warnings, e.g. on a bad file
 
 
-def read_frame(path: str | os.PathLike) -> np.ndarray:
-    """An RGB frame (H, W, 3) uint8; a clear error when the file is missing or not an image."""
+def read_frame(path: str | os.PathLike, exif_orientation: bool = True) -> np.ndarray:
+    """An RGB frame (H, W, 3) uint8; a clear error when the file is missing or not an image. A JPEG's EXIF
+    orientation is applied unless ``exif_orientation`` is False (COCO's annotations, as PIL reads the images, are
+    on the stored pixel grid)."""
     data = np.fromfile(str(path), dtype=np.uint8) if os.path.isfile(path) else None
     if data is None:
         raise DataError(f"frame {path} does not exist")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    flags = cv2.IMREAD_COLOR if exif_orientation else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
         raise DataError(f"frame {path} is not a readable image (corrupt or empty file)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -10,7 +10,10 @@ Layouts:
   ``<split>/JPEGImages``, and for annotated splits ``<split>/Annotations/<video>/<frame>.png``, palette PNGs whose
   pixel value is the object id. Ref-DAVIS17 converted to this layout (as ReferFormer's script does) reads the same.
 
-:func:`open_split` takes the split folder and recognises the layout.
+* RefCOCO / RefCOCO+ / RefCOCOg (image pre-training): ``COCO_ROOT/<dataset>/instances_<dataset>_<split>.json`` and
+  ``COCO_ROOT/train2014``, read by :mod:`rvos.data.refcoco` as one-frame videos.
+
+:func:`open_split` takes the split folder (or RefCOCO's annotation file) and recognises the layout.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class ReferringSplit:
     """One split of a referring dataset: its videos, frames, expressions and, when annotated, target masks."""
 
     layout = ""
+    exif_orientation = True  # apply a JPEG frame's EXIF orientation when reading it
 
     def __init__(self, split_dir: Path, videos: dict[str, Video], frames_dir: Path, has_masks: bool):
         self.split_dir = split_dir
@@ -135,7 +139,7 @@ class ReferringSplit:
     def read_frames(self, video: str, indices: Sequence[int] | None = None) -> np.ndarray:
         """Frames (T, H, W, 3) uint8 RGB."""
         indices = range(len(self.video(video))) if indices is None else indices
-        frames = [read_frame(self.frame_path(video, i)) for i in indices]
+        frames = [read_frame(self.frame_path(video, i), self.exif_orientation) for i in indices]
         size = self.frame_size(video)
         for i, frame in zip(indices, frames):
             if frame.shape[:2] != size:
@@ -317,8 +321,17 @@ class YTVOSSplit(ReferringSplit):
 
 
 def open_split(split_dir: str | os.PathLike) -> ReferringSplit:
-    """Open a split folder, recognising the MeViS or the Ref-YouTube-VOS / Ref-DAVIS17 layout."""
+    """Open a split folder, recognising the MeViS or the Ref-YouTube-VOS / Ref-DAVIS17 layout, or a RefCOCO /
+    RefCOCO+ / RefCOCOg annotation file ``COCO_ROOT/<dataset>/instances_<dataset>_<split>.json``
+    (:mod:`rvos.data.refcoco`)."""
     split_dir = Path(split_dir)
+    if split_dir.suffix.lower() == ".json":
+        if not split_dir.is_file():
+            raise DataError(f"annotation file {split_dir} does not exist (a RefCOCO split is "
+                            "COCO_ROOT/<dataset>/instances_<dataset>_<split>.json)")
+        from rvos.data.refcoco import RefCOCOSplit  # here: rvos.data.refcoco builds on this module
+
+        return RefCOCOSplit(split_dir)
     if not split_dir.is_dir():
         raise DataError(f"split folder {split_dir} does not exist")
     if (split_dir / "meta_expressions.json").is_file():
@@ -327,5 +340,6 @@ def open_split(split_dir: str | os.PathLike) -> ReferringSplit:
         return YTVOSSplit(split_dir)
     raise DataError(
         f"{split_dir} is not a dataset split: expected {split_dir / 'meta_expressions.json'} (MeViS layout) or "
-        f"{split_dir.parent / 'meta_expressions' / split_dir.name / 'meta_expressions.json'} (Ref-YouTube-VOS layout)"
+        f"{split_dir.parent / 'meta_expressions' / split_dir.name / 'meta_expressions.json'} (Ref-YouTube-VOS layout); "
+        "a RefCOCO split is its annotation file, instances_<dataset>_<split>.json"
     )

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 import rvos
 from rvos.config import Config
 from rvos.data.clips import ClipDataset, StepBatches, collate
-from rvos.data.splits import open_split
+from rvos.data.concat import open_splits
 from rvos.data.synth.generate import read_spec, write_benchmark
 from rvos.data.transforms import ClipTransform
 from rvos.engine import distributed
@@ -46,17 +46,18 @@ def prepare_data(cfg: Config, progress: bool = True) -> Path:
     if spec is not None:
         existing = read_spec(root)
         if existing is None:
-            if (root / cfg.data.train_split).exists():
-                raise DataError(f"{root} holds a {cfg.data.train_split}/ split but no synth.json: it is not a "
-                                "synthetic benchmark rvos generated; choose another data.root")
+            for name in cfg.data.train_splits:
+                if (root / name).exists():
+                    raise DataError(f"{root} holds a {name}/ split but no synth.json: it is not a "
+                                    "synthetic benchmark rvos generated; choose another data.root")
             log.info("generating the synthetic benchmark into %s", root)
             write_benchmark(root, spec, progress=progress)
         elif existing != spec:
             log.warning("%s holds a synthetic benchmark with other settings than data.synth (%s); using it as it is",
                         root, existing)
-    if not (root / cfg.data.train_split).is_dir():
-        raise DataError(f"{root / cfg.data.train_split} does not exist: set data.root to the folder holding the "
-                        f"'{cfg.data.train_split}' split")
+    for name in cfg.data.train_splits:
+        if not (root / name).exists():
+            raise DataError(f"{root / name} does not exist: set data.root to the folder holding the '{name}' split")
     return root
 
 
@@ -140,7 +141,7 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
         wrapped = model
     dc = cfg.data
     transform = ClipTransform(dc.short_side, dc.max_long_side, dc.flip_prob, dc.brightness, dc.contrast, dc.saturation)
-    split = open_split(root / dc.train_split)
+    split = open_splits([root / name for name in dc.train_splits])
     model.prepare_training(split)
     dataset = ClipDataset(split, dc.num_frames, dc.sampling, dc.frame_range, transform,
                           seed=tc.seed, expressions_per_clip=dc.expressions_per_clip)
