@@ -70,3 +70,25 @@ def test_module_initialisation_and_gradients():
     assert value.grad.abs().sum() > 0
     assert attn.sampling_offsets.weight.grad.abs().sum() > 0
     assert attn.attention_weights.weight.grad.abs().sum() > 0
+
+
+def test_box_references_spread_the_points_over_the_box_and_padding_reads_as_zero():
+    torch.manual_seed(0)
+    attn = MSDeformAttn(d_model=8, n_levels=2, n_heads=2, n_points=2)
+    torch.nn.init.normal_(attn.sampling_offsets.weight, std=0.5)
+    shapes = [(4, 6), (2, 3)]
+    value, query = torch.randn(1, 30, 8), torch.randn(1, 5, 8)
+    boxes = torch.rand(1, 5, 2, 4) * 0.5 + 0.2
+    # a box reference is a point reference whose offsets are scaled by half the box per point, not by the level
+    offsets = attn.sampling_offsets(query).view(1, 5, 2, 2, 2, 2)
+    weights = attn.attention_weights(query).view(1, 5, 2, 4).softmax(-1).view(1, 5, 2, 2, 2)
+    locations = boxes[:, :, None, :, None, :2] + offsets / 2 * boxes[:, :, None, :, None, 2:] * 0.5
+    v = attn.value_proj(value).view(1, 30, 2, 4)
+    expected = attn.output_proj(ms_deform_attn(v, shapes, locations, weights))
+    torch.testing.assert_close(attn(query, boxes, value, shapes), expected)
+    padding = torch.zeros(1, 30, dtype=torch.bool)
+    padding[0, 20:] = True  # the last row of level 0 and all of level 1
+    masked = value.clone()
+    v = attn.value_proj(value).masked_fill(padding[..., None], 0.0).view(1, 30, 2, 4)
+    expected = attn.output_proj(ms_deform_attn(v, shapes, locations, weights))
+    torch.testing.assert_close(attn(query, boxes, masked, shapes, padding), expected)

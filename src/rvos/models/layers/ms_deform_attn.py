@@ -68,14 +68,22 @@ class MSDeformAttn(nn.Module):
         nn.init.constant_(self.output_proj.bias, 0.0)
 
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor, value: torch.Tensor,
-                spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        """query (N, Lq, C); reference_points (N, Lq, L, 2) as (x, y) in [0, 1]; value (N, S, C)."""
+                spatial_shapes: list[tuple[int, int]], padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """query (N, Lq, C); reference_points (N, Lq, L, 2) as (x, y) in [0, 1], or (N, Lq, L, 4) as boxes
+        (cx, cy, w, h) around which the points spread (Deformable DETR's box refinement); value (N, S, C);
+        padding_mask (N, S) True where ``value`` is padding (those values read as 0)."""
         n, lq, _ = query.shape
-        v = self.value_proj(value).view(n, value.shape[1], self.n_heads, self.d_model // self.n_heads)
+        v = self.value_proj(value)
+        if padding_mask is not None:
+            v = v.masked_fill(padding_mask[..., None], 0.0)
+        v = v.view(n, value.shape[1], self.n_heads, self.d_model // self.n_heads)
         offsets = self.sampling_offsets(query).view(n, lq, self.n_heads, self.n_levels, self.n_points, 2)
         weights = self.attention_weights(query).view(n, lq, self.n_heads, self.n_levels * self.n_points)
         weights = weights.softmax(-1).view(n, lq, self.n_heads, self.n_levels, self.n_points)
-        # offsets are in pixels of each level: normalise by the level's (W, H)
-        normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device)
-        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        ref = reference_points[:, :, None, :, None]
+        if reference_points.shape[-1] == 4:  # offsets in halves of the box's size, per point
+            locations = ref[..., :2] + offsets / self.n_points * ref[..., 2:] * 0.5
+        else:  # offsets are in pixels of each level: normalise by the level's (W, H)
+            normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device)
+            locations = ref + offsets / normalizer[None, None, None, :, None, :]
         return self.output_proj(ms_deform_attn(v, spatial_shapes, locations, weights))

@@ -34,8 +34,8 @@ class DeformEncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, reference_points: torch.Tensor,
-                shapes: list[tuple[int, int]]) -> torch.Tensor:
-        x = self.norm1(x + self.dropout(self.self_attn(x + pos, reference_points, x, shapes)))
+                shapes: list[tuple[int, int]], padding: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm1(x + self.dropout(self.self_attn(x + pos, reference_points, x, shapes, padding)))
         return self.norm2(x + self.dropout(self.linear2(self.dropout(torch.relu(self.linear1(x))))))
 
 
