@@ -74,3 +74,31 @@ def test_hf_text_encoder_reads_a_local_folder_offline(tmp_path, monkeypatch):
     assert any(not torch.equal(a, b) for a, b in zip(random.parameters(), encoder.parameters()))
     with pytest.raises(CheckpointError, match="could not be loaded.*roberta-base"):
         HFTextEncoder("roberta-base")
+
+
+def test_video_swin_reads_the_original_release_layout(tmp_path):
+    """The Kinetics files of the original Video Swin release: ``backbone.layers.i.blocks.j`` names, patch merging
+    in ``layers.i.downsample``, a 2-frame patch embedding (summed over time for per-frame features), a head."""
+    import re
+
+    torch.manual_seed(0)
+    source = VideoSwinBackbone("t", None, window=(4, 7, 7)).eval()
+    original = {}
+    for key, value in source.body.state_dict().items():
+        m = re.match(r"features\.(\d+)\.(.*)", key)
+        if m and int(m[1]) % 2 == 0:
+            j, rest = m[2].split(".", 1)
+            rest = rest.replace("mlp.0.", "mlp.fc1.").replace("mlp.3.", "mlp.fc2.")
+            key = f"layers.{int(m[1]) // 2}.blocks.{j}.{rest}"
+        elif m:
+            key = f"layers.{int(m[1]) // 2}.downsample.{m[2]}"
+        original["backbone." + key] = value
+    embed = original["backbone.patch_embed.proj.weight"]
+    original["backbone.patch_embed.proj.weight"] = torch.cat([embed * 0.25, embed * 0.75], 2)  # 2 frames, sum 1x
+    original["backbone.norm.weight"] = torch.ones(768)
+    original["cls_head.fc_cls.weight"] = torch.zeros(400, 768)
+    path = tmp_path / "swin_tiny_patch244_window877_kinetics400_1k.pth"
+    torch.save({"state_dict": original}, path)
+    loaded = VideoSwinBackbone("t", str(path), window=(4, 7, 7)).eval()
+    clip = torch.rand(4, 3, 64, 64)
+    torch.testing.assert_close(loaded.forward_image(clip, 4)[-1], source.forward_image(clip, 4)[-1])
