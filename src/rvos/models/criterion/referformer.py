@@ -1,0 +1,161 @@
+"""The matcher and criterion of ReferFormer-style methods (ReferFormer, SgMg, MUTR): one target per clip, the
+referred object, followed by the query that best fits it over the whole clip.
+
+Per clip the target is a mask per frame (the union of the referred objects, empty where none is visible), its box
+per frame, and which frames show it (``valid``). Per decoder layer:
+
+* matching: the query minimising ``class * focal score cost (mean over valid frames) + box * L1 + giou * (-GIoU)
+  (means over all frames) + mask * mean focal + dice * (-Dice coefficient)`` (masks over all frames, at the
+  resolution of the masks matched on);
+* losses, each summed over the batch and divided by the number of valid frames in it (averaged over processes):
+  the focal loss of every frame's every query score (positive: the matched query in valid frames), L1 and
+  ``1 - GIoU`` of the matched query's boxes in every frame (an absent object's box is all zeros), and the focal
+  (mean over pixels) and Dice losses of the matched query's masks at full resolution and, where the method has
+  them, of its coarse masks (SgMg's stride-2 prior).
+
+Target boxes are as the official loaders make them: the first and last row and column of the mask (pixel indices,
+so a one-pixel object has no width), as (cx, cy, w, h) over the image's width and height.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torchvision.ops import box_convert, generalized_box_iou
+
+from rvos.models.criterion.terms import sigmoid_focal
+
+
+@dataclass
+class ReferLossConfig:
+    class_weight: float = 2.0
+    box_weight: float = 5.0
+    giou_weight: float = 2.0
+    mask_weight: float = 2.0  # focal loss of the masks
+    dice_weight: float = 5.0
+    low_mask_weight: float = 2.0  # the same two on the coarse masks (SgMg's stride-2 prior; 0: none)
+    low_dice_weight: float = 5.0
+    focal_alpha: float = 0.25
+    # matching costs (the official ``set_cost_*``)
+    cost_class: float = 2.0
+    cost_box: float = 5.0
+    cost_giou: float = 2.0
+    cost_mask: float = 2.0
+    cost_dice: float = 5.0
+
+
+@dataclass
+class ClipTargets:
+    masks: torch.Tensor  # (B, T, H, W) float: the referred objects' union per frame
+    boxes: torch.Tensor  # (B, T, 4) cxcywh in [0, 1]; zeros where absent
+    valid: torch.Tensor  # (B, T) bool: the frame shows the target
+
+    @property
+    def low(self) -> torch.Tensor:
+        """The masks at stride 2 (every other pixel from the second), as the official losses subsample them."""
+        return self.masks[..., 1::2, 1::2]
+
+
+def inclusive_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """masks (..., H, W) bool -> (..., 4) cxcywh normalised by (W, H), from the first / last row and column that
+    hold the mask (the official ``bounding_box``); zeros for an empty mask."""
+    h, w = masks.shape[-2:]
+    flat = masks.reshape(-1, h, w)
+    rows, cols = flat.any(2), flat.any(1)
+    ar_h = torch.arange(h, device=masks.device)
+    ar_w = torch.arange(w, device=masks.device)
+    y1 = torch.where(rows, ar_h, h).min(1).values
+    y2 = torch.where(rows, ar_h, -1).max(1).values
+    x1 = torch.where(cols, ar_w, w).min(1).values
+    x2 = torch.where(cols, ar_w, -1).max(1).values
+    xyxy = torch.stack([x1, y1, x2, y2], 1).float()
+    present = rows.any(1)
+    xyxy[~present] = 0
+    boxes = box_convert(xyxy, "xyxy", "cxcywh") / torch.tensor([w, h, w, h], device=masks.device)
+    return boxes.reshape(*masks.shape[:-2], 4)
+
+
+def clip_targets(targets: list[torch.Tensor], size: tuple[int, int]) -> ClipTargets:
+    """The referred objects' masks per clip (N_b, T, H, W) bool -> the clip's target: their union per frame (padded
+    at the bottom / right to ``size``), its boxes (relative to the unpadded H, W) and valid frames."""
+    unions = torch.stack([t.any(0) if t.shape[0] else t.new_zeros(t.shape[1:]) for t in targets])
+    h, w = unions.shape[-2:]
+    masks = F.pad(unions, (0, size[1] - w, 0, size[0] - h))
+    return ClipTargets(masks.float(), inclusive_boxes(unions), unions.flatten(2).any(-1))
+
+
+def _focal_costs(prob: torch.Tensor, alpha: float, gamma: float = 2.0) -> torch.Tensor:
+    neg = (1 - alpha) * prob**gamma * -(1 - prob + 1e-8).log()
+    pos = alpha * (1 - prob) ** gamma * -(prob + 1e-8).log()
+    return pos - neg
+
+
+def _giou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """pred (M, 4), target (N, 4) cxcywh -> (M, N) GIoU."""
+    return generalized_box_iou(box_convert(pred, "cxcywh", "xyxy"), box_convert(target, "cxcywh", "xyxy"))
+
+
+@torch.no_grad()
+def match(logits: torch.Tensor, boxes: torch.Tensor, masks: torch.Tensor, targets: ClipTargets, target_masks,
+          cfg: ReferLossConfig) -> torch.Tensor:
+    """logits (B, T, Q), boxes (B, T, Q, 4), masks (B, T, Q, h, w) logits and the target masks at that
+    resolution (B, T, h, w) -> the matched query of each clip (B,)."""
+    out = []
+    for b in range(logits.shape[0]):
+        prob = logits[b].float().sigmoid()  # (T, Q)
+        valid = targets.valid[b]
+        cost_class = _focal_costs(prob[valid], cfg.focal_alpha).mean(0) if valid.any() else prob.new_zeros(prob.shape[1])
+        tgt_box = targets.boxes[b]  # (T, 4)
+        cost_box = (boxes[b].float() - tgt_box[:, None]).abs().sum(-1).mean(0)
+        cost_giou = -torch.stack([_giou(boxes[b, t].float(), tgt_box[t : t + 1])[:, 0]
+                                  for t in range(boxes.shape[1])]).mean(0)
+        pred = masks[b].float().transpose(0, 1).flatten(1)  # (Q, T*h*w)
+        tgt = target_masks[b].flatten()[None].expand_as(pred)
+        cost_mask = sigmoid_focal(pred, tgt, cfg.focal_alpha).mean(1)
+        p = pred.sigmoid()
+        cost_dice = -(2 * (p * tgt).sum(1) + 1) / (p.sum(1) + tgt.sum(1) + 1)
+        cost = (cfg.cost_class * cost_class + cfg.cost_box * cost_box + cfg.cost_giou * cost_giou
+                + cfg.cost_mask * cost_mask + cfg.cost_dice * cost_dice)
+        out.append(cost.argmin())
+    return torch.stack(out)
+
+
+def num_valid_frames(valid: torch.Tensor) -> float:
+    """The valid frames of the batch, averaged over processes (at least 1): every loss's divisor."""
+    count = valid.sum().float().reshape(1)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(count)
+        count = count / dist.get_world_size()
+    return max(count.item(), 1.0)
+
+
+def _mask_losses(pred: torch.Tensor, target: torch.Tensor, alpha: float, norm: float):
+    """pred, target (B, T, h, w) -> (focal, dice), each summed over clips / norm."""
+    pred, target = pred.flatten(1).float(), target.flatten(1)
+    focal = sigmoid_focal(pred, target, alpha).mean(1).sum() / norm
+    p = pred.sigmoid()
+    dice = (1 - (2 * (p * target).sum(1) + 1) / (p.sum(1) + target.sum(1) + 1)).sum() / norm
+    return focal, dice
+
+
+def layer_losses(logits: torch.Tensor, boxes: torch.Tensor, matched: torch.Tensor, masks: torch.Tensor,
+                 low_masks: torch.Tensor | None, targets: ClipTargets, cfg: ReferLossConfig, norm: float) -> dict:
+    """One decoder layer's weighted losses: logits (B, T, Q), boxes (B, T, Q, 4), the matched query (B,), its
+    masks at full resolution (B, T, H, W) and coarse masks (B, T, h, w) or None."""
+    b_idx = torch.arange(logits.shape[0], device=logits.device)
+    labels = torch.zeros_like(logits, dtype=torch.float32)
+    labels[b_idx, :, matched] = targets.valid.float()
+    losses = {"class": cfg.class_weight * sigmoid_focal(logits.float(), labels, cfg.focal_alpha).sum() / norm}
+    pred_boxes = boxes[b_idx, :, matched].flatten(0, 1).float()  # (B*T, 4)
+    true_boxes = targets.boxes.flatten(0, 1)
+    losses["box"] = cfg.box_weight * (pred_boxes - true_boxes).abs().sum() / norm
+    losses["giou"] = cfg.giou_weight * (1 - torch.diag(_giou(pred_boxes, true_boxes))).sum() / norm
+    focal, dice = _mask_losses(masks, targets.masks, cfg.focal_alpha, norm)
+    losses["mask"], losses["dice"] = cfg.mask_weight * focal, cfg.dice_weight * dice
+    if low_masks is not None and (cfg.low_mask_weight or cfg.low_dice_weight):
+        focal, dice = _mask_losses(low_masks, targets.low, cfg.focal_alpha, norm)
+        losses["mask_low"], losses["dice_low"] = cfg.low_mask_weight * focal, cfg.low_dice_weight * dice
+    return losses
