@@ -115,6 +115,8 @@ def _frames(t_len=9, h=48, w=64) -> np.ndarray:
 def test_windowed_inference_equals_whole_video_inference(method):
     cfg = tiny_config(method, *SIZE, KEEP_ALL)
     model = random_model(cfg)
+    if not model.window_invariant:
+        pytest.skip(f"{method}'s backbone mixes the frames of a window: windows of another size see other features")
     frames, texts = _frames(), ["the red square moving right", "the object"]
     whole = list(Predictor(model, cfg, window=9).predict(_video(frames), texts))
     windowed = list(Predictor(model, cfg, window=4).predict(_video(frames), texts))

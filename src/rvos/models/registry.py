@@ -15,6 +15,7 @@ from rvos.errors import ConfigError
 METHODS: dict[str, tuple[str, str]] = {
     "vlm": ("rvos.models.meta.vlm", "VLMModel"),
     "dshmp": ("rvos.models.meta.dshmp", "DsHmpModel"),
+    "sgmg": ("rvos.models.meta.sgmg", "SgMgModel"),
 }
 
 

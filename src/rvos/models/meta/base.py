@@ -126,6 +126,9 @@ class RvosModel(nn.Module):
     config_class: type = None  # the dataclass of ``model:``
     mask_stride: int = 4  # masks are logits at this stride of the padded input
     size_divisibility: int = 32  # inputs are padded to a multiple of this
+    # whether streaming in windows gives what encoding the whole video at once gives (False for a method whose
+    # backbone mixes the frames of a window, such as a video Swin)
+    window_invariant: bool = True
 
     def __init__(self, cfg):
         super().__init__()

@@ -1,0 +1,391 @@
+"""SgMg (ICCV 2023): spectrum-guided multi-granularity referring video object segmentation.
+
+    sentence ─RoBERTa─> words, sentence feature ─FeatureResizer─> (B, L, C), (B, C); words get 1-D sine positions
+    frames ─video Swin─> strides 4, 8, 16, 32
+    strides 8, 16, 32 (+ a stride-2 conv of stride 32: stride 64) ─1x1 conv + GroupNorm─> C channels, each level:
+        spectrum modulation ─> words cross-attention (multiplicative) ─> spectrum modulation
+    4 levels ─deformable encoder─> memory; ─deformable decoder (box refinement)─> per frame Q queries, whose
+        content is the sentence feature: per layer a score, a box and a dynamic mask head
+    memory at strides 8, 16, 32 ─bicubic to stride 8, summed─> mask features
+    dynamic head (controller MLP -> two 1x1 convs, relative coordinates) ─> 16 channels at stride 8 per query:
+        pixel-shuffled, the stride-2 mask prior; segment-and-optimize with the stride-8 and stride-4 backbone
+        features ─> the full-resolution mask
+
+Queries are per frame; the frames of a clip interact only inside the video Swin. Training matches one query per
+clip and layer (:mod:`rvos.models.criterion.referformer`) before the expensive refinement, so only the matched
+query is refined, at every layer. Inference takes the query with the best mean score over the video, its mask in
+every frame (threshold 0.5).
+
+Frames are padded at the bottom and right to ``size_divisibility`` inside the model, with the padding masks the
+official model reads (positions, valid ratios of the deformable attention); the masks leave the model at full
+resolution of the padded input (``mask_stride`` 1). A training batch whose clips have different sizes is padded by
+the data loader, and that padding is read as image (the official training pads to a multiple of 1, i.e. not at
+all, for its single-size batches).
+
+Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training;
+frames are padded before normalisation (black; the official pads normalised frames with zeros); the spectrum
+modulation runs in float32 under mixed precision (the official casts its input, then lets its 1x1 convs run in
+half precision).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rvos.errors import ConfigError
+from rvos.models.backbones.hf_text import HFTextEncoder
+from rvos.models.backbones.timm_image import TimmImageBackbone
+from rvos.models.backbones.video_swin import VideoSwinBackbone
+from rvos.models.criterion.referformer import ReferLossConfig, clip_targets, layer_losses, match, num_valid_frames
+from rvos.models.layers.attention import MLP
+from rvos.models.layers.dynamic_conv import DynamicMaskHead
+from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
+from rvos.models.layers.spectrum import SpectrumModulation
+from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs
+from rvos.models.modules.cues import FeatureResizer
+from rvos.models.modules.deformable_transformer import DeformableTransformer
+from rvos.models.modules.segment_optimize import SegmentOptimize
+
+
+@dataclass
+class TextConfig:
+    model: str = "roberta-base"  # transformers model: a folder, a bundled name, or a Hugging Face repo id
+    pretrained: bool = True  # false: random weights (trained from scratch, or loaded from a whole checkpoint)
+    frozen: bool = True  # the main training freezes it; image pre-training trains it (lr x text_lr_mult)
+    max_tokens: int = 512  # the official tokenizer pads to the longest sentence and never truncates
+    cache_dir: str | None = None
+
+
+@dataclass
+class BackboneConfig:
+    kind: str = "video_swin"  # "video_swin" (torchvision's Swin3D) or "timm" (Swin, ResNet, ... per frame)
+    variant: str = "t"  # video Swin: t, s or b
+    patch_time: int = 1  # frames per temporal patch (1: per-frame features, as SgMg uses it)
+    window: tuple[int, int, int] = (8, 7, 7)
+    drop_path: float = 0.2
+    timm_model: str = "swin_tiny_patch4_window7_224"  # kind timm: the model name
+    timm_out_indices: tuple[int, ...] = (0, 1, 2, 3)  # its stages at strides 4..32 ((1, 2, 3, 4) for a ResNet)
+    pretrained: str | None = None  # a local weights file (or "timm" for timm's default weights); null: random
+    frozen: bool = False
+
+    def __post_init__(self):
+        if self.kind not in ("video_swin", "timm"):
+            raise ValueError(f"model.backbone.kind: expected video_swin or timm, got {self.kind!r}")
+
+
+@dataclass
+class TransformerConfig:
+    enc_layers: int = 4
+    dec_layers: int = 4
+    heads: int = 8
+    ffn: int = 2048
+    dropout: float = 0.1
+    enc_points: int = 4
+    dec_points: int = 4
+
+
+@dataclass
+class SgMgConfig:
+    name: str = "sgmg"
+    hidden_dim: int = 256
+    queries: int = 5  # per frame
+    levels: int = 4  # 3 backbone levels (strides 8, 16, 32) and a stride-2 conv of the last (stride 64)
+    fusion_heads: int = 8  # the words cross-attention of every level
+    spectrum: bool = True  # false: the ablation without spectrum modulation (the levels go straight to fusion)
+    spectrum_sigma: float = 7.0
+    mask_channels: int = 16  # the dynamic head's output; pixel-shuffled x4, so a multiple of 16
+    controller_layers: int = 2  # dynamic convolutions
+    rel_coord: bool = True
+    score_threshold: float = 0.5  # unused by the top-1 rule (kept for the API's threshold option)
+    size_divisibility: int = 16  # the official inference pads to 16
+    text: TextConfig = field(default_factory=TextConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    loss: ReferLossConfig = field(default_factory=ReferLossConfig)
+
+    def __post_init__(self):
+        if self.mask_channels % 16:
+            raise ValueError(f"model.mask_channels must be a multiple of 16 (pixel shuffle x4), got {self.mask_channels}")
+
+
+def build_backbone(cfg: BackboneConfig):
+    if cfg.kind == "video_swin":
+        return VideoSwinBackbone(cfg.variant, cfg.pretrained, cfg.patch_time, tuple(cfg.window), cfg.drop_path,
+                                 cfg.frozen)
+    return TimmImageBackbone(cfg.timm_model, cfg.pretrained, tuple(cfg.timm_out_indices), frozen=cfg.frozen)
+
+
+class VisionLanguageFusion(nn.Module):
+    """Each visual token times what it reads from the words: ``v * attn(v, words + pos, words)``."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.multihead_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, visual: torch.Tensor, words: torch.Tensor, padding: torch.Tensor, pos: torch.Tensor):
+        """visual (N, C, h, w); words, pos (N, L, C); padding (N, L) -> (N, C, h, w)."""
+        n, c, h, w = visual.shape
+        v = visual.flatten(2).transpose(1, 2)
+        read = self.multihead_attn(v, words + pos, words, key_padding_mask=padding, need_weights=False)[0]
+        return (v * read).transpose(1, 2).reshape(n, c, h, w)
+
+
+@dataclass
+class EncodedText:
+    words: torch.Tensor  # (B, L, C)
+    padding: torch.Tensor  # (B, L)
+    pos: torch.Tensor  # (B, L, C)
+    sentence: torch.Tensor  # (B, C)
+
+    def take(self, k: int, n: int) -> "EncodedText":
+        """Sentence ``k`` for ``n`` frames."""
+        return EncodedText(*(x[k : k + 1].expand(n, *x.shape[1:]) for x in vars(self).values()))
+
+    def repeat(self, n: int) -> "EncodedText":
+        """Every sentence for each of its clip's ``n`` frames."""
+        return EncodedText(*(x.repeat_interleave(n, dim=0) for x in vars(self).values()))
+
+
+class SgMgModel(RvosModel):
+    config_class = SgMgConfig
+    mask_stride = 1
+    size_divisibility = 1  # the model pads (with padding masks) itself
+
+    def __init__(self, cfg: SgMgConfig):
+        super().__init__(cfg)
+        c = cfg.hidden_dim
+        t = cfg.text
+        self.text_encoder = HFTextEncoder(t.model, t.pretrained, t.frozen, t.max_tokens, t.cache_dir)
+        self.text_proj = FeatureResizer(self.text_encoder.width, c, 0.1)
+        self.sentence_proj = FeatureResizer(self.text_encoder.sentence_dim, c, 0.1)
+        self.backbone = build_backbone(cfg.backbone)
+        if list(self.backbone.strides[:4]) != [4, 8, 16, 32]:
+            raise ConfigError(f"SgMg needs backbone maps at strides 4, 8, 16, 32; the backbone gives "
+                              f"{self.backbone.strides} (for timm, choose them with model.backbone.timm_out_indices)")
+        channels = self.backbone.channels
+        self.input_proj = nn.ModuleList()
+        for level in range(cfg.levels):
+            if level < 3:
+                conv = nn.Conv2d(channels[level + 1], c, 1)
+            else:
+                conv = nn.Conv2d(channels[3] if level == 3 else c, c, 3, stride=2, padding=1)
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+            self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(32, c)))
+        if cfg.spectrum:
+            self.input_fft = nn.ModuleList(SpectrumModulation(c, cfg.spectrum_sigma) for _ in range(cfg.levels))
+            self.input_fft_post = nn.ModuleList(SpectrumModulation(c, cfg.spectrum_sigma) for _ in range(cfg.levels))
+        self.fusion_module = VisionLanguageFusion(c, cfg.fusion_heads)
+        x = cfg.transformer
+        self.transformer = DeformableTransformer(c, x.heads, x.enc_layers, x.dec_layers, x.ffn, x.dropout, cfg.levels,
+                                                 x.enc_points, x.dec_points)
+        self.query_embed = nn.Embedding(cfg.queries, c)
+        self.class_embed = nn.ModuleList(nn.Linear(c, 1) for _ in range(x.dec_layers))
+        self.bbox_embed = nn.ModuleList(MLP(c, c, 4, 3) for _ in range(x.dec_layers))
+        for cls, box in zip(self.class_embed, self.bbox_embed):
+            nn.init.constant_(cls.bias, -4.59511985013459)  # prior probability 0.01
+            nn.init.zeros_(box.layers[-1].weight)
+            nn.init.zeros_(box.layers[-1].bias)
+        nn.init.constant_(self.bbox_embed[0].layers[-1].bias[2:], -2.0)
+        self.mask_head = DynamicMaskHead(c, c, cfg.mask_channels, cfg.controller_layers, stride=8,
+                                         rel_coord=cfg.rel_coord)
+        self.mask_refine = SegmentOptimize(cfg.mask_channels, (channels[0], channels[1]))
+        self.window_invariant = not self.backbone.temporal
+
+    # ------------------------------------------------------------------------------------------- text
+
+    def prepare_text(self, sentences: list[str]) -> TextInputs:
+        return self.text_encoder.tokenize(sentences)
+
+    def encode_text(self, text: TextInputs) -> EncodedText:
+        t = self.text_encoder.forward_text(text)
+        return EncodedText(self.text_proj(t.words), t.padding, sine_text(t.padding, self.cfg.hidden_dim),
+                           self.sentence_proj(t.sentence))
+
+    # ------------------------------------------------------------------------------------------- stages
+
+    def encode_frames(self, frames: torch.Tensor, text: EncodedText, clip_length: int) -> dict:
+        """frames (N, 3, H, W) in [0, 1], N = clips x clip_length; text per frame -> every decoder layer's scores
+        (L, N, Q) and boxes (L, N, Q, 4), the 16-channel priors (L, N, Q, 16, H'/8, W'/8), the backbone's
+        stride-4 and stride-8 maps (the refinement's input) and the padded size (H', W')."""
+        cfg = self.cfg
+        h, w = frames.shape[-2:]
+        d = cfg.size_divisibility
+        images = F.pad(frames, (0, (d - w % d) % d, 0, (d - h % d) % d))
+        padding = torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
+        padding[:, :h, :w] = False
+        features = self.backbone.forward_image(images, clip_length)
+        srcs, masks, poss = [], [], []
+        gauss = None
+        for level in range(cfg.levels):
+            src = self.input_proj[level](features[level + 1] if level < 3 else features[3] if level == 3 else srcs[-1])
+            mask = F.interpolate(padding[None].float(), size=src.shape[-2:])[0].bool()
+            if cfg.spectrum:
+                src, gauss = self.input_fft[level](src, gauss)
+            src = self.fusion_module(src, text.words, text.padding, text.pos)
+            if cfg.spectrum:
+                src, gauss = self.input_fft_post[level](src, gauss)
+            srcs.append(src)
+            masks.append(mask)
+            poss.append(sine_2d_masked(mask, cfg.hidden_dim // 2).to(src.dtype))
+        memory, shapes, ratios, flat_padding = self.transformer.encode(srcs, masks, poss)
+        tgt = text.sentence[:, None].expand(-1, cfg.queries, -1)
+        hs, boxes = self.transformer.decode(tgt, self.query_embed.weight, memory, shapes, ratios, flat_padding,
+                                            self.bbox_embed)
+        logits = torch.stack([head(x)[..., 0] for head, x in zip(self.class_embed, hs)])
+        # the encoded levels but the coarsest (strides 8, 16, 32 of 4), bicubically upsampled to stride 8 and summed
+        levels = memory.split([a * b for a, b in shapes], dim=1)[: cfg.levels - 1]
+        maps = [m.transpose(1, 2).reshape(m.shape[0], -1, *s) for m, s in zip(levels, shapes)]
+        mask_features = sum(F.interpolate(m, size=shapes[0], mode="bicubic", align_corners=False) for m in maps)
+        scale = torch.tensor([w, h], dtype=boxes.dtype, device=boxes.device)
+        priors = torch.stack([self.mask_head(mask_features, x, box[..., :2].detach() * scale)
+                              for x, box in zip(hs, boxes)])
+        return {"logits": logits, "boxes": boxes, "priors": priors, "stride4": features[0], "stride8": features[1],
+                "size": images.shape[-2:]}
+
+    def refine(self, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor) -> torch.Tensor:
+        """priors (N, 16, h, w) of one query per frame -> the full-resolution mask logits (N, H', W')."""
+        return self.mask_refine(priors, stride4, stride8)[:, 0]
+
+    # ------------------------------------------------------------------------------------------- training
+
+    def forward(self, batch: ClipBatch) -> dict:
+        """Every decoder layer's scores (L, B, T, Q) and boxes (L, B, T, Q, 4); in training also each layer's
+        matched query (L, B) and its refined masks (L, B, T, H', W') and stride-2 priors (L, B, T, H'/2, W'/2),
+        and the clip targets; in inference the last layer's priors of every query and the refinement's input."""
+        b, t_len = batch.frames.shape[:2]
+        text = self.encode_text(batch.text)
+        out = self.encode_frames(batch.frames.flatten(0, 1), text.repeat(t_len), t_len)
+        layers = out["logits"].shape[0]
+        logits = out["logits"].view(layers, b, t_len, -1)
+        boxes = out["boxes"].view(layers, b, t_len, *out["boxes"].shape[2:])
+        priors = out["priors"].view(layers, b, t_len, *out["priors"].shape[2:])  # (L, B, T, Q, 16, h, w)
+        outputs = {"logits": logits, "boxes": boxes}
+        if not self.training:
+            return outputs | {"priors": priors[-1], "stride4": out["stride4"], "stride8": out["stride8"]}
+        q, (h8, w8) = priors.shape[3], priors.shape[-2:]
+        low = F.pixel_shuffle(priors.flatten(0, 3), 4).view(layers, b, t_len, q, 4 * h8, 4 * w8)
+        targets = clip_targets(batch.targets, tuple(out["size"]))
+        clips = torch.arange(b, device=logits.device)
+        matched, masks, low_masks = [], [], []
+        for layer in range(layers):  # match on the priors, then refine the matched query alone
+            m = match(logits[layer], boxes[layer], low[layer], targets, targets.low, self.cfg.loss)
+            refined = self.refine(priors[layer, clips, :, m].flatten(0, 1), out["stride4"], out["stride8"])
+            matched.append(m)
+            masks.append(refined.view(b, t_len, *refined.shape[-2:]))
+            low_masks.append(low[layer, clips, :, m])
+        return outputs | {"matched": torch.stack(matched), "masks": torch.stack(masks),
+                          "low_masks": torch.stack(low_masks), "targets": targets}
+
+    def loss(self, outputs: dict, batch: ClipBatch) -> dict:
+        """Every decoder layer's losses (the last layer's unsuffixed, the others ``_0``, ``_1``, ...)."""
+        targets = outputs["targets"]
+        norm = num_valid_frames(targets.valid)
+        layers = outputs["logits"].shape[0]
+        losses = {}
+        for layer in range(layers):
+            part = layer_losses(outputs["logits"][layer], outputs["boxes"][layer], outputs["matched"][layer],
+                                outputs["masks"][layer], outputs["low_masks"][layer], targets, self.cfg.loss, norm)
+            suffix = "" if layer == layers - 1 else f"_{layer}"
+            losses |= {k + suffix: v for k, v in part.items()}
+        return losses
+
+    # ------------------------------------------------------------------------------------------- selection
+
+    def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
+        probs = outputs["logits"][-1].sigmoid()  # (B, T, Q)
+        t_len = probs.shape[1]
+        results = []
+        for b in range(probs.shape[0]):
+            frames = slice(b * t_len, (b + 1) * t_len)
+            results.append(self.select(probs[b], outputs["priors"][b], outputs["stride4"][frames],
+                                       outputs["stride8"][frames]))
+        return results
+
+    def select(self, probs: torch.Tensor, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor,
+               best: torch.Tensor | None = None) -> ClipMasks:
+        """The official rule: the query with the best mean score over the frames (probs (T, Q); ``best`` when it
+        was chosen over more frames), refined in every frame (priors (T, Q, 16, h, w))."""
+        best = probs.sum(0).argmax() if best is None else best
+        logits = self.refine(priors[:, best], stride4, stride8)
+        return ClipMasks(logits[:, None], probs[:, best] * (logits > 0).flatten(1).any(1))
+
+    def parameter_group(self, name: str) -> str:
+        if name.startswith("text_encoder."):
+            return "text"
+        if name.startswith("backbone."):
+            return "backbone"
+        return "head"
+
+    # ------------------------------------------------------------------------------------------- inference
+
+    def start_session(self, text: TextInputs, score_threshold: float | None = None) -> "SgMgSession":
+        return SgMgSession(self, text)
+
+    # ------------------------------------------------------------------------------------------- reporting
+
+    def describe(self) -> dict:
+        cfg = self.cfg
+        b = cfg.backbone
+        x = cfg.transformer
+        return {
+            "text_encoder": {"model": cfg.text.model, "frozen_setting": cfg.text.frozen, "width": self.text_encoder.width},
+            "backbone": {"model": f"video Swin-{b.variant.upper()}" if b.kind == "video_swin" else b.timm_model,
+                         "channels": list(self.backbone.channels)},
+            "input_fft": {"levels": cfg.levels, "sigma": cfg.spectrum_sigma} if cfg.spectrum else {},
+            "transformer": {"encoder_layers": x.enc_layers, "decoder_layers": x.dec_layers, "heads": x.heads,
+                            "points": x.dec_points, "queries_per_frame": cfg.queries},
+            "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers},
+            "selection": {"rule": "top-1 query (best mean score over the video)"},
+        }
+
+
+class SgMgSession(InferenceSession):
+    """Pass one keeps every frame's query scores per sentence; :meth:`decode` picks each sentence's query over the
+    whole video; pass two encodes each window again and refines that query (the last observed window's encoding is
+    kept, so a video of one window is encoded once). A temporal backbone sees one window at a time: set
+    ``infer.window`` to the videos' length to encode them whole, as the official inference does."""
+
+    def __init__(self, model: SgMgModel, text: TextInputs):
+        self.model = model
+        self.text = model.encode_text(text)
+        self.count = text["input_ids"].shape[0]
+        self.probs: list[list[torch.Tensor]] = [[] for _ in range(self.count)]  # per sentence, per window (n, Q)
+        self.cache: tuple[int, list[dict]] | None = None
+        self.best: list[torch.Tensor] = []
+
+    def _encode(self, frames: torch.Tensor) -> list[dict]:
+        n = frames.shape[0]
+        return [self.model.encode_frames(frames, self.text.take(k, n), n) for k in range(self.count)]
+
+    def observe(self, frames: torch.Tensor, start: int) -> None:
+        encoded = self._encode(frames)
+        for k, out in enumerate(encoded):
+            self.probs[k].append(out["logits"][-1].sigmoid())
+        self.cache = (start, encoded)
+
+    def decode(self) -> None:
+        self.probs = [torch.cat(p) for p in self.probs]
+        self.best = [p.sum(0).argmax() for p in self.probs]
+
+    def _window(self, frames: torch.Tensor, start: int) -> list[dict]:
+        return self.cache[1] if self.cache is not None and self.cache[0] == start else self._encode(frames)
+
+    def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        n = frames.shape[0]
+        out = []
+        for k, enc in enumerate(self._window(frames, start)):
+            priors = enc["priors"][-1]  # (n, Q, 16, h, w)
+            masks = torch.stack([self.model.refine(priors[:, q], enc["stride4"], enc["stride8"])
+                                 for q in range(priors.shape[1])], 1)
+            out.append((self.probs[k][start : start + n], masks))
+        return out
+
+    def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
+        n = frames.shape[0]
+        return [self.model.select(self.probs[k][start : start + n], enc["priors"][-1], enc["stride4"], enc["stride8"],
+                                  self.best[k]) for k, enc in enumerate(self._window(frames, start))]

@@ -1,0 +1,202 @@
+"""SgMg's parts: the spectrum modulation against a direct numpy computation of its formula, the dynamic mask head
+against a per-query loop, segment-and-optimize's shapes, the ReferFormer-style targets, matcher and losses, the
+deformable decoder's box refinement, and the model's training outputs and inference session."""
+
+import numpy as np
+import pytest
+import torch
+
+from rvos.models.criterion.referformer import (ReferLossConfig, clip_targets, inclusive_boxes, layer_losses, match,
+                                               num_valid_frames)
+from rvos.models.layers.dynamic_conv import DynamicMaskHead
+from rvos.models.layers.spectrum import SpectrumModulation, centred_gaussian
+from rvos.models.meta.base import ClipBatch
+from rvos.models.modules.deformable_transformer import DeformableTransformer, inverse_sigmoid
+from rvos.models.modules.segment_optimize import SegmentOptimize
+
+from contract import tiny_config
+
+
+def numpy_spectrum(module: SpectrumModulation, x: np.ndarray, gauss: np.ndarray) -> np.ndarray:
+    """The official formula, written out in numpy (float64) from the module's weights."""
+    w = {k: v.detach().double().numpy() for k, v in module.state_dict().items()}
+    n, c, h, wd = x.shape
+    lap = np.zeros((n, c, h - 2, wd - 2))
+    for i in range(h - 2):
+        for j in range(wd - 2):
+            lap[:, :, i, j] = np.einsum("ncab,ocab->no", x[:, :, i:i + 3, j:j + 3], w["laplace.weight"])
+    lap += w["laplace.bias"][None, :, None, None]
+    hidden = np.maximum(lap.mean((2, 3)) @ w["fc.0.weight"].T, 0)
+    coef = 1 / (1 + np.exp(-(hidden @ w["fc.2.weight"].T)))  # (N, 1)
+    spec = np.fft.fft2(x) * (1 - coef[:, :, None, None] * gauss)
+    y = np.concatenate([spec.real, spec.imag], 1)
+    y = np.maximum(np.einsum("nchw,oc->nohw", y, w["conv1.weight"][:, :, 0, 0]) + w["conv1.bias"][None, :, None, None], 0)
+    y = np.einsum("nchw,oc->nohw", y, w["conv2.weight"][:, :, 0, 0]) + w["conv2.bias"][None, :, None, None]
+    return x + np.fft.ifft2(y[:, :c] + 1j * y[:, c:]).real
+
+
+def test_spectrum_modulation_computes_the_official_formula():
+    torch.manual_seed(0)
+    module = SpectrumModulation(8, sigma=2.0)
+    for p in module.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(2, 8, 7, 9)
+    with torch.no_grad():
+        out, gauss = module(x)
+        coef = module.coefficient(x)
+    g = np.exp(-((np.arange(7)[:, None] - 3) ** 2 + (np.arange(9)[None] - 4) ** 2) / (2 * 2.0**2))
+    np.testing.assert_allclose(gauss[0, 0].numpy(), g, rtol=1e-6)
+    np.testing.assert_allclose(out.numpy(), numpy_spectrum(module, x.double().numpy(), g), rtol=1e-4, atol=1e-4)
+    assert ((coef > 0.05) & (coef < 0.95)).all()  # the gate is neither closed nor open: the test sees the filter
+
+
+def test_spectrum_gaussians_are_handed_on_and_resized():
+    module = SpectrumModulation(4)
+    first = centred_gaussian(8, 12, 7.0)
+    _, g = module(torch.randn(1, 4, 8, 12))
+    torch.testing.assert_close(g, first)
+    _, g2 = module(torch.randn(1, 4, 4, 6), g)
+    torch.testing.assert_close(g2, torch.nn.functional.interpolate(first, size=(4, 6), mode="bilinear"))
+    out, _ = module(torch.randn(1, 4, 2, 2))  # smaller than the 3x3 convolution: padded for the coefficient
+    assert out.shape == (1, 4, 2, 2)
+
+
+def test_dynamic_head_applies_each_querys_own_convolutions_with_relative_coordinates():
+    torch.manual_seed(0)
+    head = DynamicMaskHead(query_dim=12, in_channels=6, channels=4, layers=2, stride=8)
+    features, queries = torch.randn(2, 6, 3, 5), torch.randn(2, 3, 12)
+    points = torch.rand(2, 3, 2) * torch.tensor([40.0, 24.0])
+    with torch.no_grad():
+        out = head(features, queries, points)
+    assert out.shape == (2, 3, 4, 3, 5)
+    ys, xs = torch.meshgrid(torch.arange(3) * 8 + 4.0, torch.arange(5) * 8 + 4.0, indexing="ij")
+    for n in range(2):
+        for q in range(3):
+            params = head.controller(queries[n, q]).detach()
+            w1, w2, b1, b2 = params.split([8 * 4, 4 * 4, 4, 4])
+            rel = torch.stack([points[n, q, 0] - xs, points[n, q, 1] - ys])
+            x = torch.cat([features[n], rel]).flatten(1)  # (8, hw)
+            y = w2.view(4, 4) @ torch.relu(w1.view(4, 8) @ x + b1[:, None]) + b2[:, None]
+            torch.testing.assert_close(out[n, q].flatten(1), y, rtol=1e-4, atol=1e-5)
+
+
+def test_segment_optimize_goes_from_the_stride_8_prior_to_full_resolution():
+    refine = SegmentOptimize(16, (6, 10))
+    out = refine(torch.randn(3, 16, 4, 5), torch.randn(3, 6, 8, 10), torch.randn(3, 10, 4, 5))
+    assert out.shape == (3, 1, 32, 40)
+
+
+def test_box_refinement_feeds_each_layers_box_to_the_next():
+    torch.manual_seed(0)
+    transformer = DeformableTransformer(32, heads=4, enc_layers=1, dec_layers=3, ffn=64, dropout=0.0, levels=2)
+    heads = torch.nn.ModuleList(torch.nn.Linear(32, 4) for _ in range(3))
+    srcs = [torch.randn(2, 32, 6, 8), torch.randn(2, 32, 3, 4)]
+    pads = [torch.zeros(2, 6, 8, dtype=torch.bool), torch.zeros(2, 3, 4, dtype=torch.bool)]
+    memory, shapes, ratios, padding = transformer.encode(srcs, pads, [torch.zeros_like(s) for s in srcs])
+    hs, boxes = transformer.decode(torch.randn(2, 5, 32), torch.randn(5, 32), memory, shapes, ratios, padding, heads)
+    assert hs.shape == (3, 2, 5, 32) and boxes.shape == (3, 2, 5, 4)
+    first = transformer.reference_points(torch.randn(5, 32)).shape  # a centre per query
+    assert first == (5, 2)
+    for layer in (1, 2):  # layer l's box: its delta on the previous layer's box
+        torch.testing.assert_close(boxes[layer], (heads[layer](hs[layer]) + inverse_sigmoid(boxes[layer - 1])).sigmoid())
+
+
+def test_targets_are_the_union_with_inclusive_boxes_and_valid_frames():
+    objects = torch.zeros(2, 3, 10, 20, dtype=torch.bool)
+    objects[0, 0, 2:5, 4:10] = True
+    objects[1, 0, 6:8, 12:14] = True
+    objects[1, 1, 0:1, 0:1] = True
+    targets = clip_targets([objects], (16, 32))
+    assert targets.masks.shape == (1, 3, 16, 32) and targets.valid.tolist() == [[True, True, False]]
+    # frame 0: rows 2..7, columns 4..13 -> x1 4, x2 13, y1 2, y2 7 over (20, 10); a single pixel has no size
+    torch.testing.assert_close(targets.boxes[0, 0], torch.tensor([8.5 / 20, 4.5 / 10, 9 / 20, 5 / 10]))
+    torch.testing.assert_close(targets.boxes[0, 1], torch.tensor([0.0, 0.0, 0.0, 0.0]))
+    assert targets.boxes[0, 2].abs().sum() == 0
+    assert targets.low.shape == (1, 3, 8, 16)
+    torch.testing.assert_close(inclusive_boxes(objects[0]), targets.boxes[0] * 0 + inclusive_boxes(objects[0]))
+
+
+def test_matcher_takes_the_query_that_fits_and_losses_count_valid_frames():
+    cfg = ReferLossConfig()
+    mask = torch.zeros(1, 2, 8, 8, dtype=torch.bool)
+    mask[0, 0, 2:6, 2:6] = True  # visible in frame 0 only
+    targets = clip_targets([mask], (8, 8))
+    logits = torch.full((1, 2, 3), -3.0)
+    boxes = torch.rand(1, 2, 3, 4) * 0.2 + 0.4
+    masks = torch.full((1, 2, 3, 8, 8), -8.0)
+    masks[0, :, 1] = torch.where(targets.masks[0] > 0, 8.0, -8.0)  # query 1 is the object
+    boxes[0, 0, 1] = targets.boxes[0, 0]
+    matched = match(logits, boxes, masks, targets, targets.masks, cfg)
+    assert matched.tolist() == [1]
+    norm = num_valid_frames(targets.valid)
+    assert norm == 1.0
+    losses = layer_losses(logits, boxes, matched, masks[0, :, 1][None], None, targets, cfg, norm)
+    # the box terms count the absent frame too, against an all-zero box
+    torch.testing.assert_close(losses["box"], cfg.box_weight * boxes[0, 1, 1].abs().sum())
+    assert torch.isfinite(losses["giou"]) and losses["dice"].item() < 1e-2
+    assert "mask_low" not in losses
+    # the class loss: every (frame, query) focal term, the matched query positive in its valid frame alone
+    p = torch.sigmoid(torch.tensor(-3.0))
+    neg = 0.75 * p**2 * -torch.log(1 - p)
+    pos = 0.25 * (1 - p) ** 2 * -torch.log(p)
+    torch.testing.assert_close(losses["class"], cfg.class_weight * (5 * neg + pos))
+
+
+def _batch(model, t_len=3, h=64, w=96):
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, t_len, 3, h, w, generator=g) * 0.3
+    inst = torch.zeros(2, t_len, h, w, dtype=torch.bool)
+    for t in range(t_len):
+        inst[0, t, 8:30, 10 + 8 * t:40 + 8 * t] = True
+        inst[1, t, 36:60, 50:80] = True
+    frames[:, :, 0][inst[0][None].expand(2, -1, -1, -1)] = 0.9
+    sentences = ["the red block moving right", "the still block"]
+    return ClipBatch(frames, model.prepare_text(sentences), sentences, [inst, inst],
+                     [torch.tensor([True, False]), torch.tensor([False, True])], ["v", "v"], ["0", "1"])
+
+
+def test_training_refines_the_matched_query_of_every_layer_and_inference_the_best_one():
+    from rvos.models.build import build_model
+
+    cfg = tiny_config("sgmg")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    batch = _batch(model)
+    out = model(batch)
+    layers = cfg.model.transformer.dec_layers
+    assert out["matched"].shape == (layers, 2) and out["masks"].shape == (layers, 2, 3, 64, 96)
+    assert out["low_masks"].shape == (layers, 2, 3, 32, 48)
+    losses = model.loss(out, batch)
+    expected = {"class", "box", "giou", "mask", "dice", "mask_low", "dice_low"}
+    assert set(losses) == expected | {f"{k}_{i}" for k in expected for i in range(layers - 1)}
+    model.eval()
+    with torch.no_grad():
+        (own, _) = model.postprocess(model(batch))
+        session = model.start_session(model.prepare_text(batch.sentences[:1]))
+        session.observe(batch.frames[0], 0)
+        session.decode()
+        (streamed,) = session.predict(batch.frames[0], 0)
+        (probs, candidates), = session.candidates(batch.frames[0], 0)
+    assert own.logits.shape == (3, 1, 64, 96) and candidates.shape == (3, cfg.model.queries, 64, 96)
+    torch.testing.assert_close(streamed.logits, own.logits, atol=1e-3, rtol=1e-3)
+    best = probs.sum(0).argmax()
+    torch.testing.assert_close(candidates[:, best], streamed.logits[:, 0])
+
+
+def test_a_per_frame_timm_backbone_needs_the_four_strides():
+    from rvos.errors import ConfigError
+    from rvos.models.build import build_model
+
+    resnet = ["model.backbone.kind=timm", "model.backbone.timm_model=resnet18"]
+    with pytest.raises(ConfigError, match="strides 4, 8, 16, 32.*timm_out_indices"):
+        build_model(tiny_config("sgmg", *resnet).model)  # its first four maps are at strides 2..16
+    model = build_model(tiny_config("sgmg", *resnet, "model.backbone.timm_out_indices=[1,2,3,4]").model)
+    assert model.window_invariant and model.backbone.strides == [4, 8, 16, 32]
+
+
+@pytest.mark.parametrize("bad", ["model.mask_channels=8", "model.backbone.kind=vit"])
+def test_config_errors_are_clear(bad):
+    from rvos.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValueError)):
+        tiny_config("sgmg", bad)
