@@ -64,11 +64,14 @@ class VideoSwinBackbone(ImageBackbone):
     strides = [4, 8, 16, 32]
 
     def __init__(self, variant: str = "t", pretrained: str | None = None, patch_time: int = 1,
-                 window: tuple[int, int, int] = (8, 7, 7), drop_path: float = 0.1, frozen: bool = False):
+                 window: tuple[int, int, int] = (8, 7, 7), drop_path: float = 0.1, frozen: bool = False,
+                 embed_dim: int | None = None, depths: tuple[int, ...] | None = None,
+                 heads: tuple[int, ...] | None = None):
+        """``embed_dim``, ``depths``, ``heads``: sizes of a custom video Swin, each replacing the variant's."""
         super().__init__()
         if variant not in VARIANTS:
             raise CheckpointError(f"unknown video Swin variant {variant!r} (known: {', '.join(VARIANTS)})")
-        dim, depths, heads = VARIANTS[variant]
+        dim, depths, heads = (given or default for given, default in zip((embed_dim, depths, heads), VARIANTS[variant]))
         self.body = SwinTransformer3d(patch_size=[patch_time, 4, 4], embed_dim=dim, depths=list(depths),
                                       num_heads=list(heads), window_size=list(window), stochastic_depth_prob=drop_path)
         self.body.norm = self.body.head = torch.nn.Identity()  # the stages' outputs are the features

@@ -63,7 +63,11 @@ class TextConfig:
 @dataclass
 class BackboneConfig:
     kind: str = "video_swin"  # "video_swin" (torchvision's Swin3D) or "timm" (Swin, ResNet, ... per frame)
-    variant: str = "t"  # video Swin: t, s or b
+    variant: str = "t"  # video Swin: t, s or b (or xs, a CPU size)
+    # a custom video Swin's sizes, each replacing the variant's (null: the variant's)
+    embed_dim: int | None = None
+    depths: tuple[int, ...] | None = None
+    heads: tuple[int, ...] | None = None
     patch_time: int = 1  # frames per temporal patch (1: per-frame features, as SgMg uses it)
     window: tuple[int, int, int] = (8, 7, 7)
     drop_path: float = 0.2
@@ -115,7 +119,7 @@ class SgMgConfig:
 def build_backbone(cfg: BackboneConfig):
     if cfg.kind == "video_swin":
         return VideoSwinBackbone(cfg.variant, cfg.pretrained, cfg.patch_time, tuple(cfg.window), cfg.drop_path,
-                                 cfg.frozen)
+                                 cfg.frozen, cfg.embed_dim, cfg.depths, cfg.heads)
     return TimmImageBackbone(cfg.timm_model, cfg.pretrained, tuple(cfg.timm_out_indices), frozen=cfg.frozen)
 
 
