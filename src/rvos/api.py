@@ -3,6 +3,7 @@
     from rvos import Segmenter
 
     seg = Segmenter.from_pretrained("runs/tiny")          # a run folder, a model folder or model.safetensors
+    seg = Segmenter.from_pretrained("runs/tiny", refine=True)  # + SAM-HQ refinement (rvos.refine.RefineConfig)
     result = seg("my_video.mp4", "the dog running to the left")
     result.masks        # (T, H, W) bool
     result.scores       # (T,) referring confidence per frame
@@ -38,19 +39,30 @@ class Segmenter:
     """A trained model wrapped for whole videos (see :class:`rvos.engine.inference.Predictor`)."""
 
     def __init__(self, model, config, device: str = "cpu", window: int | None = None,
-                 score_threshold: float | None = None):
+                 score_threshold: float | None = None, refine=None):
+        """``refine``: SAM-HQ refinement of every mask (:class:`rvos.refine.RefineConfig`); None: as the config's
+        ``infer.refine`` says; True: on, with the config's settings or the defaults; False: off."""
         from rvos.engine.inference import Predictor
+        from rvos.refine import RefineConfig
 
         self.config = config
-        self.predictor = Predictor(model, config, device, window=window, score_threshold=score_threshold)
+        if refine is None or refine is True:
+            refine = config.infer.refine or (RefineConfig() if refine else None)
+        refiner = None
+        if refine:
+            from rvos.refine.sam_hq import build_refiner
+
+            refiner = build_refiner(refine, device)
+        self.predictor = Predictor(model, config, device, window=window, score_threshold=score_threshold,
+                                   refiner=refiner)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", window: int | None = None,
-                        score_threshold: float | None = None) -> "Segmenter":
+                        score_threshold: float | None = None, refine=None) -> "Segmenter":
         from rvos.engine.checkpoint import find_model, load_model
 
         model, cfg = load_model(find_model(path), device=device)
-        return cls(model, cfg, device, window, score_threshold)
+        return cls(model, cfg, device, window, score_threshold, refine)
 
     @staticmethod
     def source(video) -> VideoSource:

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from rvos.errors import CheckpointError, ConfigError, DataError, RvosError
+from rvos.refine.config import SAM_HQ_VIT_L
 
 
 class Terminated(BaseException):
@@ -224,14 +225,33 @@ def cmd_train(args) -> None:
             _print_eval(summary["eval"])
 
 
+def _refine_config(args, cfg):
+    """The config's ``infer.refine``, turned on by ``--refine`` or ``--sam`` (which also names the weights)."""
+    import dataclasses
+
+    from rvos.refine import RefineConfig
+
+    refine = cfg.infer.refine
+    sam = getattr(args, "sam", None)
+    if getattr(args, "refine", False) or sam:
+        refine = refine or RefineConfig()
+        if sam:
+            refine = dataclasses.replace(refine, sam=sam)
+    return refine
+
+
 def _predictor(args):
-    """The Predictor of ``--run`` or ``--weights`` with ``--device``, ``--window`` and ``--threshold``."""
+    """The Predictor of ``--run`` or ``--weights`` with ``--device``, ``--window`` and ``--threshold``, and SAM-HQ
+    refinement when the model's config (``infer.refine``), ``--refine`` or ``--sam`` asks for it."""
     from rvos.engine.checkpoint import find_model, load_model
     from rvos.engine.inference import Predictor
+    from rvos.refine.sam_hq import build_refiner
 
     model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
     model, cfg = load_model(find_model(model_path), device=args.device or "cpu")
-    return Predictor(model, cfg, args.device or "cpu", window=args.window, score_threshold=args.threshold)
+    refiner = build_refiner(_refine_config(args, cfg), args.device or "cpu")
+    return Predictor(model, cfg, args.device or "cpu", window=args.window, score_threshold=args.threshold,
+                     refiner=refiner)
 
 
 def cmd_infer(args) -> None:
@@ -242,6 +262,23 @@ def cmd_infer(args) -> None:
     _check_output(args.out, args.overwrite, existing_ok=True)
     n = predict_split(_predictor(args), args.split_dir, args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(f"predicted {n} videos into {args.out}")
+
+
+def cmd_refine(args) -> None:
+    from rvos.data.splits import open_split
+    from rvos.refine import RefineConfig
+    from rvos.refine.predictions import check_output, refine_predictions, scan_predictions
+    from rvos.refine.sam_hq import SamHQRefiner
+
+    cfg = RefineConfig(sam=args.sam, device=args.device, dtype=args.dtype, batch_size=args.batch_size, seed=args.seed,
+                       positive_points=args.positive_points, negative_points=args.negative_points,
+                       hq_token_only=args.hq_token_only)
+    check_output(args.pred, args.out, args.overwrite)  # bad input fails before SAM-HQ is loaded
+    scan_predictions(args.pred, open_split(args.split_dir))
+    refiner = SamHQRefiner.from_config(cfg)
+    summary = refine_predictions(refiner, args.pred, args.split_dir, args.out, overwrite=args.overwrite,
+                                 window=max(16, cfg.batch_size), progress=not args.quiet)
+    print(f"refined {summary['masks']} masks of {summary['videos']} videos into {args.out}")
 
 
 def cmd_refdavis(args) -> None:
@@ -282,9 +319,12 @@ def cmd_predict(args) -> None:
                         "segmented and these problems are recorded in result.json)")
     out = args.out or Path("predictions") / source.name
     _check_output(out, args.overwrite)
+    from rvos.engine.checkpoint import find_model, load_model
+
     model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
-    segmenter = Segmenter.from_pretrained(model_path, device=args.device or "cpu", window=args.window,
-                                          score_threshold=args.threshold)
+    model, cfg = load_model(find_model(model_path), device=args.device or "cpu")
+    segmenter = Segmenter(model, cfg, device=args.device or "cpu", window=args.window, score_threshold=args.threshold,
+                          refine=_refine_config(args, cfg) or False)
     summary = predict_to_folder(segmenter, source, texts, out, overwrite=args.overwrite,
                                 overlay_video=not args.no_video, progress=not args.quiet)
     print(f"{summary['frames']} frames -> {out}")
@@ -325,6 +365,13 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True,
                    help="a bundled config's name (e.g. vlm_tiny_synth) or a YAML file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
+
+
+def _add_refine_switch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refine", action="store_true",
+                   help="refine every mask with SAM-HQ (the model config's infer.refine settings, or the defaults)")
+    p.add_argument("--sam", help="SAM-HQ weights for --refine (implies it): a local folder or a Hugging Face repo id "
+                   f"(default: infer.refine.sam, else {SAM_HQ_VIT_L})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -382,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, help="frames encoded at once (default: the config's infer.window)")
     p.add_argument("--threshold", type=float, help="referring score threshold (default: the config's)")
     p.add_argument("--device", help="cpu or cuda (default cpu)")
+    _add_refine_switch(p)
     p.set_defaults(func=cmd_refdavis)
 
     p = sub.add_parser("export-masks", help="write a split's ground truth as PNGs in the prediction layout")
@@ -439,7 +487,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="referring score threshold (default: the config's)")
     p.add_argument("--overwrite", action="store_true", help="predict videos whose predictions are already there")
     p.add_argument("--device", help="cpu or cuda (default cpu)")
+    _add_refine_switch(p)
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("refine", help="refine any method's predictions with SAM-HQ (box and points from each mask)")
+    p.add_argument("pred", type=Path, help="predictions: PRED/<video>/<exp_id>/<frame>.png (rvos infer's output)")
+    p.add_argument("--split-dir", required=True, type=Path, help="the split the predictions were made for")
+    p.add_argument("--out", required=True, type=Path, help="folder for the refined predictions (same layout)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (once the new one is complete)")
+    p.add_argument("--sam", default=SAM_HQ_VIT_L, help="SAM-HQ weights: a local folder (save_pretrained layout) or a "
+                   f"Hugging Face repo id in the cache (default {SAM_HQ_VIT_L}, the report's ViT-L)")
+    p.add_argument("--device", help="cpu or cuda (default cpu)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="SAM-HQ's precision (default float32; bfloat16 on GPUs)")
+    p.add_argument("--batch-size", type=int, default=4, help="frames encoded at once (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the point sampling (default 0)")
+    p.add_argument("--positive-points", type=int, default=10, help="points inside each mask (default 10)")
+    p.add_argument("--negative-points", type=int, default=5,
+                   help="points outside each mask, inside its box (default 5)")
+    p.add_argument("--hq-token-only", action="store_true",
+                   help="the HQ token's mask alone (default: SAM's and the HQ token's logits added, HQ-SAM's default)")
+    p.set_defaults(func=cmd_refine)
 
     p = sub.add_parser("predict", help="segment what sentences refer to in your own video")
     p.add_argument("video", type=Path, help="a video file (mp4, avi, webm, ...), a .gif, or a folder of frames")
@@ -456,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, help="frames encoded at once (default: the config's infer.window)")
     p.add_argument("--threshold", type=float, help="referring score threshold (default: the config's)")
     p.add_argument("--device", help="cpu or cuda (default cpu)")
+    _add_refine_switch(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="synthetic benchmark -> train the tiny model -> evaluate -> report (CPU, minutes)")

@@ -22,6 +22,7 @@ import yaml
 from rvos.data.synth.generate import SynthSpec
 from rvos.errors import ConfigError
 from rvos.models.registry import config_class
+from rvos.refine.config import RefineConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -79,6 +80,10 @@ class TrainConfig:
 class InferConfig:
     window: int = 36  # frames encoded at once; longer videos stream window by window
     score_threshold: float | None = None  # overrides model.score_threshold when set
+    # SAM-HQ refinement of every mask (rvos.refine.RefineConfig; the PVUW 2024 MeViS 2nd-place report's), for
+    # rvos infer / predict / serve / refdavis and the API; None: off. A mapping turns it on: infer.refine={} (the
+    # defaults: ViT-L from the Hugging Face cache) or infer.refine.sam=DIR (a local folder)
+    refine: RefineConfig | None = None
 
 
 @dataclass
