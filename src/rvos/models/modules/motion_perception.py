@@ -25,15 +25,12 @@ Two details follow the official code rather than the paper's text, so its checkp
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from rvos.models.layers.attention import AttentionLayer, FFNLayer
+from rvos.models.modules.windowed_encoder import WindowedQueryEncoder
 
 
 @torch.no_grad()
@@ -106,69 +103,21 @@ class HierarchicalCrossAttention(nn.Module):
         return torch.empty_like(tracks).scatter_(2, order[..., None].expand_as(tracks), tracks)
 
 
-class HierarchicalMotionPerception(nn.Module):
+class HierarchicalMotionPerception(WindowedQueryEncoder):
     """``layers`` blocks of windowed self-attention, hierarchical cross-attention to the motion cues and FFN."""
 
     def __init__(self, dim: int = 256, layers: int = 6, heads: int = 8, ffn: int = 2048, window: int = 8,
                  stages: int = 3):
-        super().__init__()
-        self.heads, self.window = heads, window
-        self.self_attn = nn.ModuleList(AttentionLayer(dim, heads) for _ in range(layers))
+        super().__init__(dim, layers, heads, ffn, window)
         self.cross = nn.ModuleList(HierarchicalCrossAttention(dim, stages) for _ in range(layers))
-        self.ffn = nn.ModuleList(FFNLayer(dim, ffn) for _ in range(layers))
 
     def forward(self, queries: torch.Tensor, cues: torch.Tensor, cue_padding: torch.Tensor | None = None,
                 shifted: bool | None = None) -> torch.Tensor:
         """queries (B, T, Q, C); cues (B, M, C) -> (B, T, Q, C). ``shifted``: odd layers on shifted windows
         (default: at inference only, as the official code)."""
-        b, t_len, q_len, c = queries.shape
-        shifted = (not self.training) if shifted is None else shifted
-        w = self.window
-        padded_len = math.ceil(t_len / w) * w
-        x = F.pad(queries, (0, 0, 0, 0, 0, padded_len - t_len))
-        pad = torch.zeros(b, padded_len, dtype=torch.bool, device=queries.device)
-        pad[:, t_len:] = True
-        shift_mask = self._shift_mask(pad, q_len) if shifted and len(self.ffn) > 1 else None  # the same every layer
-        half = math.ceil(w / 2)
-        for i in range(len(self.ffn)):
-            if shifted and i % 2 == 1:
-                x = torch.roll(x, half, dims=1)
-                x = self._layer(i, x, cues, cue_padding, attn_mask=shift_mask)
-                x = torch.roll(x, -half, dims=1)
-            else:
-                x = self._layer(i, x, cues, cue_padding, key_padding=pad)
-        return x[:, :t_len]
+        def between(i: int, win: torch.Tensor) -> torch.Tensor:
+            nw = win.shape[0] // queries.shape[0]
+            return self.cross[i](win, cues.repeat_interleave(nw, dim=0),
+                                 None if cue_padding is None else cue_padding.repeat_interleave(nw, dim=0))
 
-    def _windows(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T', Q, C) -> (B * Nw, W, Q, C)."""
-        b, t_len, q_len, c = x.shape
-        return x.reshape(b * (t_len // self.window), self.window, q_len, c)
-
-    def _layer(self, i: int, x: torch.Tensor, cues: torch.Tensor, cue_padding: torch.Tensor | None,
-               key_padding: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        b, t_len, q_len, c = x.shape
-        nw = t_len // self.window
-        win = self._windows(x)  # (B*Nw, W, Q, C)
-        tokens = win.flatten(1, 2)  # (B*Nw, W*Q, C), token w * Q + q
-        if key_padding is not None:
-            key_padding = key_padding.view(b * nw, self.window, 1).expand(-1, -1, q_len).flatten(1)
-        tokens = self.self_attn[i](tokens, key_padding_mask=key_padding, attn_mask=attn_mask)
-        win = self.cross[i](tokens.view_as(win), cues.repeat_interleave(nw, dim=0),
-                            None if cue_padding is None else cue_padding.repeat_interleave(nw, dim=0))
-        tokens = self.ffn[i](win.flatten(1, 2))
-        return tokens.view(b, t_len, q_len, c)
-
-    def _shift_mask(self, pad: torch.Tensor, q_len: int) -> torch.Tensor:
-        """The official additive mask of shifted windows (B*Nw*heads, W*Q, W*Q): in the first and the last window
-        a padded frame neither attends nor is attended to, and in the first window (which holds the clip's last
-        frames before its first, rolled round) the two halves do not see each other; -1000 where blocked."""
-        b, t_len = pad.shape
-        w, nw, half = self.window, t_len // self.window, math.ceil(self.window / 2)
-        rolled = torch.roll(pad, half, dims=1).view(b, nw, w)
-        mask = rolled[..., None].expand(-1, -1, -1, w).clone()  # (B, Nw, W query frame, W key frame)
-        for edge in (0, -1):
-            mask[:, edge] = mask[:, edge] | mask[:, edge].transpose(-2, -1)
-        mask[:, 0, :half, half:] = True
-        mask[:, 0, half:, :half] = True
-        mask = mask.view(b * nw, 1, w, 1, w, 1).expand(-1, self.heads, -1, q_len, -1, q_len)
-        return mask.reshape(b * nw * self.heads, w * q_len, w * q_len).float() * -1000
+        return self.encode(queries, shifted, between)
