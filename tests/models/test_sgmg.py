@@ -194,7 +194,7 @@ def test_a_per_frame_timm_backbone_needs_the_four_strides():
     assert model.window_invariant and model.backbone.strides == [4, 8, 16, 32]
 
 
-@pytest.mark.parametrize("bad", ["model.mask_channels=8", "model.backbone.kind=vit"])
+@pytest.mark.parametrize("bad", ["model.mask_channels=8", "model.backbone.kind=vit", "model.levels=5"])
 def test_config_errors_are_clear(bad):
     from rvos.errors import ConfigError
 

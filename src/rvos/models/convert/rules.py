@@ -72,6 +72,16 @@ def check_against(converted: dict[str, torch.Tensor], expected: dict[str, torch.
                               + ". Is it a checkpoint of this method, with this config's sizes?")
 
 
+def check_shared(state: dict[str, torch.Tensor], alias: str, original: str, source: str, method: str) -> None:
+    """Keys under ``alias`` are the official model's second name for the tensors under ``original`` (a module it
+    registers twice, such as Deformable DETR's box heads in its decoder): they must be equal, since only one copy
+    is kept."""
+    differ = [k for k in state if k.startswith(alias) and not torch.equal(state[k], state[original + k[len(alias):]])]
+    if differ:
+        raise ConversionError(f"{source}: {alias}* differs from {original}* ({differ[:3]}); the official model "
+                              f"shares them, so this is not a {method} checkpoint as released")
+
+
 def convert(state: dict[str, torch.Tensor], rules: Sequence[Rule], module: torch.nn.Module,
             source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Rename ``state`` by ``rules`` and check it against ``module``'s state dict."""

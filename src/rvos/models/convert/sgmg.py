@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from rvos.models.backbones.video_swin import ORIGINAL_LAYOUT
-from rvos.models.convert.rules import ConversionError, Rule, convert, within
+from rvos.models.convert.rules import Rule, check_shared, convert, within
 
 CONFIG = "sgmg_video_swin_b_ytvos"  # the config of the released Ref-YouTube-VOS checkpoint
 
@@ -31,9 +31,5 @@ CHECKPOINT: list[Rule] = [
 
 def convert_checkpoint(state: dict[str, torch.Tensor], model: torch.nn.Module, source: str = "checkpoint") -> dict:
     """The official state dict as ``model``'s, strictly (every key used, none missing, shapes checked)."""
-    duplicated = [k for k in state if k.startswith("transformer.decoder.bbox_embed.")]
-    differ = [k for k in duplicated if not torch.equal(state[k], state[k[len("transformer.decoder."):]])]
-    if differ:
-        raise ConversionError(f"{source}: the decoder's box heads differ from the model's ({differ[:3]}); the "
-                              "official model shares them, so this is not an SgMg checkpoint as released")
+    check_shared(state, "transformer.decoder.bbox_embed.", "bbox_embed.", source, "SgMg")
     return convert(state, CHECKPOINT, model, source)

@@ -10,8 +10,9 @@ per frame, and which frames show it (``valid``). Per decoder layer:
 * losses, each summed over the batch and divided by the number of valid frames in it (averaged over processes):
   the focal loss of every frame's every query score (positive: the matched query in valid frames), L1 and
   ``1 - GIoU`` of the matched query's boxes in every frame (an absent object's box is all zeros), and the focal
-  (mean over pixels) and Dice losses of the matched query's masks at full resolution and, where the method has
-  them, of its coarse masks (SgMg's stride-2 prior).
+  (mean over pixels) and Dice losses of the matched query's masks (at full resolution for SgMg, at stride 4 for
+  ReferFormer and MUTR, the targets subsampled) and, where the method has them, of its coarse masks (SgMg's
+  stride-2 prior).
 
 Target boxes are as the official loaders make them: the first and last row and column of the mask (pixel indices,
 so a one-pixel object has no width), as (cx, cy, w, h) over the image's width and height.
@@ -53,10 +54,16 @@ class ClipTargets:
     boxes: torch.Tensor  # (B, T, 4) cxcywh in [0, 1]; zeros where absent
     valid: torch.Tensor  # (B, T) bool: the frame shows the target
 
+    def at_stride(self, stride: int) -> torch.Tensor:
+        """The masks at ``stride`` of the padded input, every ``stride``-th pixel from the ``stride // 2``-th, as
+        the official losses subsample them (for masks predicted at that stride)."""
+        start = stride // 2
+        return self.masks[..., start::stride, start::stride]
+
     @property
     def low(self) -> torch.Tensor:
-        """The masks at stride 2 (every other pixel from the second), as the official losses subsample them."""
-        return self.masks[..., 1::2, 1::2]
+        """The masks at stride 2 (SgMg's coarse masks)."""
+        return self.at_stride(2)
 
 
 def inclusive_boxes(masks: torch.Tensor) -> torch.Tensor:
@@ -142,9 +149,11 @@ def _mask_losses(pred: torch.Tensor, target: torch.Tensor, alpha: float, norm: f
 
 
 def layer_losses(logits: torch.Tensor, boxes: torch.Tensor, matched: torch.Tensor, masks: torch.Tensor,
-                 low_masks: torch.Tensor | None, targets: ClipTargets, cfg: ReferLossConfig, norm: float) -> dict:
+                 low_masks: torch.Tensor | None, targets: ClipTargets, cfg: ReferLossConfig, norm: float,
+                 mask_stride: int = 1) -> dict:
     """One decoder layer's weighted losses: logits (B, T, Q), boxes (B, T, Q, 4), the matched query (B,), its
-    masks at full resolution (B, T, H, W) and coarse masks (B, T, h, w) or None."""
+    masks (B, T, H/s, W/s) at ``mask_stride`` s of the padded input (SgMg: 1, ReferFormer and MUTR: 4) and its
+    stride-2 coarse masks (B, T, H/2, W/2) or None."""
     b_idx = torch.arange(logits.shape[0], device=logits.device)
     labels = torch.zeros_like(logits, dtype=torch.float32)
     labels[b_idx, :, matched] = targets.valid.float()
@@ -153,7 +162,7 @@ def layer_losses(logits: torch.Tensor, boxes: torch.Tensor, matched: torch.Tenso
     true_boxes = targets.boxes.flatten(0, 1)
     losses["box"] = cfg.box_weight * (pred_boxes - true_boxes).abs().sum() / norm
     losses["giou"] = cfg.giou_weight * (1 - torch.diag(_giou(pred_boxes, true_boxes))).sum() / norm
-    focal, dice = _mask_losses(masks, targets.masks, cfg.focal_alpha, norm)
+    focal, dice = _mask_losses(masks, targets.at_stride(mask_stride), cfg.focal_alpha, norm)
     losses["mask"], losses["dice"] = cfg.mask_weight * focal, cfg.dice_weight * dice
     if low_masks is not None and (cfg.low_mask_weight or cfg.low_dice_weight):
         focal, dice = _mask_losses(low_masks, targets.low, cfg.focal_alpha, norm)

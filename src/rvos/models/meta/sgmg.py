@@ -38,8 +38,6 @@ from torch import nn
 
 from rvos.errors import ConfigError
 from rvos.models.backbones.hf_text import HFTextEncoder
-from rvos.models.backbones.timm_image import TimmImageBackbone
-from rvos.models.backbones.video_swin import VideoSwinBackbone
 from rvos.models.criterion.referformer import ReferLossConfig, clip_targets, layer_losses, match, num_valid_frames
 from rvos.models.layers.attention import MLP
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
@@ -48,48 +46,9 @@ from rvos.models.layers.spectrum import SpectrumModulation
 from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.deformable_transformer import DeformableTransformer
+from rvos.models.modules.referformer import (BackboneConfig, EncodedText, TextConfig, TransformerConfig,
+                                             WordFusion, build_backbone)
 from rvos.models.modules.segment_optimize import SegmentOptimize
-
-
-@dataclass
-class TextConfig:
-    model: str = "roberta-base"  # transformers model: a folder, a bundled name, or a Hugging Face repo id
-    pretrained: bool = True  # false: random weights (trained from scratch, or loaded from a whole checkpoint)
-    frozen: bool = True  # the main training freezes it; image pre-training trains it (lr x text_lr_mult)
-    max_tokens: int = 512  # the official tokenizer pads to the longest sentence and never truncates
-    cache_dir: str | None = None
-
-
-@dataclass
-class BackboneConfig:
-    kind: str = "video_swin"  # "video_swin" (torchvision's Swin3D) or "timm" (Swin, ResNet, ... per frame)
-    variant: str = "t"  # video Swin: t, s or b (or xs, a CPU size)
-    # a custom video Swin's sizes, each replacing the variant's (null: the variant's)
-    embed_dim: int | None = None
-    depths: tuple[int, ...] | None = None
-    heads: tuple[int, ...] | None = None
-    patch_time: int = 1  # frames per temporal patch (1: per-frame features, as SgMg uses it)
-    window: tuple[int, int, int] = (8, 7, 7)
-    drop_path: float = 0.2
-    timm_model: str = "swin_tiny_patch4_window7_224"  # kind timm: the model name
-    timm_out_indices: tuple[int, ...] = (0, 1, 2, 3)  # its stages at strides 4..32 ((1, 2, 3, 4) for a ResNet)
-    pretrained: str | None = None  # a local weights file (or "timm" for timm's default weights); null: random
-    frozen: bool = False
-
-    def __post_init__(self):
-        if self.kind not in ("video_swin", "timm"):
-            raise ValueError(f"model.backbone.kind: expected video_swin or timm, got {self.kind!r}")
-
-
-@dataclass
-class TransformerConfig:
-    enc_layers: int = 4
-    dec_layers: int = 4
-    heads: int = 8
-    ffn: int = 2048
-    dropout: float = 0.1
-    enc_points: int = 4
-    dec_points: int = 4
 
 
 @dataclass
@@ -97,7 +56,7 @@ class SgMgConfig:
     name: str = "sgmg"
     hidden_dim: int = 256
     queries: int = 5  # per frame
-    levels: int = 4  # 3 backbone levels (strides 8, 16, 32) and a stride-2 conv of the last (stride 64)
+    levels: int = 4  # 3 backbone levels (strides 8, 16, 32) and (4) a stride-2 conv of the last (stride 64)
     fusion_heads: int = 8  # the words cross-attention of every level
     spectrum: bool = True  # false: the ablation without spectrum modulation (the levels go straight to fusion)
     spectrum_sigma: float = 7.0
@@ -112,46 +71,10 @@ class SgMgConfig:
     loss: ReferLossConfig = field(default_factory=ReferLossConfig)
 
     def __post_init__(self):
+        if self.levels not in (3, 4):
+            raise ValueError(f"model.levels: 3 (strides 8, 16, 32) or 4 (and 64), got {self.levels}")
         if self.mask_channels % 16:
             raise ValueError(f"model.mask_channels must be a multiple of 16 (pixel shuffle x4), got {self.mask_channels}")
-
-
-def build_backbone(cfg: BackboneConfig):
-    if cfg.kind == "video_swin":
-        return VideoSwinBackbone(cfg.variant, cfg.pretrained, cfg.patch_time, tuple(cfg.window), cfg.drop_path,
-                                 cfg.frozen, cfg.embed_dim, cfg.depths, cfg.heads)
-    return TimmImageBackbone(cfg.timm_model, cfg.pretrained, tuple(cfg.timm_out_indices), frozen=cfg.frozen)
-
-
-class VisionLanguageFusion(nn.Module):
-    """Each visual token times what it reads from the words: ``v * attn(v, words + pos, words)``."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.multihead_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-
-    def forward(self, visual: torch.Tensor, words: torch.Tensor, padding: torch.Tensor, pos: torch.Tensor):
-        """visual (N, C, h, w); words, pos (N, L, C); padding (N, L) -> (N, C, h, w)."""
-        n, c, h, w = visual.shape
-        v = visual.flatten(2).transpose(1, 2)
-        read = self.multihead_attn(v, words + pos, words, key_padding_mask=padding, need_weights=False)[0]
-        return (v * read).transpose(1, 2).reshape(n, c, h, w)
-
-
-@dataclass
-class EncodedText:
-    words: torch.Tensor  # (B, L, C)
-    padding: torch.Tensor  # (B, L)
-    pos: torch.Tensor  # (B, L, C)
-    sentence: torch.Tensor  # (B, C)
-
-    def take(self, k: int, n: int) -> "EncodedText":
-        """Sentence ``k`` for ``n`` frames."""
-        return EncodedText(*(x[k : k + 1].expand(n, *x.shape[1:]) for x in vars(self).values()))
-
-    def repeat(self, n: int) -> "EncodedText":
-        """Every sentence for each of its clip's ``n`` frames."""
-        return EncodedText(*(x.repeat_interleave(n, dim=0) for x in vars(self).values()))
 
 
 class SgMgModel(RvosModel):
@@ -172,18 +95,15 @@ class SgMgModel(RvosModel):
                               f"{self.backbone.strides} (for timm, choose them with model.backbone.timm_out_indices)")
         channels = self.backbone.channels
         self.input_proj = nn.ModuleList()
-        for level in range(cfg.levels):
-            if level < 3:
-                conv = nn.Conv2d(channels[level + 1], c, 1)
-            else:
-                conv = nn.Conv2d(channels[3] if level == 3 else c, c, 3, stride=2, padding=1)
+        for level in range(cfg.levels):  # strides 8, 16, 32 by 1x1 convs; stride 64 by a 3x3 stride-2 conv
+            conv = nn.Conv2d(channels[level + 1], c, 1) if level < 3 else nn.Conv2d(channels[3], c, 3, 2, padding=1)
             nn.init.xavier_uniform_(conv.weight)
             nn.init.zeros_(conv.bias)
             self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(32, c)))
         if cfg.spectrum:
             self.input_fft = nn.ModuleList(SpectrumModulation(c, cfg.spectrum_sigma) for _ in range(cfg.levels))
             self.input_fft_post = nn.ModuleList(SpectrumModulation(c, cfg.spectrum_sigma) for _ in range(cfg.levels))
-        self.fusion_module = VisionLanguageFusion(c, cfg.fusion_heads)
+        self.fusion_module = WordFusion(c, cfg.fusion_heads, "multiply")
         x = cfg.transformer
         self.transformer = DeformableTransformer(c, x.heads, x.enc_layers, x.dec_layers, x.ffn, x.dropout, cfg.levels,
                                                  x.enc_points, x.dec_points)
@@ -212,21 +132,27 @@ class SgMgModel(RvosModel):
 
     # ------------------------------------------------------------------------------------------- stages
 
-    def encode_frames(self, frames: torch.Tensor, text: EncodedText, clip_length: int) -> dict:
-        """frames (N, 3, H, W) in [0, 1], N = clips x clip_length; text per frame -> every decoder layer's scores
-        (L, N, Q) and boxes (L, N, Q, 4), the 16-channel priors (L, N, Q, 16, H'/8, W'/8), the backbone's
-        stride-4 and stride-8 maps (the refinement's input) and the padded size (H', W')."""
-        cfg = self.cfg
+    def encode_images(self, frames: torch.Tensor, clip_length: int) -> dict:
+        """frames (N, 3, H, W) in [0, 1], N = clips x clip_length -> what does not depend on the sentence: the
+        backbone's maps, the padding (N, H', W') of the frames padded to ``size_divisibility``, the frames' size."""
         h, w = frames.shape[-2:]
-        d = cfg.size_divisibility
+        d = self.cfg.size_divisibility
         images = F.pad(frames, (0, (d - w % d) % d, 0, (d - h % d) % d))
         padding = torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
         padding[:, :h, :w] = False
-        features = self.backbone.forward_image(images, clip_length)
+        return {"features": self.backbone.forward_image(images, clip_length), "padding": padding, "size": (h, w)}
+
+    def encode_frames(self, frames: torch.Tensor | dict, text: EncodedText, clip_length: int) -> dict:
+        """frames (N, 3, H, W) in [0, 1], N = clips x clip_length, or their :meth:`encode_images`; text per frame
+        -> every decoder layer's scores (L, N, Q) and boxes (L, N, Q, 4), the 16-channel priors (L, N, Q, 16, H'/8,
+        W'/8), the backbone's stride-4 and stride-8 maps (the refinement's input) and the padded size (H', W')."""
+        cfg = self.cfg
+        images = frames if isinstance(frames, dict) else self.encode_images(frames, clip_length)
+        features, padding, (h, w) = images["features"], images["padding"], images["size"]
         srcs, masks, poss = [], [], []
         gauss = None
         for level in range(cfg.levels):
-            src = self.input_proj[level](features[level + 1] if level < 3 else features[3] if level == 3 else srcs[-1])
+            src = self.input_proj[level](features[min(level + 1, 3)])
             mask = F.interpolate(padding[None].float(), size=src.shape[-2:])[0].bool()
             if cfg.spectrum:
                 src, gauss = self.input_fft[level](src, gauss)
@@ -249,7 +175,7 @@ class SgMgModel(RvosModel):
         priors = torch.stack([self.mask_head(mask_features, x, box[..., :2].detach() * scale)
                               for x, box in zip(hs, boxes)])
         return {"logits": logits, "boxes": boxes, "priors": priors, "stride4": features[0], "stride8": features[1],
-                "size": images.shape[-2:]}
+                "size": padding.shape[-2:]}
 
     def refine(self, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor) -> torch.Tensor:
         """priors (N, 16, h, w) of one query per frame -> the full-resolution mask logits (N, H', W')."""
@@ -364,7 +290,8 @@ class SgMgSession(InferenceSession):
 
     def _encode(self, frames: torch.Tensor) -> list[dict]:
         n = frames.shape[0]
-        return [self.model.encode_frames(frames, self.text.take(k, n), n) for k in range(self.count)]
+        images = self.model.encode_images(frames, n)  # the backbone reads no sentence: once for all of them
+        return [self.model.encode_frames(images, self.text.take(k, n), n) for k in range(self.count)]
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
         encoded = self._encode(frames)
