@@ -116,7 +116,7 @@ def test_windowed_inference_equals_whole_video_inference(method):
     cfg = tiny_config(method, *SIZE, KEEP_ALL)
     model = random_model(cfg)
     if not model.window_invariant:
-        pytest.skip(f"{method}'s backbone mixes the frames of a window: windows of another size see other features")
+        pytest.skip(f"{method} reads the frames of a window together: windows of another size see other features")
     frames, texts = _frames(), ["the red square moving right", "the object"]
     whole = list(Predictor(model, cfg, window=9).predict(_video(frames), texts))
     windowed = list(Predictor(model, cfg, window=4).predict(_video(frames), texts))

@@ -16,6 +16,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "vlm": ("rvos.models.meta.vlm", "VLMModel"),
     "dshmp": ("rvos.models.meta.dshmp", "DsHmpModel"),
     "sgmg": ("rvos.models.meta.sgmg", "SgMgModel"),
+    "mutr": ("rvos.models.meta.mutr", "MutrModel"),
 }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rvos.errors import ConfigError
 
-CONVERTERS = {"dshmp": "rvos.models.convert.dshmp", "sgmg": "rvos.models.convert.sgmg"}
+CONVERTERS = {"dshmp": "rvos.models.convert.dshmp", "sgmg": "rvos.models.convert.sgmg", "mutr": "rvos.models.convert.mutr"}
 
 
 def converter(method: str):

@@ -1,0 +1,307 @@
+"""MUTR (ICCV 2023) as the PVUW 2024 MeViS 2nd-place report builds on it: referring video segmentation with
+multi-scale temporal aggregation (MTA) and multi-object temporal interaction (MTI).
+
+    sentence ─RoBERTa─> words ─FeatureResizer─> (B, L, C), 1-D sine positions
+    frames ─video Swin─> strides 4, 8, 16, 32; strides 8, 16, 32 (+ a stride-2 conv of stride 32: 64)
+        ─1x1 conv + GroupNorm─> levels; each level += what it reads from the words (additive fusion)
+    MTA: the words read the projected (unfused) levels of all frames of the clip, one shared layer applied level
+        after level; the first token's result is the sentence feature
+    4 levels ─deformable encoder─> memory; ─deformable decoder (box refinement)─> per frame Q frame queries (their
+        content the sentence feature): boxes, per layer
+    MTI: a layer's frame queries of the whole clip ─windowed encoder, decoder─> Q video queries: scores, and the
+        kernels of the dynamic mask head
+    memory (32, 16, 8) + the stride-4 backbone map ─cross-modal FPN (each level reads the words)─> mask features
+    dynamic head (3 convs, 8 channels, relative coordinates at stride 4) ─> per frame a mask logit per query
+
+Training supervises every decoder layer (its frame queries through MTI, its boxes, its masks) with the
+ReferFormer matcher and criterion (:mod:`rvos.models.criterion.referformer`), masks at stride 4. Inference runs
+MTI on the last decoder layer's frame queries alone and, as the official code then does, reads them with the
+first layer's heads: the first class head, the first layer's boxes and their centres for the mask head's
+coordinates. The query with the best score is the output (top-1), threshold 0.5.
+
+Where rvos departs from the official code, on purpose: with several clips in a batch, the official model mixes
+them up in two places (``mti_hs.repeat(1, t, 1, 1)`` gives clip ``b``'s frame ``t`` the video queries of clip
+``(b * T + t) mod B``, and MTI reshapes (layers, T, B, ...) as (layers * B, T, ...)), which is correct only for one
+clip per GPU; rvos keeps each clip's queries its own, and agrees with the official model on single clips. The
+frozen RoBERTa stays in inference mode in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rvos.errors import ConfigError
+from rvos.models.backbones.hf_text import HFTextEncoder
+from rvos.models.criterion.referformer import ReferLossConfig, clip_targets, layer_losses, match, num_valid_frames
+from rvos.models.layers.attention import MLP, AttentionLayer, FFNLayer
+from rvos.models.layers.dynamic_conv import DynamicMaskHead
+from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
+from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs, top_query
+from rvos.models.modules.cross_modal_fpn import CrossModalFPN
+from rvos.models.modules.cues import FeatureResizer
+from rvos.models.modules.deformable_transformer import DeformableTransformer
+from rvos.models.modules.referformer import (BackboneConfig, EncodedText, TextConfig, TransformerConfig,
+                                             WordFusion, build_backbone)
+from rvos.models.modules.temporal_interaction import TemporalInteraction
+
+
+@dataclass
+class MTIConfig:
+    enc_layers: int = 3
+    dec_layers: int = 3
+    window: int = 4  # frames per window of the encoder
+    heads: int = 8
+    ffn: int = 2048
+    dropout: float = 0.2
+
+
+@dataclass
+class MutrConfig:
+    name: str = "mutr"
+    hidden_dim: int = 256
+    queries: int = 5  # frame queries per frame, and video queries
+    levels: int = 4  # 3 backbone levels (strides 8, 16, 32) and (4) a stride-2 conv of the last (stride 64)
+    fusion_heads: int = 8
+    mta_ffn: int = 2048
+    mask_dim: int = 256  # the cross-modal FPN's mask features (the dynamic head's input)
+    mask_channels: int = 8  # the dynamic head's hidden channels (its output is one mask logit)
+    controller_layers: int = 3  # dynamic convolutions
+    rel_coord: bool = True
+    score_threshold: float = 0.5  # unused by the top-1 rule (kept for the API's threshold option)
+    size_divisibility: int = 1  # the official inference does not pad
+    text: TextConfig = field(default_factory=TextConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    mti: MTIConfig = field(default_factory=MTIConfig)
+    loss: ReferLossConfig = field(default_factory=lambda: ReferLossConfig(low_mask_weight=0.0, low_dice_weight=0.0))
+
+    def __post_init__(self):
+        if self.levels not in (3, 4):
+            raise ValueError(f"model.levels: 3 (strides 8, 16, 32) or 4 (and 64), got {self.levels}")
+
+
+class TextAggregation(nn.Module):
+    """MTA's shared layer: the words (with their positions) attend to a level's visual tokens, then an FFN;
+    post-norm, no dropout."""
+
+    def __init__(self, dim: int, heads: int, ffn: int):
+        super().__init__()
+        self.attn = AttentionLayer(dim, heads)
+        self.ffn = FFNLayer(dim, ffn)
+
+    def forward(self, words, pos, visual, padding):
+        """words, pos (B, L, C); visual (B, S, C) the level's tokens of a clip's frames; padding (B, S)."""
+        return self.ffn(self.attn(words, visual, query_pos=pos, key_padding_mask=padding))
+
+
+class MutrModel(RvosModel):
+    config_class = MutrConfig
+    mask_stride = 4
+    size_divisibility = 1  # the model pads (with padding masks) itself
+    window_invariant = False  # MTI, the FPN's attention and a video Swin read the frames of a window together
+
+    def __init__(self, cfg: MutrConfig):
+        super().__init__(cfg)
+        c = cfg.hidden_dim
+        t = cfg.text
+        self.text_encoder = HFTextEncoder(t.model, t.pretrained, t.frozen, t.max_tokens, t.cache_dir)
+        self.resizer = FeatureResizer(self.text_encoder.width, c, 0.1)
+        self.backbone = build_backbone(cfg.backbone)
+        if list(self.backbone.strides[:4]) != [4, 8, 16, 32]:
+            raise ConfigError(f"MUTR needs backbone maps at strides 4, 8, 16, 32; the backbone gives "
+                              f"{self.backbone.strides} (for timm, choose them with model.backbone.timm_out_indices)")
+        channels = self.backbone.channels
+        self.input_proj = nn.ModuleList()
+        for level in range(cfg.levels):  # strides 8, 16, 32 by 1x1 convs; stride 64 by a 3x3 stride-2 conv
+            conv = nn.Conv2d(channels[level + 1], c, 1) if level < 3 else nn.Conv2d(channels[3], c, 3, 2, padding=1)
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+            self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(32, c)))
+        self.fusion_module = WordFusion(c, cfg.fusion_heads, "add")
+        self.mta = TextAggregation(c, cfg.fusion_heads, cfg.mta_ffn)
+        x = cfg.transformer
+        self.transformer = DeformableTransformer(c, x.heads, x.enc_layers, x.dec_layers, x.ffn, x.dropout, cfg.levels,
+                                                 x.enc_points, x.dec_points)
+        self.query_embed = nn.Embedding(cfg.queries, c)
+        self.class_embed = nn.ModuleList(nn.Linear(c, 1) for _ in range(x.dec_layers))
+        self.bbox_embed = nn.ModuleList(MLP(c, c, 4, 3) for _ in range(x.dec_layers))
+        for cls, box in zip(self.class_embed, self.bbox_embed):
+            nn.init.constant_(cls.bias, -4.59511985013459)  # prior probability 0.01
+            nn.init.zeros_(box.layers[-1].weight)
+            nn.init.zeros_(box.layers[-1].bias)
+        nn.init.constant_(self.bbox_embed[0].layers[-1].bias[2:], -2.0)
+        self.pixel_decoder = CrossModalFPN([channels[0], c, c, c], c, cfg.mask_dim, 8, x.ffn)
+        self.mask_head = DynamicMaskHead(c, cfg.mask_dim, cfg.mask_channels, cfg.controller_layers, stride=4,
+                                         rel_coord=cfg.rel_coord, out_channels=1)
+        m = cfg.mti
+        self.mti = TemporalInteraction(c, cfg.queries, cfg.queries, m.heads, m.ffn, m.enc_layers, m.dec_layers,
+                                       m.window, m.dropout)
+
+    # ------------------------------------------------------------------------------------------- text
+
+    def prepare_text(self, sentences: list[str]) -> TextInputs:
+        return self.text_encoder.tokenize(sentences)
+
+    def encode_text(self, text: TextInputs) -> EncodedText:
+        t = self.text_encoder.forward_text(text)
+        return EncodedText(self.resizer(t.words), t.padding, sine_text(t.padding, self.cfg.hidden_dim),
+                           self.resizer(t.sentence))
+
+    # ------------------------------------------------------------------------------------------- stages
+
+    def encode_images(self, frames: torch.Tensor) -> dict:
+        """frames (B, T, 3, H, W) in [0, 1] -> what does not depend on the sentence: the backbone's maps, their
+        paddings and positions, the padding of the frames padded to ``size_divisibility``, and the clips' shape."""
+        b, t_len, _, h, w = frames.shape
+        d = self.cfg.size_divisibility
+        images = F.pad(frames.flatten(0, 1), (0, (d - w % d) % d, 0, (d - h % d) % d))
+        padding = torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
+        padding[:, :h, :w] = False
+        features = self.backbone.forward_image(images, t_len)
+        pads = [F.interpolate(padding[None].float(), size=f.shape[-2:])[0].bool() for f in features]
+        poss = [sine_2d_masked(p, self.cfg.hidden_dim // 2).to(f.dtype) for p, f in zip(pads, features)]
+        return {"features": features, "pads": pads, "poss": poss, "padding": padding, "shape": (b, t_len, h, w)}
+
+    def encode_clips(self, frames: torch.Tensor | dict, text: EncodedText, layers: list[int]) -> dict:
+        """frames (B, T, 3, H, W) in [0, 1], or their :meth:`encode_images`; text per clip -> for each decoder
+        layer in ``layers`` (through MTI) the scores (l, B, Q), and for the first ``len(layers)`` decoder layers
+        (the official pairing: at inference MTI reads the last layer, the first layer's heads read it) the boxes
+        (l, B, T, Q, 4) and mask logits (l, B, T, Q, H'/4, W'/4) at stride 4 of the padded input."""
+        cfg = self.cfg
+        images = frames if isinstance(frames, dict) else self.encode_images(frames)
+        features, pads, poss, padding = images["features"], images["pads"], images["poss"], images["padding"]
+        b, t_len, h, w = images["shape"]
+        per_frame = text.repeat(t_len)
+        srcs, masks, level_pos = [], [], []
+        words = text.words
+        for level in range(cfg.levels):
+            proj = self.input_proj[level](features[min(level + 1, 3)])
+            mask = pads[level + 1] if level < 3 else F.interpolate(padding[None].float(), size=proj.shape[-2:])[0].bool()
+            srcs.append(self.fusion_module(proj, per_frame.words, per_frame.padding, per_frame.pos))
+            masks.append(mask)
+            level_pos.append(poss[level + 1] if level < 3 else sine_2d_masked(mask, cfg.hidden_dim // 2).to(proj.dtype))
+            # MTA: the words read this level's (unfused) tokens of every frame of their clip
+            tokens = proj.flatten(2).transpose(1, 2).reshape(b, -1, proj.shape[1])
+            words = self.mta(words, text.pos, tokens, mask.reshape(b, -1))
+        sentence = words[:, 0]
+        memory, shapes, ratios, flat_padding = self.transformer.encode(srcs, masks, level_pos)
+        tgt = sentence.repeat_interleave(t_len, 0)[:, None].expand(-1, cfg.queries, -1)
+        hs, boxes = self.transformer.decode(tgt, self.query_embed.weight, memory, shapes, ratios, flat_padding,
+                                            self.bbox_embed)
+        video = [self.mti(hs[layer].view(b, t_len, *hs.shape[2:])) for layer in layers]  # (B, Q, C) each
+        logits = torch.stack([self.class_embed[i](v)[..., 0] for i, v in enumerate(video)])
+        levels = memory.split([a * b_ for a, b_ in shapes], dim=1)[:3]
+        maps = [m.transpose(1, 2).reshape(m.shape[0], -1, *s) for m, s in zip(levels, shapes)]
+        mask_features = self.pixel_decoder([features[0], *maps], poss, pads, t_len, text.words, text.pos,
+                                           text.padding)
+        scale = torch.tensor([w, h], dtype=boxes.dtype, device=boxes.device)
+        mask_logits = torch.stack([
+            self.mask_head(mask_features, v.repeat_interleave(t_len, 0), boxes[i][..., :2].detach() * scale)[:, :, 0]
+            for i, v in enumerate(video)])  # (l, B*T, Q, h, w)
+        n = len(layers)
+        return {"logits": logits, "boxes": boxes[:n].view(n, b, t_len, *boxes.shape[2:]),
+                "masks": mask_logits.view(n, b, t_len, *mask_logits.shape[2:])}
+
+    # ------------------------------------------------------------------------------------------- training
+
+    def forward(self, batch: ClipBatch) -> dict:
+        """Per layer the scores (l, B, Q), boxes (l, B, T, Q, 4) and mask logits (l, B, T, Q, h, w) at stride 4:
+        every decoder layer in training, the official inference pairing (one) otherwise."""
+        text = self.encode_text(batch.text)
+        layers = list(range(self.cfg.transformer.dec_layers)) if self.training else [-1]
+        out = self.encode_clips(batch.frames, text, layers)
+        if self.training:
+            size = tuple(4 * s for s in out["masks"].shape[-2:])
+            out["targets"] = clip_targets(batch.targets, size)
+        return out
+
+    def loss(self, outputs: dict, batch: ClipBatch) -> dict:
+        """Every decoder layer's losses (the last layer's unsuffixed, the others ``_0``, ``_1``, ...)."""
+        targets = outputs["targets"]
+        norm = num_valid_frames(targets.valid)
+        t_len = outputs["boxes"].shape[2]
+        layers = outputs["logits"].shape[0]
+        losses = {}
+        for layer in range(layers):
+            logits = outputs["logits"][layer][:, None].expand(-1, t_len, -1)  # a video query scores every frame
+            boxes, masks = outputs["boxes"][layer], outputs["masks"][layer]
+            matched = match(logits, boxes, masks, targets, targets.at_stride(4), self.cfg.loss)
+            clips = torch.arange(len(matched), device=matched.device)
+            part = layer_losses(logits, boxes, matched, masks[clips, :, matched], None, targets, self.cfg.loss, norm,
+                                mask_stride=4)
+            suffix = "" if layer == layers - 1 else f"_{layer}"
+            losses |= {k + suffix: v for k, v in part.items()}
+        return losses
+
+    # ------------------------------------------------------------------------------------------- selection
+
+    def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
+        t_len = outputs["masks"].shape[2]
+        probs = outputs["logits"][-1].sigmoid()  # (B, Q)
+        return [top_query(p.expand(t_len, -1), m) for p, m in zip(probs, outputs["masks"][-1])]
+
+    def parameter_group(self, name: str) -> str:
+        if name.startswith("text_encoder."):
+            return "text"
+        if name.startswith("backbone."):
+            return "backbone"
+        return "head"
+
+    # ------------------------------------------------------------------------------------------- inference
+
+    def start_session(self, text: TextInputs, score_threshold: float | None = None) -> "MutrSession":
+        return MutrSession(self, text)
+
+    # ------------------------------------------------------------------------------------------- reporting
+
+    def describe(self) -> dict:
+        cfg = self.cfg
+        b, x, m = cfg.backbone, cfg.transformer, cfg.mti
+        return {
+            "text_encoder": {"model": cfg.text.model, "frozen_setting": cfg.text.frozen, "width": self.text_encoder.width},
+            "backbone": {"model": f"video Swin-{b.variant.upper()}" if b.kind == "video_swin" else b.timm_model,
+                         "channels": list(self.backbone.channels)},
+            "transformer": {"encoder_layers": x.enc_layers, "decoder_layers": x.dec_layers, "heads": x.heads,
+                            "points": x.dec_points, "queries_per_frame": cfg.queries},
+            "mti": {"encoder_layers": m.enc_layers, "decoder_layers": m.dec_layers, "window": m.window,
+                    "video_queries": cfg.queries},
+            "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers},
+            "selection": {"rule": "top-1 query (best score over the video)"},
+        }
+
+
+class MutrSession(InferenceSession):
+    """MUTR reads a clip as a whole (MTI, the FPN's attention across frames, a video Swin): each window is one
+    clip, its video queries scored and its masks made from them; the best query is chosen per window. Set
+    ``infer.window`` to the videos' length to read them whole, as the official inference does."""
+
+    def __init__(self, model: MutrModel, text: TextInputs):
+        self.model = model
+        self.text = model.encode_text(text)
+        self.count = text["input_ids"].shape[0]
+        self.cache: tuple[int, list[dict]] | None = None
+
+    def _encode(self, frames: torch.Tensor) -> list[dict]:
+        images = self.model.encode_images(frames[None])  # the backbone reads no sentence: once for all of them
+        return [self.model.encode_clips(images, self.text.take(k, 1), [-1]) for k in range(self.count)]
+
+    def observe(self, frames: torch.Tensor, start: int) -> None:
+        self.cache = (start, self._encode(frames))
+
+    def decode(self) -> None:
+        pass
+
+    def _window(self, frames: torch.Tensor, start: int) -> list[dict]:
+        return self.cache[1] if self.cache is not None and self.cache[0] == start else self._encode(frames)
+
+    def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        n = frames.shape[0]
+        return [(out["logits"][-1, 0].sigmoid().expand(n, -1), out["masks"][-1, 0])
+                for out in self._window(frames, start)]
+
+    def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
+        return [top_query(probs, masks) for probs, masks in self.candidates(frames, start)]

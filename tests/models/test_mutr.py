@@ -1,0 +1,113 @@
+"""MUTR's parts: MTI's windowed encoder (plain windows in training, shifted odd layers at inference) and decoder
+(learned or given initial video queries), MTA's shared layer, the dynamic head with one output channel, the
+cross-modal FPN's shapes, and the model's per-layer training outputs and losses."""
+
+import torch
+
+from rvos.models.layers.dynamic_conv import DynamicMaskHead
+from rvos.models.meta.base import ClipBatch
+from rvos.models.meta.mutr import TextAggregation
+from rvos.models.modules.cross_modal_fpn import CrossModalFPN
+from rvos.models.modules.temporal_interaction import TemporalInteraction
+
+from contract import tiny_config
+
+
+def test_mti_windows_in_training_and_shifted_windows_at_inference():
+    torch.manual_seed(0)
+    mti = TemporalInteraction(16, frame_queries=2, queries=3, heads=2, ffn=32, enc_layers=2, dec_layers=1, window=4,
+                              dropout=0.0)
+    x = torch.randn(1, 8, 2, 16)
+    changed = x.clone()
+    changed[0, 6] += 1.0  # a frame of the second window
+    for mode, affected in ((True, []), (False, [2, 3])):
+        mti.train(mode)
+        a, b = mti.encoder(x), mti.encoder(changed)
+        same = [t for t in range(4) if torch.allclose(a[0, t], b[0, t], atol=1e-6)]
+        # plain windows: the first window never sees frame 6; shifted (layer 2): frames 2, 3 share a window with
+        # 4, 5, which saw frame 6 in layer 1; frames 0, 1 share theirs with 6, 7 across the wrap-around, blocked
+        assert sorted(set(range(4)) - set(same)) == affected, mode
+
+
+def test_mti_decoder_starts_from_learned_or_given_queries():
+    torch.manual_seed(0)
+    mti = TemporalInteraction(16, frame_queries=2, queries=3, heads=2, ffn=32, enc_layers=1, dec_layers=2, window=4,
+                              dropout=0.0).eval()
+    frames = torch.randn(2, 5, 2, 16)
+    learned = mti(frames)
+    assert learned.shape == (2, 3, 16)
+    start = mti.query_feat.weight[None].expand(2, -1, -1)
+    torch.testing.assert_close(mti(frames, start), learned)
+    assert not torch.allclose(mti(frames, start + 1.0), learned)
+
+
+def test_mta_layer_is_post_norm_attention_then_ffn():
+    torch.manual_seed(0)
+    mta = TextAggregation(16, 2, 32).eval()
+    words, pos, visual = torch.randn(2, 5, 16), torch.randn(2, 5, 16), torch.randn(2, 12, 16)
+    padding = torch.zeros(2, 12, dtype=torch.bool)
+    padding[1, 6:] = True
+    out = mta(words, pos, visual, padding)
+    attn = mta.attn.attn(words + pos, visual, visual, key_padding_mask=padding)[0]
+    x = mta.attn.norm(words + attn)
+    expected = mta.ffn.norm(x + mta.ffn.linear2(torch.relu(mta.ffn.linear1(x))))
+    torch.testing.assert_close(out, expected)
+    visual[1, 6:] = 100.0  # padded tokens are never read
+    torch.testing.assert_close(mta(words, pos, visual, padding), out)
+
+
+def test_dynamic_head_ends_in_one_mask_logit():
+    head = DynamicMaskHead(12, in_channels=8, channels=8, layers=3, stride=4, out_channels=1)
+    assert head.weight_sizes == [10 * 8, 8 * 8, 8 * 1] and head.bias_sizes == [8, 8, 1]
+    out = head(torch.randn(2, 8, 6, 10), torch.randn(2, 5, 12), torch.rand(2, 5, 2) * 30)
+    assert out.shape == (2, 5, 1, 6, 10)
+
+
+def test_cross_modal_fpn_gives_stride_4_mask_features():
+    fpn = CrossModalFPN([6, 16, 16, 16], dim=16, mask_dim=8, heads=2, ffn=32, norm_groups=8)
+    sizes = [(16, 24), (8, 12), (4, 6), (2, 3)]
+    n, t_len = 4, 2  # two clips of two frames
+    maps = [torch.randn(n, c, *s) for c, s in zip([6, 16, 16, 16], sizes)]
+    poss = [torch.randn(n, 16, *s) for s in sizes]
+    pads = [torch.zeros(n, *s, dtype=torch.bool) for s in sizes]
+    words = torch.randn(2, 5, 16)
+    out = fpn(maps, poss, pads, t_len, words, torch.randn(2, 5, 16), torch.zeros(2, 5, dtype=torch.bool))
+    assert out.shape == (4, 8, 16, 24)
+
+
+def test_training_supervises_every_layer_and_inference_reads_the_last_layer_with_the_first_heads():
+    from rvos.models.build import build_model
+
+    cfg = tiny_config("mutr")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, 4, 3, 64, 96, generator=g)
+    inst = torch.zeros(2, 4, 64, 96, dtype=torch.bool)
+    inst[0, :, 8:30, 10:40] = True
+    inst[1, :2, 36:60, 50:80] = True
+    sentences = ["the red block", "the block that leaves"]
+    batch = ClipBatch(frames, model.prepare_text(sentences), sentences, [inst, inst],
+                      [torch.tensor([True, False]), torch.tensor([False, True])], ["v", "v"], ["0", "1"])
+    out = model(batch)
+    layers, q = cfg.model.transformer.dec_layers, cfg.model.queries
+    assert out["logits"].shape == (layers, 2, q) and out["masks"].shape == (layers, 2, 4, q, 16, 24)
+    losses = model.loss(out, batch)
+    expected = {"class", "box", "giou", "mask", "dice"}
+    assert set(losses) == expected | {f"{k}_{i}" for k in expected for i in range(layers - 1)}
+    sum(losses.values()).backward()
+    assert model.mti.query_feat.weight.grad.abs().sum() > 0 and model.mta.attn.attn.in_proj_weight.grad is not None
+    model.eval()
+    seen = {}
+    hooks = [model.transformer.decoder.register_forward_hook(lambda m, i, o: seen.update(hs=o[0])),
+             model.mti.register_forward_hook(lambda m, i, o: seen.update(mti=(i[0], o)))]
+    with torch.no_grad():
+        out = model(batch)
+    for h in hooks:
+        h.remove()
+    # the official pairing: MTI on the last decoder layer's frame queries, read by the first class head, with the
+    # first layer's boxes
+    frame_queries, video = seen["mti"]
+    torch.testing.assert_close(frame_queries, seen["hs"][-1].view(2, 4, q, -1))
+    assert out["logits"].shape == (1, 2, q) and out["boxes"].shape == (1, 2, 4, q, 4)
+    torch.testing.assert_close(out["logits"][0], model.class_embed[0](video)[..., 0])

@@ -1,0 +1,137 @@
+"""rvos's MUTR against the official code (OpenGVLab/MUTR): the official model at a reduced random configuration, run
+by tests/fixtures/make_mutr_model.py, converted strictly by ``rvos.models.convert.mutr`` and run on the same clips
+and sentences. Each clip is run alone, as the official inference does (with two clips in a batch the official MTI
+mixes them, see :mod:`rvos.models.meta.mutr`): in inference the words, MTA's sentence feature, the scores, boxes
+and stride-4 mask logits of every query, the chosen query; in training each layer's matched query and its losses."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from rvos.config import load_config
+from rvos.models.build import build_model
+from rvos.models.convert.mutr import convert_checkpoint
+from rvos.models.meta.base import ClipBatch, TextInputs
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "mutr_model_official.safetensors"
+LOSSES = {"ce": ("class", 2), "bbox": ("box", 5), "giou": ("giou", 2), "mask": ("mask", 2), "dice": ("dice", 5)}
+
+
+def read_fixture():
+    with safe_open(str(FIXTURE), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = f.metadata()
+    state = {k[len("state."):]: v.float() for k, v in tensors.items() if k.startswith("state.")}
+    for key, where in json.loads(meta["buffers"]).items():
+        state[key] = tensors[where].long()
+    return state, tensors, json.loads(meta["config"])
+
+
+def rvos_model(cfg_json):
+    a, swin, hard = cfg_json["args"], cfg_json["swin"], cfg_json["hard_coded"]
+    mti, mta = hard["mti"], hard["mta"]
+    cfg = load_config("mutr_tiny_synth", [
+        f"model.hidden_dim={a['hidden_dim']}", f"model.queries={a['num_queries']}",
+        f"model.levels={a['num_feature_levels']}", f"model.mask_dim={a['mask_dim']}",
+        f"model.mask_channels={a['dynamic_mask_channels']}", f"model.controller_layers={a['controller_layers']}",
+        f"model.mta_ffn={mta['d_ffn'][1]}", f"model.fusion_heads={hard['fusion_heads'][1]}",
+        f"model.transformer.enc_layers={a['enc_layers']}", f"model.transformer.dec_layers={a['dec_layers']}",
+        f"model.transformer.heads={a['nheads']}", f"model.transformer.ffn={a['dim_feedforward']}",
+        "model.transformer.dropout=0.0", f"model.mti.enc_layers={mti['enc_layers'][1]}",
+        f"model.mti.dec_layers={mti['dec_layers'][1]}", f"model.mti.window={mti['window_size'][1]}",
+        f"model.mti.heads={mti['nheads'][1]}", f"model.mti.ffn={mti['dim_feedforward'][1]}", "model.mti.dropout=0.0",
+        f"model.backbone.embed_dim={swin['embed_dim']}", f"model.backbone.depths={swin['depths']}",
+        f"model.backbone.heads={swin['num_heads']}", f"model.backbone.window={swin['window_size']}",
+        "model.backbone.drop_path=0.0", "model.text.model=rvos-tiny-roberta"])
+    return build_model(cfg.model, load_pretrained=False), cfg
+
+
+@pytest.fixture(scope="module")
+def parity():
+    state, tensors, cfg_json = read_fixture()
+    model, cfg = rvos_model(cfg_json)
+    model.load_state_dict(convert_checkpoint(state, model, str(FIXTURE)), strict=True)
+    for m in model.modules():  # the official run switched every dropout off
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(m, torch.nn.MultiheadAttention):
+            m.dropout = 0.0
+    clips = []
+    for b in range(tensors["input.frames"].shape[0]):  # each clip alone, its sentence without padding
+        n = int(tensors["input.attention_mask"][b].sum())
+        text = TextInputs(input_ids=tensors["input.input_ids"][b:b + 1, :n],
+                          attention_mask=tensors["input.attention_mask"][b:b + 1, :n])
+        frames = tensors["input.frames"][b:b + 1].float() / 255
+        mask = tensors["target.masks"][b].bool()
+        clips.append(ClipBatch(frames, text, [cfg_json["captions"][b]], [mask[None]], [torch.tensor([True])],
+                               [f"v{b}"], ["0"]))
+    return model, clips, tensors
+
+
+def test_inference_matches_the_official_outputs_clip_by_clip(parity):
+    model, clips, ref = parity
+    model.eval()
+    for b, batch in enumerate(clips):
+        t_len = batch.frames.shape[1]
+        with torch.no_grad():
+            text = model.encode_text(batch.text)
+            n = text.words.shape[1]
+            torch.testing.assert_close(text.words[0], ref["output.words"][b, :n], atol=1e-5, rtol=1e-5)
+            out = model(batch)
+            (result,) = model.postprocess(out)
+        q = out["logits"].shape[-1]
+        torch.testing.assert_close(out["logits"][0, 0], ref["output.logits"][0, b, 0, :, 0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(out["boxes"][0, 0], ref["output.boxes"][0, b], atol=1e-4, rtol=1e-4)
+        masks = out["masks"][0, 0]  # (T, Q, h, w)
+        torch.testing.assert_close(masks, ref["output.dynamic"][b].view(t_len, q, *masks.shape[-2:]),
+                                   atol=1e-4, rtol=1e-4)
+        assert out["logits"][0, 0].argmax().item() == ref["output.chosen_query"][b].item()
+        up = torch.nn.functional.interpolate(result.logits, scale_factor=4, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(up[:, 0], ref["output.pred_masks"][b], atol=1e-4, rtol=1e-4)
+
+
+def test_training_matches_the_official_matching_and_losses_clip_by_clip(parity):
+    model, clips, ref = parity
+    model.train()
+    for b, batch in enumerate(clips):
+        out = model(batch)
+        torch.testing.assert_close(out["targets"].boxes[0], ref["target.boxes"][b])
+        torch.testing.assert_close(out["logits"][:, 0], ref["output.train.single.logits"][:, b, 0, :, 0],
+                                   atol=1e-4, rtol=1e-4)
+        losses = model.loss(out, batch)
+        for key, value in ref.items():
+            if not key.startswith("output.train.single.loss.loss_"):
+                continue
+            name = key[len("output.train.single.loss.loss_"):]
+            base, _, layer = name.rpartition("_") if name[-1].isdigit() else (name, "", "")
+            rvos_name, weight = LOSSES[base]
+            rvos_name += f"_{layer}" if layer else ""
+            torch.testing.assert_close(losses[rvos_name].detach(), weight * value[b], atol=1e-5, rtol=1e-4,
+                                       msg=f"clip {b} {rvos_name}")
+
+
+def test_convert_command_writes_a_model_folder_that_loads(tmp_path, parity):
+    """``rvos convert mutr`` on the official file (the state dict under ``model``, as the release keeps it): the
+    folder loads with the converted weights; decoder box heads that differ from the model's are refused."""
+    from rvos.cli import main
+    from rvos.engine.checkpoint import load_model
+    from rvos.models.convert.rules import ConversionError
+
+    state, _, cfg_json = read_fixture()
+    model, cfg = rvos_model(cfg_json)
+    broken = dict(state)
+    broken["transformer.decoder.bbox_embed.0.layers.0.weight"] = broken["bbox_embed.0.layers.0.weight"] + 1
+    with pytest.raises(ConversionError, match="bbox_embed.* differs"):
+        convert_checkpoint(broken, model)
+    torch.save({"model": state, "epoch": 11}, tmp_path / "mutr_video_swin_b.pth")
+    config = tmp_path / "reduced.yaml"  # JSON is YAML
+    config.write_text(json.dumps(cfg.to_dict()))
+    args = ["-q", "convert", "mutr", str(tmp_path / "mutr_video_swin_b.pth"), "--out", str(tmp_path / "m"),
+            "--config", str(config)]
+    assert main(args) == 0
+    loaded, _ = load_model(tmp_path / "m")
+    expected = parity[0].state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
