@@ -74,6 +74,9 @@ class TrainConfig:
     checkpoint_period: int = 5000
     eval_period: int = 0  # evaluate on data.eval_split every N iterations (0 = only at the end)
     max_minutes: float = 0.0  # stop after this much training time (0 = no limit), then checkpoint and evaluate
+    # weights to start from: a run folder (its last checkpoint), a model folder or its model.safetensors (e.g.
+    # `rvos convert` output), of the same method and sizes; SgMg fine-tunes its image pre-training this way
+    init: str | None = None
 
 
 @dataclass

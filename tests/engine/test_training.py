@@ -136,3 +136,21 @@ def test_tiny_config_generates_its_data_trains_and_evaluates(tmp_path, tiny_over
     assert (tmp_path / "run" / "tensorboard").is_dir()
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/J&F" in r for r in records) and all("lr" in r for r in records if "loss" in r)
+
+
+def test_a_run_can_start_from_another_runs_weights(tmp_path, tiny_overrides):
+    """train.init: the weights of a run (its last checkpoint) or a model folder start the new run (SgMg fine-tunes
+    its image pre-training this way); with a zero learning rate the new run's weights are exactly those."""
+    from rvos.engine.checkpoint import find_model, load_model
+    from rvos.errors import CheckpointError
+
+    overrides = [*tiny_overrides, "train.iterations=1", "data.eval_split=none"]
+    train(load_config("vlm_tiny_synth", overrides), tmp_path / "first", progress=False)
+    start, _ = load_model(find_model(tmp_path / "first"))
+    train(load_config("vlm_tiny_synth", [*overrides, f"train.init={tmp_path / 'first'}", "train.lr=0"]),
+          tmp_path / "second", progress=False)
+    end, _ = load_model(find_model(tmp_path / "second"))
+    assert all(torch.equal(v, start.state_dict()[k]) for k, v in end.state_dict().items())
+    with pytest.raises(CheckpointError, match="holds a 'vlm' model"):
+        train(load_config("dshmp_tiny_synth", [*overrides, f"train.init={tmp_path / 'first'}"]), tmp_path / "third",
+              progress=False)

@@ -23,7 +23,8 @@ from rvos.data.concat import open_splits
 from rvos.data.synth.generate import read_spec, write_benchmark
 from rvos.data.transforms import ClipTransform
 from rvos.engine import distributed
-from rvos.engine.checkpoint import last_checkpoint, load_state, load_weights, read_config, set_rng_state
+from rvos.engine.checkpoint import (find_model, last_checkpoint, load_state, load_weights, read_config,
+                                   set_rng_state)
 from rvos.engine.hooks import CheckpointHook, EvalHook, LogHook, TimeLimitHook
 from rvos.engine.inference import Predictor
 from rvos.engine.optim import build_optimizer, build_scheduler, effective_lr
@@ -124,6 +125,10 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
     optimizer = build_optimizer(model, tc)
     scheduler = build_scheduler(optimizer, tc)
     start_step, train_seconds = 0, 0.0
+    if tc.init and not resume:
+        init = find_model(tc.init)
+        load_weights(model, init, cfg, d.device)
+        log.info("starting from the weights of %s", init)
     if resume:
         load_weights(model, ckpt, cfg, d.device)
         state = load_state(ckpt)
