@@ -23,7 +23,9 @@ def test_matches_the_official_backbone():
     with torch.no_grad():
         outs = swin(t["input.images"], t["input.words"].transpose(1, 2), t["input.mask"][..., 0] == 0)
     for i, out in enumerate(outs):
-        torch.testing.assert_close(out, t[f"output.res{i + 2}"], atol=1e-5, rtol=1e-5)
+        # float32 rounding differs between torch builds and grows stage by stage (torch 2.14.1's registry wheel on
+        # this CPU: 3e-5 at res3, 1.2e-4 at res5, on features up to ~3); a wrong operation is off by far more
+        torch.testing.assert_close(out, t[f"output.res{i + 2}"], atol=5e-4, rtol=1e-4)
 
 
 def test_a_new_backbone_starts_as_plain_swin():
