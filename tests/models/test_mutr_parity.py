@@ -4,6 +4,7 @@ and sentences. Each clip is run alone, as the official inference does (with two 
 mixes them, see :mod:`rvos.models.meta.mutr`): in inference the words, MTA's sentence feature, the scores, boxes
 and stride-4 mask logits of every query, the chosen query; in training each layer's matched query and its losses."""
 
+import argparse
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from safetensors import safe_open
 from rvos.config import load_config
 from rvos.models.build import build_model
 from rvos.models.convert.mutr import convert_checkpoint
+from rvos.models.criterion.referformer import match
 from rvos.models.meta.base import ClipBatch, TextInputs
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "mutr_model_official.safetensors"
@@ -80,8 +82,14 @@ def test_inference_matches_the_official_outputs_clip_by_clip(parity):
             text = model.encode_text(batch.text)
             n = text.words.shape[1]
             torch.testing.assert_close(text.words[0], ref["output.words"][b, :n], atol=1e-5, rtol=1e-5)
+            seen = []
+            hook = model.mta.register_forward_hook(lambda m, i, o: seen.append(o))
             out = model(batch)
+            hook.remove()
             (result,) = model.postprocess(out)
+        assert len(seen) == model.cfg.levels  # MTA: one shared layer, once per level
+        torch.testing.assert_close(seen[-1][0], ref["output.words_mta"][b, :n], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(seen[-1][0, 0], ref["output.sentence"][b], atol=1e-4, rtol=1e-4)
         q = out["logits"].shape[-1]
         torch.testing.assert_close(out["logits"][0, 0], ref["output.logits"][0, b, 0, :, 0], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(out["boxes"][0, 0], ref["output.boxes"][0, b], atol=1e-4, rtol=1e-4)
@@ -101,7 +109,14 @@ def test_training_matches_the_official_matching_and_losses_clip_by_clip(parity):
         torch.testing.assert_close(out["targets"].boxes[0], ref["target.boxes"][b])
         torch.testing.assert_close(out["logits"][:, 0], ref["output.train.single.logits"][:, b, 0, :, 0],
                                    atol=1e-4, rtol=1e-4)
+        targets, t_len = out["targets"], batch.frames.shape[1]
+        matched = [match(out["logits"][layer][:, None].expand(-1, t_len, -1), out["boxes"][layer],
+                         out["masks"][layer], targets, targets.at_stride(4), model.cfg.loss).item()
+                   for layer in range(out["logits"].shape[0])]
+        assert matched == ref["output.train.single.matched_query"][:, b].tolist()
         losses = model.loss(out, batch)
+        expected = {k[len("output.train.single.loss.loss_"):] for k in ref if k.startswith("output.train.single.loss.")}
+        assert len(losses) == len(expected) == 5 * model.cfg.transformer.dec_layers
         for key, value in ref.items():
             if not key.startswith("output.train.single.loss.loss_"):
                 continue
@@ -126,7 +141,9 @@ def test_convert_command_writes_a_model_folder_that_loads(tmp_path, parity):
     broken["transformer.decoder.bbox_embed.0.layers.0.weight"] = broken["bbox_embed.0.layers.0.weight"] + 1
     with pytest.raises(ConversionError, match="bbox_embed.* differs"):
         convert_checkpoint(broken, model)
-    torch.save({"model": state, "epoch": 11}, tmp_path / "mutr_video_swin_b.pth")
+    # as the official training script saves it: its argparse options beside the weights
+    torch.save({"model": state, "epoch": 11, "args": argparse.Namespace(backbone="video_swin_b_p4w7")},
+               tmp_path / "mutr_video_swin_b.pth")
     config = tmp_path / "reduced.yaml"  # JSON is YAML
     config.write_text(json.dumps(cfg.to_dict()))
     args = ["-q", "convert", "mutr", str(tmp_path / "mutr_video_swin_b.pth"), "--out", str(tmp_path / "m"),

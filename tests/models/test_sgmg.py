@@ -113,7 +113,9 @@ def test_targets_are_the_union_with_inclusive_boxes_and_valid_frames():
     torch.testing.assert_close(targets.boxes[0, 1], torch.tensor([0.0, 0.0, 0.0, 0.0]))
     assert targets.boxes[0, 2].abs().sum() == 0
     assert targets.low.shape == (1, 3, 8, 16)
-    torch.testing.assert_close(inclusive_boxes(objects[0]), targets.boxes[0] * 0 + inclusive_boxes(objects[0]))
+    # each object's own boxes: object 1 in frame 1 is the single pixel at (0, 0)
+    torch.testing.assert_close(inclusive_boxes(objects[1])[1], torch.zeros(4))
+    torch.testing.assert_close(inclusive_boxes(objects[0])[0], torch.tensor([6.5 / 20, 3 / 10, 5 / 20, 2 / 10]))
 
 
 def test_matcher_takes_the_query_that_fits_and_losses_count_valid_frames():
@@ -194,9 +196,46 @@ def test_a_per_frame_timm_backbone_needs_the_four_strides():
     assert model.window_invariant and model.backbone.strides == [4, 8, 16, 32]
 
 
-@pytest.mark.parametrize("bad", ["model.mask_channels=8", "model.backbone.kind=vit", "model.levels=5"])
-def test_config_errors_are_clear(bad):
+@pytest.mark.parametrize("bad, message", [("model.mask_channels=8", "multiple of 16"),
+                                          ("model.backbone.kind=vit", "video_swin or timm"),
+                                          ("model.levels=5", "3 .* or 4")])
+def test_config_errors_are_clear(bad, message):
     from rvos.errors import ConfigError
 
-    with pytest.raises((ConfigError, ValueError)):
+    with pytest.raises(ConfigError, match=message):
         tiny_config("sgmg", bad)
+
+
+def test_windowed_inference_keeps_one_query_for_the_whole_video():
+    """With a backbone that reads each frame alone, streaming in windows gives whole-video inference: the query is
+    chosen over every frame, each window refined with it."""
+    import numpy as np
+
+    from rvos.data.video import VideoSource
+    from rvos.engine.inference import Predictor
+    from rvos.models.build import build_model
+
+    cfg = tiny_config("sgmg", "model.backbone.kind=timm", "model.backbone.timm_model=resnet18",
+                      "model.backbone.timm_out_indices=[1,2,3,4]", "data.short_side=48", "data.max_long_side=64")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    assert model.window_invariant
+    frames = np.random.default_rng(0).integers(40, 90, (9, 48, 64, 3), dtype=np.uint8)
+    for t in range(9):
+        frames[t, 10:26, 2 + 4 * t:18 + 4 * t] = (220, 40, 40)
+    video = VideoSource(9, (48, 64), lambda idx: frames[list(idx)], "clip")
+    texts = ["the red square moving right", "the object"]
+    whole = list(Predictor(model, cfg, window=9).predict(video, texts))
+    windowed = list(Predictor(model, cfg, window=4).predict(video, texts))
+    a, b = np.stack([f.masks for f in whole]), np.stack([f.masks for f in windowed])
+    assert a.any() and (a == b).mean() > 0.999
+    np.testing.assert_allclose(np.stack([f.scores for f in whole]), np.stack([f.scores for f in windowed]), atol=1e-4)
+
+
+def test_a_timm_swin_reads_frames_of_any_size():
+    from rvos.models.build import build_model
+
+    cfg = tiny_config("sgmg", "model.backbone.kind=timm", "model.backbone.timm_model=swin_tiny_patch4_window7_224")
+    model = build_model(cfg.model).eval()
+    features = model.backbone.forward_image(torch.rand(2, 3, 64, 96))
+    assert [tuple(f.shape[-2:]) for f in features] == [(16, 24), (8, 12), (4, 6), (2, 3)]

@@ -4,6 +4,7 @@ and sentences, in inference (every layer's scores and boxes, the last layer's dy
 refined masks) and in training (each layer's matched query, the refined masks and the seven losses of every
 layer)."""
 
+import argparse
 import json
 from pathlib import Path
 
@@ -124,14 +125,16 @@ def test_training_matches_the_official_matching_masks_and_losses(parity):
 
 
 def test_convert_command_writes_a_model_folder_that_loads(tmp_path, parity):
-    """``rvos convert sgmg`` on the official file (the state dict under ``model``, as the release keeps it, with
-    ``optimizer`` and ``epoch`` beside it): the folder loads with the converted weights."""
+    """``rvos convert sgmg`` on the official file (the state dict under ``model``, the epoch and the argparse options
+    beside it, as the official script saves it): the folder loads with the converted weights."""
     from rvos.cli import main
     from rvos.engine.checkpoint import load_model
 
     state, _, cfg_json = read_fixture()
     _, cfg = rvos_model(cfg_json)
-    torch.save({"model": state, "epoch": 5}, tmp_path / "sgmg_videosiwnb_ytvos.pth")
+    # as the official training script saves it: its argparse options beside the weights
+    torch.save({"model": state, "epoch": 5, "args": argparse.Namespace(backbone="video_swin_b_p4w7")},
+               tmp_path / "sgmg_videosiwnb_ytvos.pth")
     config = tmp_path / "reduced.yaml"  # JSON is YAML
     config.write_text(json.dumps(cfg.to_dict()))
     args = ["-q", "convert", "sgmg", str(tmp_path / "sgmg_videosiwnb_ytvos.pth"), "--out", str(tmp_path / "m"),

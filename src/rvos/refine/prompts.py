@@ -9,7 +9,8 @@ inside the box: its prompt has no negative points.
 
 The draw is seeded by the seed and the mask's own pixels (a hash of the packed mask), so a mask always gets the
 same points, whichever video, window, frame batch or sentence order it comes in: ``rvos refine`` on saved
-predictions and ``infer.refine`` during inference refine the same mask identically.
+predictions and ``infer.refine`` during inference prompt the same mask with the same points (their masks agree up
+to SAM-HQ's float rounding in batches of other sizes).
 """
 
 from __future__ import annotations

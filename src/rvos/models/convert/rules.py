@@ -8,6 +8,7 @@ provides, or a shape that differs. The error lists every problem at once.
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -76,7 +77,12 @@ def check_shared(state: dict[str, torch.Tensor], alias: str, original: str, sour
     """Keys under ``alias`` are the official model's second name for the tensors under ``original`` (a module it
     registers twice, such as Deformable DETR's box heads in its decoder): they must be equal, since only one copy
     is kept."""
-    differ = [k for k in state if k.startswith(alias) and not torch.equal(state[k], state[original + k[len(alias):]])]
+    aliases = [k for k in state if k.startswith(alias)]
+    missing = [original + k[len(alias):] for k in aliases if original + k[len(alias):] not in state]
+    if missing:
+        raise ConversionError(f"{source}: {len(missing)} of the tensors {alias}* repeats are absent (e.g. {missing[:3]}); "
+                              f"this is not a {method} checkpoint as released")
+    differ = [k for k in aliases if not torch.equal(state[k], state[original + k[len(alias):]])]
     if differ:
         raise ConversionError(f"{source}: {alias}* differs from {original}* ({differ[:3]}); the official model "
                               f"shares them, so this is not a {method} checkpoint as released")
@@ -97,7 +103,9 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, t
     if not path.is_file():
         raise ConversionError(f"{path} does not exist")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        # ReferFormer-style training scripts save their argparse options beside the weights
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            data = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:
         hint = "" if trust_pickle else " If you trust the file, pass --trust-pickle to read it with pickle in full."
         reason = " ".join([type(exc).__name__, *str(exc).strip().splitlines()[:1]])

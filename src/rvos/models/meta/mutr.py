@@ -34,18 +34,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvos.errors import ConfigError
-from rvos.models.backbones.hf_text import HFTextEncoder
 from rvos.models.criterion.referformer import ReferLossConfig, clip_targets, layer_losses, match, num_valid_frames
-from rvos.models.layers.attention import MLP, AttentionLayer, FFNLayer
+from rvos.models.layers.attention import AttentionLayer, FFNLayer
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
-from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs, top_query
+from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, TextInputs, top_query
 from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.cues import FeatureResizer
-from rvos.models.modules.deformable_transformer import DeformableTransformer
-from rvos.models.modules.referformer import (BackboneConfig, EncodedText, TextConfig, TransformerConfig,
-                                             WordFusion, build_backbone)
+from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
+                                             TransformerConfig, WordFusion)
 from rvos.models.modules.temporal_interaction import TemporalInteraction
 
 
@@ -65,13 +62,13 @@ class MutrConfig:
     hidden_dim: int = 256
     queries: int = 5  # frame queries per frame, and video queries
     levels: int = 4  # 3 backbone levels (strides 8, 16, 32) and (4) a stride-2 conv of the last (stride 64)
-    fusion_heads: int = 8
+    fusion_heads: int = 8  # the words cross-attention of every level, and MTA's
     mta_ffn: int = 2048
+    fpn_heads: int = 8  # the cross-modal FPN's attention
     mask_dim: int = 256  # the cross-modal FPN's mask features (the dynamic head's input)
     mask_channels: int = 8  # the dynamic head's hidden channels (its output is one mask logit)
     controller_layers: int = 3  # dynamic convolutions
     rel_coord: bool = True
-    score_threshold: float = 0.5  # unused by the top-1 rule (kept for the API's threshold option)
     size_divisibility: int = 1  # the official inference does not pad
     text: TextConfig = field(default_factory=TextConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -98,53 +95,27 @@ class TextAggregation(nn.Module):
         return self.ffn(self.attn(words, visual, query_pos=pos, key_padding_mask=padding))
 
 
-class MutrModel(RvosModel):
+class MutrModel(ReferFormerParts):
     config_class = MutrConfig
+    method = "MUTR"
     mask_stride = 4
-    size_divisibility = 1  # the model pads (with padding masks) itself
     window_invariant = False  # MTI, the FPN's attention and a video Swin read the frames of a window together
 
     def __init__(self, cfg: MutrConfig):
         super().__init__(cfg)
         c = cfg.hidden_dim
-        t = cfg.text
-        self.text_encoder = HFTextEncoder(t.model, t.pretrained, t.frozen, t.max_tokens, t.cache_dir)
+        self.build_parts(cfg)
         self.resizer = FeatureResizer(self.text_encoder.width, c, 0.1)
-        self.backbone = build_backbone(cfg.backbone)
-        if list(self.backbone.strides[:4]) != [4, 8, 16, 32]:
-            raise ConfigError(f"MUTR needs backbone maps at strides 4, 8, 16, 32; the backbone gives "
-                              f"{self.backbone.strides} (for timm, choose them with model.backbone.timm_out_indices)")
-        channels = self.backbone.channels
-        self.input_proj = nn.ModuleList()
-        for level in range(cfg.levels):  # strides 8, 16, 32 by 1x1 convs; stride 64 by a 3x3 stride-2 conv
-            conv = nn.Conv2d(channels[level + 1], c, 1) if level < 3 else nn.Conv2d(channels[3], c, 3, 2, padding=1)
-            nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
-            self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(32, c)))
         self.fusion_module = WordFusion(c, cfg.fusion_heads, "add")
         self.mta = TextAggregation(c, cfg.fusion_heads, cfg.mta_ffn)
-        x = cfg.transformer
-        self.transformer = DeformableTransformer(c, x.heads, x.enc_layers, x.dec_layers, x.ffn, x.dropout, cfg.levels,
-                                                 x.enc_points, x.dec_points)
-        self.query_embed = nn.Embedding(cfg.queries, c)
-        self.class_embed = nn.ModuleList(nn.Linear(c, 1) for _ in range(x.dec_layers))
-        self.bbox_embed = nn.ModuleList(MLP(c, c, 4, 3) for _ in range(x.dec_layers))
-        for cls, box in zip(self.class_embed, self.bbox_embed):
-            nn.init.constant_(cls.bias, -4.59511985013459)  # prior probability 0.01
-            nn.init.zeros_(box.layers[-1].weight)
-            nn.init.zeros_(box.layers[-1].bias)
-        nn.init.constant_(self.bbox_embed[0].layers[-1].bias[2:], -2.0)
-        self.pixel_decoder = CrossModalFPN([channels[0], c, c, c], c, cfg.mask_dim, 8, x.ffn)
+        x, m = cfg.transformer, cfg.mti
+        self.pixel_decoder = CrossModalFPN([self.backbone.channels[0], c, c, c], c, cfg.mask_dim, cfg.fpn_heads, x.ffn)
         self.mask_head = DynamicMaskHead(c, cfg.mask_dim, cfg.mask_channels, cfg.controller_layers, stride=4,
                                          rel_coord=cfg.rel_coord, out_channels=1)
-        m = cfg.mti
         self.mti = TemporalInteraction(c, cfg.queries, cfg.queries, m.heads, m.ffn, m.enc_layers, m.dec_layers,
                                        m.window, m.dropout)
 
     # ------------------------------------------------------------------------------------------- text
-
-    def prepare_text(self, sentences: list[str]) -> TextInputs:
-        return self.text_encoder.tokenize(sentences)
 
     def encode_text(self, text: TextInputs) -> EncodedText:
         t = self.text_encoder.forward_text(text)
@@ -224,36 +195,28 @@ class MutrModel(RvosModel):
         targets = outputs["targets"]
         norm = num_valid_frames(targets.valid)
         t_len = outputs["boxes"].shape[2]
-        layers = outputs["logits"].shape[0]
-        losses = {}
-        for layer in range(layers):
+        parts = []
+        for layer in range(outputs["logits"].shape[0]):
             logits = outputs["logits"][layer][:, None].expand(-1, t_len, -1)  # a video query scores every frame
             boxes, masks = outputs["boxes"][layer], outputs["masks"][layer]
             matched = match(logits, boxes, masks, targets, targets.at_stride(4), self.cfg.loss)
             clips = torch.arange(len(matched), device=matched.device)
-            part = layer_losses(logits, boxes, matched, masks[clips, :, matched], None, targets, self.cfg.loss, norm,
-                                mask_stride=4)
-            suffix = "" if layer == layers - 1 else f"_{layer}"
-            losses |= {k + suffix: v for k, v in part.items()}
-        return losses
+            parts.append(layer_losses(logits, boxes, matched, masks[clips, :, matched], None, targets, self.cfg.loss,
+                                      norm, mask_stride=4))
+        return self.layer_losses(parts)
 
     # ------------------------------------------------------------------------------------------- selection
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
+        self.check_threshold(score_threshold)
         t_len = outputs["masks"].shape[2]
         probs = outputs["logits"][-1].sigmoid()  # (B, Q)
         return [top_query(p.expand(t_len, -1), m) for p, m in zip(probs, outputs["masks"][-1])]
 
-    def parameter_group(self, name: str) -> str:
-        if name.startswith("text_encoder."):
-            return "text"
-        if name.startswith("backbone."):
-            return "backbone"
-        return "head"
-
     # ------------------------------------------------------------------------------------------- inference
 
     def start_session(self, text: TextInputs, score_threshold: float | None = None) -> "MutrSession":
+        self.check_threshold(score_threshold)
         return MutrSession(self, text)
 
     # ------------------------------------------------------------------------------------------- reporting

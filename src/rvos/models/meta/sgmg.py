@@ -36,18 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvos.errors import ConfigError
-from rvos.models.backbones.hf_text import HFTextEncoder
 from rvos.models.criterion.referformer import ReferLossConfig, clip_targets, layer_losses, match, num_valid_frames
-from rvos.models.layers.attention import MLP
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
 from rvos.models.layers.spectrum import SpectrumModulation
-from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs
+from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, TextInputs, top_query
 from rvos.models.modules.cues import FeatureResizer
-from rvos.models.modules.deformable_transformer import DeformableTransformer
-from rvos.models.modules.referformer import (BackboneConfig, EncodedText, TextConfig, TransformerConfig,
-                                             WordFusion, build_backbone)
+from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
+                                             TransformerConfig, WordFusion)
 from rvos.models.modules.segment_optimize import SegmentOptimize
 
 
@@ -63,7 +59,6 @@ class SgMgConfig:
     mask_channels: int = 16  # the dynamic head's output; pixel-shuffled x4, so a multiple of 16
     controller_layers: int = 2  # dynamic convolutions
     rel_coord: bool = True
-    score_threshold: float = 0.5  # unused by the top-1 rule (kept for the API's threshold option)
     size_divisibility: int = 16  # the official inference pads to 16
     text: TextConfig = field(default_factory=TextConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -77,53 +72,28 @@ class SgMgConfig:
             raise ValueError(f"model.mask_channels must be a multiple of 16 (pixel shuffle x4), got {self.mask_channels}")
 
 
-class SgMgModel(RvosModel):
+class SgMgModel(ReferFormerParts):
     config_class = SgMgConfig
+    method = "SgMg"
     mask_stride = 1
-    size_divisibility = 1  # the model pads (with padding masks) itself
 
     def __init__(self, cfg: SgMgConfig):
         super().__init__(cfg)
         c = cfg.hidden_dim
-        t = cfg.text
-        self.text_encoder = HFTextEncoder(t.model, t.pretrained, t.frozen, t.max_tokens, t.cache_dir)
+        self.build_parts(cfg)
         self.text_proj = FeatureResizer(self.text_encoder.width, c, 0.1)
         self.sentence_proj = FeatureResizer(self.text_encoder.sentence_dim, c, 0.1)
-        self.backbone = build_backbone(cfg.backbone)
-        if list(self.backbone.strides[:4]) != [4, 8, 16, 32]:
-            raise ConfigError(f"SgMg needs backbone maps at strides 4, 8, 16, 32; the backbone gives "
-                              f"{self.backbone.strides} (for timm, choose them with model.backbone.timm_out_indices)")
-        channels = self.backbone.channels
-        self.input_proj = nn.ModuleList()
-        for level in range(cfg.levels):  # strides 8, 16, 32 by 1x1 convs; stride 64 by a 3x3 stride-2 conv
-            conv = nn.Conv2d(channels[level + 1], c, 1) if level < 3 else nn.Conv2d(channels[3], c, 3, 2, padding=1)
-            nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
-            self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(32, c)))
         if cfg.spectrum:
             self.input_fft = nn.ModuleList(SpectrumModulation(c, cfg.spectrum_sigma) for _ in range(cfg.levels))
             self.input_fft_post = nn.ModuleList(SpectrumModulation(c, cfg.spectrum_sigma) for _ in range(cfg.levels))
         self.fusion_module = WordFusion(c, cfg.fusion_heads, "multiply")
-        x = cfg.transformer
-        self.transformer = DeformableTransformer(c, x.heads, x.enc_layers, x.dec_layers, x.ffn, x.dropout, cfg.levels,
-                                                 x.enc_points, x.dec_points)
-        self.query_embed = nn.Embedding(cfg.queries, c)
-        self.class_embed = nn.ModuleList(nn.Linear(c, 1) for _ in range(x.dec_layers))
-        self.bbox_embed = nn.ModuleList(MLP(c, c, 4, 3) for _ in range(x.dec_layers))
-        for cls, box in zip(self.class_embed, self.bbox_embed):
-            nn.init.constant_(cls.bias, -4.59511985013459)  # prior probability 0.01
-            nn.init.zeros_(box.layers[-1].weight)
-            nn.init.zeros_(box.layers[-1].bias)
-        nn.init.constant_(self.bbox_embed[0].layers[-1].bias[2:], -2.0)
         self.mask_head = DynamicMaskHead(c, c, cfg.mask_channels, cfg.controller_layers, stride=8,
                                          rel_coord=cfg.rel_coord)
+        channels = self.backbone.channels
         self.mask_refine = SegmentOptimize(cfg.mask_channels, (channels[0], channels[1]))
         self.window_invariant = not self.backbone.temporal
 
     # ------------------------------------------------------------------------------------------- text
-
-    def prepare_text(self, sentences: list[str]) -> TextInputs:
-        return self.text_encoder.tokenize(sentences)
 
     def encode_text(self, text: TextInputs) -> EncodedText:
         t = self.text_encoder.forward_text(text)
@@ -215,18 +185,15 @@ class SgMgModel(RvosModel):
         """Every decoder layer's losses (the last layer's unsuffixed, the others ``_0``, ``_1``, ...)."""
         targets = outputs["targets"]
         norm = num_valid_frames(targets.valid)
-        layers = outputs["logits"].shape[0]
-        losses = {}
-        for layer in range(layers):
-            part = layer_losses(outputs["logits"][layer], outputs["boxes"][layer], outputs["matched"][layer],
-                                outputs["masks"][layer], outputs["low_masks"][layer], targets, self.cfg.loss, norm)
-            suffix = "" if layer == layers - 1 else f"_{layer}"
-            losses |= {k + suffix: v for k, v in part.items()}
-        return losses
+        return self.layer_losses(
+            layer_losses(outputs["logits"][layer], outputs["boxes"][layer], outputs["matched"][layer],
+                         outputs["masks"][layer], outputs["low_masks"][layer], targets, self.cfg.loss, norm)
+            for layer in range(outputs["logits"].shape[0]))
 
     # ------------------------------------------------------------------------------------------- selection
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
+        self.check_threshold(score_threshold)
         probs = outputs["logits"][-1].sigmoid()  # (B, T, Q)
         t_len = probs.shape[1]
         results = []
@@ -241,19 +208,12 @@ class SgMgModel(RvosModel):
         """The official rule: the query with the best mean score over the frames (probs (T, Q); ``best`` when it
         was chosen over more frames), refined in every frame (priors (T, Q, 16, h, w))."""
         best = probs.sum(0).argmax() if best is None else best
-        logits = self.refine(priors[:, best], stride4, stride8)
-        return ClipMasks(logits[:, None], probs[:, best] * (logits > 0).flatten(1).any(1))
-
-    def parameter_group(self, name: str) -> str:
-        if name.startswith("text_encoder."):
-            return "text"
-        if name.startswith("backbone."):
-            return "backbone"
-        return "head"
+        return top_query(probs[:, best, None], self.refine(priors[:, best], stride4, stride8)[:, None])
 
     # ------------------------------------------------------------------------------------------- inference
 
     def start_session(self, text: TextInputs, score_threshold: float | None = None) -> "SgMgSession":
+        self.check_threshold(score_threshold)
         return SgMgSession(self, text)
 
     # ------------------------------------------------------------------------------------------- reporting

@@ -1,16 +1,25 @@
 """What the ReferFormer-style methods (SgMg, MUTR) share around their deformable transformer: the configs of the
 text encoder, the image backbone and the transformer, the backbone's construction, the sentence as the models read
-it, and the fusion of each visual level with the words."""
+it, the fusion of each visual level with the words, and a base class building the parts both have."""
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from rvos.errors import ConfigError
+from rvos.models.backbones.hf_text import HFTextEncoder
 from rvos.models.backbones.timm_image import TimmImageBackbone
 from rvos.models.backbones.video_swin import VideoSwinBackbone
+from rvos.models.layers.attention import MLP
+from rvos.models.meta.base import RvosModel, TextInputs
+from rvos.models.modules.deformable_transformer import DeformableTransformer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,7 +67,9 @@ def build_backbone(cfg: BackboneConfig):
     if cfg.kind == "video_swin":
         return VideoSwinBackbone(cfg.variant, cfg.pretrained, cfg.patch_time, tuple(cfg.window), cfg.drop_path,
                                  cfg.frozen, cfg.embed_dim, cfg.depths, cfg.heads)
-    return TimmImageBackbone(cfg.timm_model, cfg.pretrained, tuple(cfg.timm_out_indices), frozen=cfg.frozen)
+    # timm's Swin checks the input against its training size unless told to build its masks per input
+    kwargs = {"dynamic_img_size": True} if cfg.timm_model.startswith("swin") else {}
+    return TimmImageBackbone(cfg.timm_model, cfg.pretrained, tuple(cfg.timm_out_indices), frozen=cfg.frozen, **kwargs)
 
 
 class WordFusion(nn.Module):
@@ -95,3 +106,65 @@ class EncodedText:
     def repeat(self, n: int) -> "EncodedText":
         """Every sentence for each of its clip's ``n`` frames."""
         return EncodedText(*(x.repeat_interleave(n, dim=0) for x in vars(self).values()))
+
+
+class ReferFormerParts(RvosModel):
+    """The parts SgMg and MUTR build alike, under the official names: the text encoder, the image backbone (maps at
+    strides 4, 8, 16, 32), the input projections of ``levels`` levels, the deformable transformer, the learned
+    query positions and the per-layer class and box heads (Deformable DETR's initialisation). A subclass sets
+    ``method`` (its name in errors) and builds the rest."""
+
+    method = "this method"
+    size_divisibility = 1  # the model pads (with padding masks) itself
+
+    def build_parts(self, cfg) -> None:
+        c, t, x = cfg.hidden_dim, cfg.text, cfg.transformer
+        self.text_encoder = HFTextEncoder(t.model, t.pretrained, t.frozen, t.max_tokens, t.cache_dir)
+        self.backbone = build_backbone(cfg.backbone)
+        if list(self.backbone.strides[:4]) != [4, 8, 16, 32]:
+            raise ConfigError(f"{self.method} needs backbone maps at strides 4, 8, 16, 32; the backbone gives "
+                              f"{self.backbone.strides} (for timm, choose them with model.backbone.timm_out_indices)")
+        channels = self.backbone.channels
+        self.input_proj = nn.ModuleList()
+        for level in range(cfg.levels):  # strides 8, 16, 32 by 1x1 convs; stride 64 by a 3x3 stride-2 conv
+            conv = nn.Conv2d(channels[level + 1], c, 1) if level < 3 else nn.Conv2d(channels[3], c, 3, 2, padding=1)
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+            self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(32, c)))
+        self.transformer = DeformableTransformer(c, x.heads, x.enc_layers, x.dec_layers, x.ffn, x.dropout, cfg.levels,
+                                                 x.enc_points, x.dec_points)
+        self.query_embed = nn.Embedding(cfg.queries, c)
+        self.class_embed = nn.ModuleList(nn.Linear(c, 1) for _ in range(x.dec_layers))
+        self.bbox_embed = nn.ModuleList(MLP(c, c, 4, 3) for _ in range(x.dec_layers))
+        for cls, box in zip(self.class_embed, self.bbox_embed):
+            nn.init.constant_(cls.bias, -math.log((1 - 0.01) / 0.01))  # prior probability 0.01
+            nn.init.zeros_(box.layers[-1].weight)
+            nn.init.zeros_(box.layers[-1].bias)
+        nn.init.constant_(self.bbox_embed[0].layers[-1].bias[2:], -2.0)
+
+    def prepare_text(self, sentences: list[str]) -> TextInputs:
+        return self.text_encoder.tokenize(sentences)
+
+    def parameter_group(self, name: str) -> str:
+        if name.startswith("text_encoder."):
+            return "text"
+        if name.startswith("backbone."):
+            return "backbone"
+        return "head"
+
+    def check_threshold(self, score_threshold: float | None) -> None:
+        """The top-1 rule has no threshold: say so when one is given rather than ignore it silently."""
+        if score_threshold is not None:
+            log.warning("%s takes the query with the best score; the score threshold %s is not used", self.method,
+                        score_threshold)
+
+    @staticmethod
+    def layer_losses(per_layer) -> dict:
+        """Each decoder layer's loss dict, in layer order -> one dict: the last layer's unsuffixed, the others
+        ``_0``, ``_1``, ... (the official naming)."""
+        per_layer = list(per_layer)
+        losses = {}
+        for layer, part in enumerate(per_layer):
+            suffix = "" if layer == len(per_layer) - 1 else f"_{layer}"
+            losses |= {k + suffix: v for k, v in part.items()}
+        return losses
