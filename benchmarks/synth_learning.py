@@ -1,7 +1,9 @@
 """The synthetic learning benchmark: train a tiny model on the synthetic motion benchmark on this machine's CPU
 for a fixed time, score it on valid_u by expression kind, and do the same for its controls: for ``vlm_tiny_synth``
 the model whose video query decoder sees one frame at a time (its temporal path removed); for
-``dshmp_tiny_synth`` the paper's ablations (without decoupling, without HMP, without contrastive learning).
+``dshmp_tiny_synth`` the paper's ablations (without decoupling, without HMP, without contrastive learning); for
+``sgmg_tiny_synth`` the model without its spectrum modulation; ``mutr_tiny_synth`` alone (its instance-mask queries
+are not built yet).
 
     python benchmarks/synth_learning.py [--config vlm_tiny_synth] [--minutes 10] [--set key=value ...]
         [--out benchmarks/results/synth_learning.json (vlm) or synth_learning_dshmp.json]
@@ -13,7 +15,8 @@ segmentation or grounding.
 
 Goals (issue 9): J&F >= 0.85 on valid_u, >= 0.75 on motion-decided and on motion expressions within 10 minutes of
 training; the per-frame control at least 0.2 below the model on motion-decided expressions. Issue 10 (DsHmp):
-J&F >= 0.85 and motion-decided >= 0.80, and each ablation recorded with its motion-decided score.
+J&F >= 0.85 and motion-decided >= 0.80, and each ablation recorded with its motion-decided score. Issue 11 (SgMg):
+J&F >= 0.85 on the single-target kinds (its top-1 rule learns a multi-target expression as one union mask).
 """
 
 from __future__ import annotations
@@ -45,8 +48,27 @@ VARIANTS = {
         "without HMP": ("no_hmp", ["model.motion.hmp_layers=0"]),
         "without contrastive learning": ("no_contrastive", ["model.contrastive.weight=0"]),
     },
+    "sgmg_tiny_synth": {
+        "SgMg (the model)": ("sgmg", []),
+        "without spectrum modulation": ("no_spectrum", ["model.spectrum=false"]),
+    },
+    "mutr_tiny_synth": {
+        "MUTR (the model)": ("mutr", []),
+    },
 }
-RESULTS = {"vlm_tiny_synth": "synth_learning.json", "dshmp_tiny_synth": "synth_learning_dshmp.json"}
+RESULTS = {"vlm_tiny_synth": "synth_learning.json", "dshmp_tiny_synth": "synth_learning_dshmp.json",
+           "sgmg_tiny_synth": "synth_learning_sgmg.json", "mutr_tiny_synth": "synth_learning_mutr.json"}
+
+
+def finished_run(run_dir: Path) -> dict:
+    """What :func:`rvos.engine.run.train` returns, from a run folder whose training and final evaluation are done
+    (the training time is the last logged step's)."""
+    evals = sorted((run_dir / "eval").glob("step_*/scores.json"))
+    if not evals:
+        raise SystemExit(f"{run_dir} has no final evaluation (eval/step_*/scores.json): train it first")
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {"eval": json.loads(evals[-1].read_text()), "steps": int(evals[-1].parent.name.split("_")[1]),
+            "train_seconds": max(r.get("time", 0.0) for r in records if "loss" in r)}
 
 
 def main() -> None:
@@ -57,6 +79,9 @@ def main() -> None:
     parser.add_argument("--only", help="run one variant (its name)")
     parser.add_argument("--config", default="vlm_tiny_synth", choices=list(VARIANTS))
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="overrides for every variant")
+    parser.add_argument("--score-only", action="store_true",
+                        help="do not train: score and diagnose the runs already in --work (e.g. after a change that "
+                             "speeds up inference, or when the benchmark was stopped after training)")
     args = parser.parse_args()
     variants = VARIANTS[args.config]
     if args.only and args.only not in variants:
@@ -68,11 +93,14 @@ def main() -> None:
         if args.only and name != args.only:
             continue
         run_dir = args.work / folder
-        shutil.rmtree(run_dir, ignore_errors=True)
         cfg = load_config(args.config, [f"data.root={data}", f"train.max_minutes={args.minutes}", *args.set,
                                         *overrides])
         start = time.perf_counter()
-        summary = train(cfg, run_dir, progress=False)
+        if args.score_only:
+            summary = finished_run(run_dir)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            summary = train(cfg, run_dir, progress=False)
         scores = summary["eval"]
         model, run_cfg = load_model(find_model(run_dir))
         rows[name] = {
