@@ -1,7 +1,9 @@
 """MUTR's parts: MTI's windowed encoder (plain windows in training, shifted odd layers at inference) and decoder
 (learned or given initial video queries), MTA's shared layer, the dynamic head with one output channel, the
-cross-modal FPN's shapes, and the model's per-layer training outputs and losses."""
+cross-modal FPN's shapes, the model's per-layer training outputs and losses, and the report's instance-mask query
+initialisation (order matters; without instances the model is plain MUTR)."""
 
+import pytest
 import torch
 
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
@@ -111,3 +113,51 @@ def test_training_supervises_every_layer_and_inference_reads_the_last_layer_with
     torch.testing.assert_close(frame_queries, seen["hs"][-1].view(2, 4, q, -1))
     assert out["logits"].shape == (1, 2, q) and out["boxes"].shape == (1, 2, 4, q, 4)
     torch.testing.assert_close(out["logits"][0], model.class_embed[0](video)[..., 0])
+
+
+def test_instance_block_reads_instances_in_order_and_without_them_changes_nothing():
+    from rvos.models.modules.instance_queries import InstanceQueryInit
+
+    torch.manual_seed(0)
+    block = InstanceQueryInit([8, 16], dim=16, heads=2, ffn=32).eval()
+    queries, pos = torch.randn(3, 16), torch.randn(3, 16)
+    tokens = block.tokens([torch.randn(2 * 4, 8, 6, 6), torch.randn(2 * 4, 16, 3, 3)], instances=2)
+    assert tokens.shape == (2, 4 * 2, 16)  # per instance: frames x levels
+    a, b = block(queries, pos, tokens), block(queries, pos, tokens.flip(0))
+    assert a.shape == (3, 16) and not torch.allclose(a, b)  # sequential: the order matters
+    torch.testing.assert_close(block(queries, pos, tokens[:0]), queries)  # no instance: the learned start
+
+
+def test_instance_queries_start_mti_from_the_clips_objects_in_training_and_inference():
+    import numpy as np
+
+    from rvos.data.video import VideoSource
+    from rvos.engine.inference import Predictor
+    from rvos.errors import ConfigError
+    from rvos.models.build import build_model
+
+    cfg = tiny_config("mutr", "model.instances.enabled=true", "data.short_side=64", "data.max_long_side=96")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    frames = torch.rand(1, 4, 3, 64, 96)
+    inst = torch.zeros(2, 4, 64, 96, dtype=torch.bool)
+    inst[0, :, 8:30, 10:40] = True
+    inst[1, :, 36:60, 50:80] = True
+    text = model.encode_text(model.prepare_text(["the red block"]))
+    with torch.no_grad():
+        model.eval()
+        plain = model.encode_clips(frames, text, [-1])["logits"]
+        seeded = model.encode_clips(frames, text, [-1], [inst])["logits"]
+        swapped = model.encode_clips(frames, text, [-1], [inst.flip(0)])["logits"]
+        none = model.encode_clips(frames, text, [-1], [inst[:0]])["logits"]
+    assert not torch.allclose(seeded, plain) and not torch.allclose(seeded, swapped)
+    torch.testing.assert_close(none, plain)
+    # through the Predictor: instance masks at the video's size, resized with the frames
+    video_frames = np.random.default_rng(0).integers(0, 255, (4, 128, 192, 3), dtype=np.uint8)
+    video = VideoSource(4, (128, 192), lambda idx: video_frames[list(idx)], "clip")
+    big = torch.nn.functional.interpolate(inst.float(), size=(128, 192)).bool().numpy()
+    results = list(Predictor(model, cfg).predict(video, ["the red block"], instances=lambda idx: big[:, list(idx)]))
+    assert len(results) == 4 and results[0].masks.shape == (1, 128, 192)
+    plain_model = build_model(tiny_config("mutr").model).eval()
+    with pytest.raises(ConfigError, match="no instance block"):
+        list(Predictor(plain_model, cfg).predict(video, ["the red block"], instances=lambda idx: big[:, list(idx)]))

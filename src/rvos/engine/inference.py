@@ -22,11 +22,14 @@ from rvos.config import Config
 from rvos.data.schema import normalize_text
 from rvos.data.transforms import resize_frames, resized_shape
 from rvos.data.video import VideoSource
+from rvos.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 # (frames (n, H, W, 3) uint8, masks (K, n, H, W) bool) -> refined masks (K, n, H, W) bool
 MaskRefiner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# frame indices -> a video's instance masks there (K, n, H, W) bool at the video's size, best first
+InstanceSource = Callable[[range], np.ndarray]
 
 
 @dataclass
@@ -57,9 +60,32 @@ class Predictor:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float().div_(255)
         return self.model.pad(x)
 
+    def _instances(self, instances: InstanceSource | None, source: VideoSource):
+        """A video's instance masks at the video's size -> the session's ``(start, stop) -> masks (K, n, H, W)``
+        at the model's input size, or None."""
+        if instances is None:
+            return None
+        cfg = getattr(self.model.cfg, "instances", None)
+        if cfg is None or not cfg.enabled:
+            raise ConfigError(f"instance masks were given, but {self.model.cfg.name!r} has no instance block "
+                              "(only MUTR with model.instances.enabled=true reads them)")
+        size = self.model_size(source.size)
+
+        def window(start: int, stop: int) -> torch.Tensor:
+            masks = instances(range(start, stop))  # (K, n, H, W) bool
+            if masks.shape[0] == 0:
+                return torch.zeros(0, stop - start, *size, dtype=torch.bool, device=self.device)
+            x = torch.from_numpy(np.ascontiguousarray(masks)).to(self.device).float()
+            return torch.nn.functional.interpolate(x, size=size, mode="nearest") > 0.5
+
+        return window
+
     @torch.inference_mode()
-    def predict(self, source: VideoSource, texts: Sequence[str]) -> Iterator[FrameResult]:
-        """Masks of every sentence in every frame, frame by frame. An empty sentence gets empty masks."""
+    def predict(self, source: VideoSource, texts: Sequence[str],
+                instances: InstanceSource | None = None) -> Iterator[FrameResult]:
+        """Masks of every sentence in every frame, frame by frame. An empty sentence gets empty masks.
+        ``instances``: the video's instance masks (best first) for the frames asked, for a method that reads them
+        (MUTR's instance block)."""
         model = self.model
         texts = [normalize_text(t) for t in texts]
         active = [i for i, t in enumerate(texts) if t]
@@ -69,8 +95,10 @@ class Predictor:
         session = None
         cached = None  # the frames of a video of one window, read once
         if active:
+            provider = self._instances(instances, source)
+            extra = {} if provider is None else {"instances": provider}
             session = model.start_session(model.prepare_text([texts[i] for i in active]).to(self.device),
-                                          self.threshold)
+                                          self.threshold, **extra)
             for start, stop in windows:
                 frames = source.read(range(start, stop))
                 cached = frames if single else None

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rvos.errors import ConfigError
 from rvos.models.criterion.referformer import ReferLossConfig, clip_targets, layer_losses, match, num_valid_frames
 from rvos.models.layers.attention import AttentionLayer, FFNLayer
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
@@ -41,6 +42,7 @@ from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
 from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, TextInputs, top_query
 from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.cues import FeatureResizer
+from rvos.models.modules.instance_queries import InstanceQueryInit
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.temporal_interaction import TemporalInteraction
@@ -54,6 +56,18 @@ class MTIConfig:
     heads: int = 8
     ffn: int = 2048
     dropout: float = 0.2
+
+
+@dataclass
+class InstanceConfig:
+    """The report's instance-mask query initialisation (:mod:`rvos.models.modules.instance_queries`). In training
+    the instances are the clip's annotated objects; at inference a video instance segmentation model's results."""
+
+    enabled: bool = False
+    max_instances: int = 20  # the best by score (at inference) or the first annotated (in training)
+    heads: int = 8
+    ffn: int = 2048
+    dropout: float = 0.0
 
 
 @dataclass
@@ -74,6 +88,7 @@ class MutrConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     mti: MTIConfig = field(default_factory=MTIConfig)
+    instances: InstanceConfig = field(default_factory=InstanceConfig)
     loss: ReferLossConfig = field(default_factory=lambda: ReferLossConfig(low_mask_weight=0.0, low_dice_weight=0.0))
 
     def __post_init__(self):
@@ -114,6 +129,9 @@ class MutrModel(ReferFormerParts):
                                          rel_coord=cfg.rel_coord, out_channels=1)
         self.mti = TemporalInteraction(c, cfg.queries, cfg.queries, m.heads, m.ffn, m.enc_layers, m.dec_layers,
                                        m.window, m.dropout)
+        i = cfg.instances
+        if i.enabled:
+            self.instance_init = InstanceQueryInit(self.backbone.channels, c, i.heads, i.ffn, i.dropout)
 
     # ------------------------------------------------------------------------------------------- text
 
@@ -137,11 +155,34 @@ class MutrModel(ReferFormerParts):
         poss = [sine_2d_masked(p, self.cfg.hidden_dim // 2).to(f.dtype) for p, f in zip(pads, features)]
         return {"features": features, "pads": pads, "poss": poss, "padding": padding, "shape": (b, t_len, h, w)}
 
-    def encode_clips(self, frames: torch.Tensor | dict, text: EncodedText, layers: list[int]) -> dict:
-        """frames (B, T, 3, H, W) in [0, 1], or their :meth:`encode_images`; text per clip -> for each decoder
-        layer in ``layers`` (through MTI) the scores (l, B, Q), and for the first ``len(layers)`` decoder layers
-        (the official pairing: at inference MTI reads the last layer, the first layer's heads read it) the boxes
-        (l, B, T, Q, 4) and mask logits (l, B, T, Q, H'/4, W'/4) at stride 4 of the padded input."""
+    def initial_queries(self, instances: list[torch.Tensor] | None, shape) -> torch.Tensor | None:
+        """Per clip the instance masks (K_b, T, H, W) (best first; at the frames' size) -> MTI's initial video
+        queries (B, Q, C), or None (the learned ones) without the instance block or without instances."""
+        if not self.cfg.instances.enabled or instances is None:
+            return None
+        b, t_len, h, w = shape
+        start, pos = self.mti.query_feat.weight, self.mti.query_embed.weight
+        out = []
+        for masks in instances:
+            masks = masks[: self.cfg.instances.max_instances]
+            if masks.shape[0] == 0:
+                out.append(start)
+                continue
+            if tuple(masks.shape[1:]) != (t_len, h, w):
+                raise ValueError(f"instance masks of shape {tuple(masks.shape[1:])} for clips of {t_len} frames of "
+                                 f"{h}x{w}")
+            images = masks.float().flatten(0, 1)[:, None].expand(-1, 3, -1, -1)  # each mask as an image
+            maps = self.encode_images(images.reshape(masks.shape[0], t_len, 3, h, w))["features"]
+            out.append(self.instance_init(start, pos, self.instance_init.tokens(maps, masks.shape[0])))
+        return torch.stack(out)
+
+    def encode_clips(self, frames: torch.Tensor | dict, text: EncodedText, layers: list[int],
+                     instances: list[torch.Tensor] | None = None) -> dict:
+        """frames (B, T, 3, H, W) in [0, 1], or their :meth:`encode_images`; text per clip; per clip its instance
+        masks (K_b, T, H, W) when the instance block is on -> for each decoder layer in ``layers`` (through MTI)
+        the scores (l, B, Q), and for the first ``len(layers)`` decoder layers (the official pairing: at inference
+        MTI reads the last layer, the first layer's heads read it) the boxes (l, B, T, Q, 4) and mask logits
+        (l, B, T, Q, H'/4, W'/4) at stride 4 of the padded input."""
         cfg = self.cfg
         images = frames if isinstance(frames, dict) else self.encode_images(frames)
         features, pads, poss, padding = images["features"], images["pads"], images["poss"], images["padding"]
@@ -163,7 +204,8 @@ class MutrModel(ReferFormerParts):
         tgt = sentence.repeat_interleave(t_len, 0)[:, None].expand(-1, cfg.queries, -1)
         hs, boxes = self.transformer.decode(tgt, self.query_embed.weight, memory, shapes, ratios, flat_padding,
                                             self.bbox_embed)
-        video = [self.mti(hs[layer].view(b, t_len, *hs.shape[2:])) for layer in layers]  # (B, Q, C) each
+        init = self.initial_queries(instances, (b, t_len, h, w))
+        video = [self.mti(hs[layer].view(b, t_len, *hs.shape[2:]), init) for layer in layers]  # (B, Q, C) each
         logits = torch.stack([self.class_embed[i](v)[..., 0] for i, v in enumerate(video)])
         levels = memory.split([a * b_ for a, b_ in shapes], dim=1)[:3]
         maps = [m.transpose(1, 2).reshape(m.shape[0], -1, *s) for m, s in zip(levels, shapes)]
@@ -184,7 +226,8 @@ class MutrModel(ReferFormerParts):
         every decoder layer in training, the official inference pairing (one) otherwise."""
         text = self.encode_text(batch.text)
         layers = list(range(self.cfg.transformer.dec_layers)) if self.training else [-1]
-        out = self.encode_clips(batch.frames, text, layers)
+        # the clip's annotated objects stand for a VIS model's instances (in the order the batch gives them)
+        out = self.encode_clips(batch.frames, text, layers, batch.instances or None)
         if self.training:
             size = tuple(4 * s for s in out["masks"].shape[-2:])
             out["targets"] = clip_targets(batch.targets, size)
@@ -215,9 +258,15 @@ class MutrModel(ReferFormerParts):
 
     # ------------------------------------------------------------------------------------------- inference
 
-    def start_session(self, text: TextInputs, score_threshold: float | None = None) -> "MutrSession":
+    def start_session(self, text: TextInputs, score_threshold: float | None = None,
+                      instances=None) -> "MutrSession":
+        """``instances``: with the instance block, ``(start, stop) -> masks (K, stop - start, H, W)`` of the
+        video's instances (best first) at the frames' size, for each window; without, the learned queries."""
         self.check_threshold(score_threshold)
-        return MutrSession(self, text)
+        if instances is not None and not self.cfg.instances.enabled:
+            raise ConfigError("instance masks were given, but this MUTR model has no instance block "
+                              "(model.instances.enabled is false)")
+        return MutrSession(self, text, instances)
 
     # ------------------------------------------------------------------------------------------- reporting
 
@@ -242,24 +291,26 @@ class MutrSession(InferenceSession):
     clip, its video queries scored and its masks made from them; the best query is chosen per window. Set
     ``infer.window`` to the videos' length to read them whole, as the official inference does."""
 
-    def __init__(self, model: MutrModel, text: TextInputs):
+    def __init__(self, model: MutrModel, text: TextInputs, instances=None):
         self.model = model
         self.text = model.encode_text(text)
         self.count = text["input_ids"].shape[0]
+        self.instances = instances
         self.cache: tuple[int, list[dict]] | None = None
 
-    def _encode(self, frames: torch.Tensor) -> list[dict]:
+    def _encode(self, frames: torch.Tensor, start: int) -> list[dict]:
         images = self.model.encode_images(frames[None])  # the backbone reads no sentence: once for all of them
-        return [self.model.encode_clips(images, self.text.take(k, 1), [-1]) for k in range(self.count)]
+        masks = None if self.instances is None else [self.instances(start, start + frames.shape[0])]
+        return [self.model.encode_clips(images, self.text.take(k, 1), [-1], masks) for k in range(self.count)]
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
-        self.cache = (start, self._encode(frames))
+        self.cache = (start, self._encode(frames, start))
 
     def decode(self) -> None:
-        pass
+        """Nothing spans windows: each is read as a clip of its own."""
 
     def _window(self, frames: torch.Tensor, start: int) -> list[dict]:
-        return self.cache[1] if self.cache is not None and self.cache[0] == start else self._encode(frames)
+        return self.cache[1] if self.cache is not None and self.cache[0] == start else self._encode(frames, start)
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]
