@@ -2,8 +2,8 @@
 for a fixed time, score it on valid_u by expression kind, and do the same for its controls: for ``vlm_tiny_synth``
 the model whose video query decoder sees one frame at a time (its temporal path removed); for
 ``dshmp_tiny_synth`` the paper's ablations (without decoupling, without HMP, without contrastive learning); for
-``sgmg_tiny_synth`` the model without its spectrum modulation; ``mutr_tiny_synth`` alone (its instance-mask queries
-are not built yet).
+``sgmg_tiny_synth`` the model without its spectrum modulation; for ``mutr_tiny_synth`` the model with the report's
+instance-mask queries, the split's annotated objects standing for a video instance segmentation model's.
 
     python benchmarks/synth_learning.py [--config vlm_tiny_synth] [--minutes 10] [--set key=value ...]
         [--out benchmarks/results/synth_learning.json (vlm) or synth_learning_dshmp.json]
@@ -54,6 +54,8 @@ VARIANTS = {
     },
     "mutr_tiny_synth": {
         "MUTR (the model)": ("mutr", []),
+        "with instance-mask queries (the annotated objects)": ("mutr_instances", [
+            "model.instances.enabled=true", "infer.instances=annotated"]),
     },
 }
 RESULTS = {"vlm_tiny_synth": "synth_learning.json", "dshmp_tiny_synth": "synth_learning_dshmp.json",

@@ -87,6 +87,17 @@ class InferConfig:
     # rvos infer / predict / serve / refdavis and the API; None: off. A mapping turns it on: infer.refine={} (the
     # defaults: ViT-L from the Hugging Face cache) or infer.refine.sam=DIR (a local folder)
     refine: RefineConfig | None = None
+    # instance masks for a method that reads them (MUTR's instance block, model.instances.enabled): a video instance
+    # segmentation model's results in the YouTube-VIS format (a JSON file, with instance_videos: the VIS dataset JSON
+    # they refer to, e.g. DVIS run on the split's frames), or "annotated": each video's annotated objects visible in
+    # the window (the synthetic benchmark's stand-in for a VIS model); None: none (the learned queries)
+    instances: str | None = None
+    instance_videos: str | None = None
+
+    def __post_init__(self):
+        if self.instances not in (None, "annotated") and not self.instance_videos:
+            raise ValueError("infer.instances names a results file: set infer.instance_videos to the VIS dataset "
+                             "JSON its video ids refer to")
 
 
 @dataclass

@@ -161,3 +161,32 @@ def test_instance_queries_start_mti_from_the_clips_objects_in_training_and_infer
     plain_model = build_model(tiny_config("mutr").model).eval()
     with pytest.raises(ConfigError, match="no instance block"):
         list(Predictor(plain_model, cfg).predict(video, ["the red block"], instances=lambda idx: big[:, list(idx)]))
+
+
+def test_split_inference_and_diagnosis_read_the_annotated_objects_as_instances(tmp_path):
+    """infer.instances=annotated: each window's visible annotated objects are the instances (the synthetic
+    benchmark's stand-in for a VIS model), in rvos infer's split prediction and in the diagnosis alike."""
+    from layouts import write_mevis
+
+    from rvos.engine.diagnose import diagnose
+    from rvos.engine.inference import Predictor
+    from rvos.engine.predict_split import predict_split, split_instances
+    from rvos.data.splits import open_split
+    from rvos.models.build import build_model
+
+    write_mevis(tmp_path, size=(48, 64), frames=3)
+    split = open_split(tmp_path / "valid_u")
+    masks = split_instances(tiny_config("mutr", "infer.instances=annotated").infer, split)("v1")(range(1, 3))
+    assert masks.shape == (1, 2, 48, 64)  # object 2 is absent from frames 1 and 2: only object 1 is an instance
+    cfg = tiny_config("mutr", "model.instances.enabled=true", "infer.instances=annotated", "data.short_side=48",
+                      "data.max_long_side=64")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    seen = []
+    hook = model.instance_init.register_forward_hook(lambda m, i, o: seen.append(i[2].shape[0]))
+    assert predict_split(Predictor(model, cfg), tmp_path / "valid_u", tmp_path / "pred", progress=False) == 1
+    assert seen and all(k == 2 for k in seen)  # both objects are visible in the one window of 3 frames
+    seen.clear()
+    rows = diagnose(model, cfg, tmp_path / "valid_u", progress=False)
+    hook.remove()
+    assert seen and set(rows) == {"model", "top1", "oracle", "ceiling"}

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from rvos.data.schema import normalize_text
 from rvos.data.splits import open_split
 from rvos.data.transforms import resize_frames, resized_shape
+from rvos.engine.predict_split import split_instances
 from rvos.eval.metrics import jaccard_and_f
 from rvos.models.meta.base import upsample_masks
 
@@ -46,6 +47,7 @@ def diagnose(model, cfg, split_dir: str | os.PathLike, videos: list[str] | None 
     ``videos``). Each video is encoded whole (one window)."""
     split = open_split(Path(split_dir))
     names = videos if videos is not None else list(split.videos)
+    instances = split_instances(cfg.infer, split, getattr(getattr(model.cfg, "instances", None), "max_instances", None))
     model.eval()
     device = next(model.parameters()).device
     scores: dict[str, list[tuple[str, float]]] = {row: [] for row in ROWS}
@@ -57,8 +59,14 @@ def diagnose(model, cfg, split_dir: str | os.PathLike, videos: list[str] | None 
         model_size = resized_shape(*size, cfg.data.short_side, cfg.data.max_long_side)
         x = torch.from_numpy(resize_frames(frames, model_size)).to(device).permute(0, 3, 1, 2).float().div(255)
         x = model.pad(x)
+        extra = {}
+        if instances is not None:  # the video's instances, resized as the frames are
+            masks = torch.from_numpy(instances(name)(range(len(frames)))).to(device).float()
+            masks = F.interpolate(masks, size=model_size, mode="nearest") > 0.5 if len(masks) else \
+                torch.zeros(0, len(frames), *model_size, dtype=torch.bool, device=device)
+            extra["instances"] = lambda start, stop, m=masks: m[:, start:stop]
         session = model.start_session(model.prepare_text([normalize_text(e.text) for e in exps]).to(device),
-                                      cfg.infer.score_threshold)
+                                      cfg.infer.score_threshold, **extra)
         session.observe(x, 0)
         session.decode()
         selected = session.predict(x, 0)
