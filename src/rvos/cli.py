@@ -243,12 +243,21 @@ def _refine_config(args, cfg):
 def _predictor(args):
     """The Predictor of ``--run`` or ``--weights`` with ``--device``, ``--window`` and ``--threshold``, and SAM-HQ
     refinement when the model's config (``infer.refine``), ``--refine`` or ``--sam`` asks for it."""
+    import dataclasses
+
     from rvos.engine.checkpoint import find_model, load_model
     from rvos.engine.inference import Predictor
     from rvos.refine.sam_hq import build_refiner
 
     model_path = _model_path(args.run, "--run") if args.run else _model_path(args.weights, "--weights")
     model, cfg = load_model(find_model(model_path), device=args.device or "cpu")
+    if getattr(args, "instances", None):  # rvos infer --instances: MUTR's instance queries
+        try:
+            infer = dataclasses.replace(cfg.infer, instances=str(args.instances),
+                                        instance_videos=str(args.instance_videos) if args.instance_videos else None)
+        except ValueError as exc:
+            raise ConfigError(f"--instances: {exc}") from None
+        cfg = dataclasses.replace(cfg, infer=infer)
     refiner = build_refiner(_refine_config(args, cfg), args.device or "cpu")
     return Predictor(model, cfg, args.device or "cpu", window=args.window, score_threshold=args.threshold,
                      refiner=refiner)
@@ -483,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--weights", type=Path, help="a model folder or its model.safetensors")
     p.add_argument("--split-dir", required=True, type=Path, help="the split to predict")
     p.add_argument("--out", required=True, type=Path, help="predictions folder")
+    p.add_argument("--instances", help="for MUTR's instance queries: a video instance segmentation model's results "
+                                       "(YouTube-VIS JSON), or 'annotated' for the split's annotated objects")
+    p.add_argument("--instance-videos", type=Path, help="the VIS dataset JSON the --instances results refer to")
     p.add_argument("--window", type=int, help="frames encoded at once (default: the config's infer.window)")
     p.add_argument("--threshold", type=float, help="referring score threshold (default: the config's)")
     p.add_argument("--overwrite", action="store_true", help="predict videos whose predictions are already there")

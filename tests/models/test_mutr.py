@@ -190,3 +190,38 @@ def test_split_inference_and_diagnosis_read_the_annotated_objects_as_instances(t
     rows = diagnose(model, cfg, tmp_path / "valid_u", progress=False)
     hook.remove()
     assert seen and set(rows) == {"model", "top1", "oracle", "ceiling"}
+
+
+def test_rvos_infer_reads_a_vis_models_results_as_instances(tmp_path):
+    """``rvos infer --instances RESULTS --instance-videos VIDEOS``: a YouTube-VIS results file (DVIS's output) gives
+    the instances; a file about another video is refused before anything is predicted."""
+    import json
+
+    import numpy as np
+    from layouts import write_mevis
+    from pycocotools import mask as coco_mask
+
+    from rvos.cli import main
+    from rvos.engine.checkpoint import save_model
+    from rvos.models.build import build_model
+
+    objects = write_mevis(tmp_path, size=(48, 64), frames=3)
+    cfg = tiny_config("mutr", "model.instances.enabled=true", "data.short_side=48", "data.max_long_side=64")
+    torch.manual_seed(0)
+    save_model(tmp_path / "m", build_model(cfg.model).eval(), cfg)
+    videos = {"videos": [{"id": 7, "file_names": [f"v1/{t:05d}.jpg" for t in range(3)], "height": 48, "width": 64}]}
+    def rle(mask):
+        encoded = coco_mask.encode(np.asfortranarray(mask))
+        return {"size": encoded["size"], "counts": encoded["counts"].decode()}
+
+    results = [{"video_id": 7, "score": 0.9, "category_id": 1, "segmentations": [rle(m) for m in objects["1"]]}]
+    (tmp_path / "videos.json").write_text(json.dumps(videos))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    args = ["-q", "infer", "--weights", str(tmp_path / "m"), "--split-dir", str(tmp_path / "valid_u"), "--out",
+            str(tmp_path / "pred"), "--instances", str(tmp_path / "results.json"), "--instance-videos",
+            str(tmp_path / "videos.json")]
+    assert main(args) == 0 and (tmp_path / "pred" / "v1" / "0" / "00002.png").is_file()
+    videos["videos"][0]["file_names"] = [f"other/{t:05d}.jpg" for t in range(3)]
+    (tmp_path / "videos.json").write_text(json.dumps(videos))
+    assert main([*args[:-5], str(tmp_path / "pred2"), *args[-4:]]) != 0
+    assert not (tmp_path / "pred2" / "v1").exists()
