@@ -177,12 +177,13 @@ class MutrModel(ReferFormerParts):
         return torch.stack(out)
 
     def encode_clips(self, frames: torch.Tensor | dict, text: EncodedText, layers: list[int],
-                     instances: list[torch.Tensor] | None = None) -> dict:
+                     instances: list[torch.Tensor] | None = None, init: torch.Tensor | None = None) -> dict:
         """frames (B, T, 3, H, W) in [0, 1], or their :meth:`encode_images`; text per clip; per clip its instance
         masks (K_b, T, H, W) when the instance block is on -> for each decoder layer in ``layers`` (through MTI)
         the scores (l, B, Q), and for the first ``len(layers)`` decoder layers (the official pairing: at inference
         MTI reads the last layer, the first layer's heads read it) the boxes (l, B, T, Q, 4) and mask logits
-        (l, B, T, Q, H'/4, W'/4) at stride 4 of the padded input."""
+        (l, B, T, Q, H'/4, W'/4) at stride 4 of the padded input. ``init``: the instances' initial queries already
+        made (:meth:`initial_queries`; they read no sentence), in place of ``instances``."""
         cfg = self.cfg
         images = frames if isinstance(frames, dict) else self.encode_images(frames)
         features, pads, poss, padding = images["features"], images["pads"], images["poss"], images["padding"]
@@ -204,7 +205,8 @@ class MutrModel(ReferFormerParts):
         tgt = sentence.repeat_interleave(t_len, 0)[:, None].expand(-1, cfg.queries, -1)
         hs, boxes = self.transformer.decode(tgt, self.query_embed.weight, memory, shapes, ratios, flat_padding,
                                             self.bbox_embed)
-        init = self.initial_queries(instances, (b, t_len, h, w))
+        if init is None:
+            init = self.initial_queries(instances, (b, t_len, h, w))
         video = [self.mti(hs[layer].view(b, t_len, *hs.shape[2:]), init) for layer in layers]  # (B, Q, C) each
         logits = torch.stack([self.class_embed[i](v)[..., 0] for i, v in enumerate(video)])
         levels = memory.split([a * b_ for a, b_ in shapes], dim=1)[:3]
@@ -301,7 +303,8 @@ class MutrSession(InferenceSession):
     def _encode(self, frames: torch.Tensor, start: int) -> list[dict]:
         images = self.model.encode_images(frames[None])  # the backbone reads no sentence: once for all of them
         masks = None if self.instances is None else [self.instances(start, start + frames.shape[0])]
-        return [self.model.encode_clips(images, self.text.take(k, 1), [-1], masks) for k in range(self.count)]
+        init = self.model.initial_queries(masks, images["shape"])  # nor do the instances
+        return [self.model.encode_clips(images, self.text.take(k, 1), [-1], init=init) for k in range(self.count)]
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
         self.cache = (start, self._encode(frames, start))
