@@ -120,6 +120,22 @@ class InferenceSession:
         raise NotImplementedError
 
 
+class LastWindow:
+    """What a session encoded for the window it observed last, kept for its second pass: a video that fits in one
+    window is encoded once."""
+
+    def __init__(self):
+        self.start, self.value = None, None
+
+    def keep(self, start: int, value):
+        self.start, self.value = start, value
+        return value
+
+    def get(self, start: int, encode):
+        """The kept value when ``start`` is the kept window's, else ``encode()``."""
+        return self.value if self.start == start else encode()
+
+
 class RvosModel(nn.Module):
     """The base class of every method (see the module documentation)."""
 

@@ -45,8 +45,8 @@ from rvos.models.backbones.hf_text import HFTextEncoder
 from rvos.models.backbones.mm_swin import MultiModalSwin, load_swin_weights
 from rvos.models.criterion.contrastive import MemoryBank
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
-from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs, top_query,
-                                   union_of_queries)
+from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel, TextInputs,
+                                   top_query, union_of_queries)
 from rvos.models.modules.cues import FeatureResizer, cue_sets
 from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
 from rvos.models.modules.motion_decoder import MotionDecoder
@@ -413,7 +413,7 @@ class DsHmpSession(InferenceSession):
         self.text = model.encode_text(text)
         self.count = text["input_ids"].shape[0]
         self.queries: list[list[torch.Tensor]] = [[] for _ in range(self.count)]  # per sentence, per window
-        self.cache: tuple[int, list[torch.Tensor]] | None = None  # (window start, clip mask features per sentence)
+        self.cache = LastWindow()  # the clip mask features per sentence
         self.probs: list[torch.Tensor] = []  # per sentence (cQ,)
         self.embeds: list[torch.Tensor] = []  # per sentence (cQ, D)
 
@@ -423,7 +423,7 @@ class DsHmpSession(InferenceSession):
             fo, features = self.model.encode_frames(frames, self.text.take(k, frames.shape[0]))
             self.queries[k].append(fo["frame_queries"][-1])
             cached.append(features)
-        self.cache = (start, cached)
+        self.cache.keep(start, cached)
 
     def decode(self) -> None:
         for k in range(self.count):
@@ -434,10 +434,8 @@ class DsHmpSession(InferenceSession):
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]
-        if self.cache is not None and self.cache[0] == start:
-            features = self.cache[1]
-        else:
-            features = [self.model.encode_frames(frames, self.text.take(k, n))[1] for k in range(self.count)]
+        features = self.cache.get(
+            start, lambda: [self.model.encode_frames(frames, self.text.take(k, n))[1] for k in range(self.count)])
         return [(self.probs[k].expand(n, -1), torch.einsum("qc,nchw->nqhw", self.embeds[k], f))
                 for k, f in enumerate(features)]
 

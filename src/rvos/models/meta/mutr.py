@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rvos.errors import ConfigError
@@ -39,7 +38,7 @@ from rvos.models.criterion.referformer import ReferLossConfig, clip_targets, lay
 from rvos.models.layers.attention import AttentionLayer, FFNLayer
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
-from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, TextInputs, top_query
+from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs, top_query
 from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.instance_queries import InstanceQueryInit
@@ -146,12 +145,9 @@ class MutrModel(ReferFormerParts):
         """frames (B, T, 3, H, W) in [0, 1] -> what does not depend on the sentence: the backbone's maps, their
         paddings and positions, the padding of the frames padded to ``size_divisibility``, and the clips' shape."""
         b, t_len, _, h, w = frames.shape
-        d = self.cfg.size_divisibility
-        images = F.pad(frames.flatten(0, 1), (0, (d - w % d) % d, 0, (d - h % d) % d))
-        padding = torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
-        padding[:, :h, :w] = False
+        images, padding = self.pad_frames(frames.flatten(0, 1))
         features = self.backbone.forward_image(images, t_len)
-        pads = [F.interpolate(padding[None].float(), size=f.shape[-2:])[0].bool() for f in features]
+        pads = [self.level_padding(padding, f.shape[-2:]) for f in features]
         poss = [sine_2d_masked(p, self.cfg.hidden_dim // 2).to(f.dtype) for p, f in zip(pads, features)]
         return {"features": features, "pads": pads, "poss": poss, "padding": padding, "shape": (b, t_len, h, w)}
 
@@ -193,7 +189,7 @@ class MutrModel(ReferFormerParts):
         words = text.words
         for level in range(cfg.levels):
             proj = self.input_proj[level](features[min(level + 1, 3)])
-            mask = pads[level + 1] if level < 3 else F.interpolate(padding[None].float(), size=proj.shape[-2:])[0].bool()
+            mask = pads[level + 1] if level < 3 else self.level_padding(padding, proj.shape[-2:])
             srcs.append(self.fusion_module(proj, per_frame.words, per_frame.padding, per_frame.pos))
             masks.append(mask)
             level_pos.append(poss[level + 1] if level < 3 else sine_2d_masked(mask, cfg.hidden_dim // 2).to(proj.dtype))
@@ -298,7 +294,7 @@ class MutrSession(InferenceSession):
         self.text = model.encode_text(text)
         self.count = text["input_ids"].shape[0]
         self.instances = instances
-        self.cache: tuple[int, list[dict]] | None = None
+        self.cache = LastWindow()
 
     def _encode(self, frames: torch.Tensor, start: int) -> list[dict]:
         images = self.model.encode_images(frames[None])  # the backbone reads no sentence: once for all of them
@@ -307,13 +303,13 @@ class MutrSession(InferenceSession):
         return [self.model.encode_clips(images, self.text.take(k, 1), [-1], init=init) for k in range(self.count)]
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
-        self.cache = (start, self._encode(frames, start))
+        self.cache.keep(start, self._encode(frames, start))
 
     def decode(self) -> None:
         """Nothing spans windows: each is read as a clip of its own."""
 
     def _window(self, frames: torch.Tensor, start: int) -> list[dict]:
-        return self.cache[1] if self.cache is not None and self.cache[0] == start else self._encode(frames, start)
+        return self.cache.get(start, lambda: self._encode(frames, start))
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]

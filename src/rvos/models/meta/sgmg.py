@@ -40,7 +40,7 @@ from rvos.models.criterion.referformer import ReferLossConfig, clip_targets, lay
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
 from rvos.models.layers.spectrum import SpectrumModulation
-from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, TextInputs, top_query
+from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs, top_query
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
@@ -105,12 +105,9 @@ class SgMgModel(ReferFormerParts):
     def encode_images(self, frames: torch.Tensor, clip_length: int) -> dict:
         """frames (N, 3, H, W) in [0, 1], N = clips x clip_length -> what does not depend on the sentence: the
         backbone's maps, the padding (N, H', W') of the frames padded to ``size_divisibility``, the frames' size."""
-        h, w = frames.shape[-2:]
-        d = self.cfg.size_divisibility
-        images = F.pad(frames, (0, (d - w % d) % d, 0, (d - h % d) % d))
-        padding = torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
-        padding[:, :h, :w] = False
-        return {"features": self.backbone.forward_image(images, clip_length), "padding": padding, "size": (h, w)}
+        images, padding = self.pad_frames(frames)
+        return {"features": self.backbone.forward_image(images, clip_length), "padding": padding,
+                "size": tuple(frames.shape[-2:])}
 
     def encode_frames(self, frames: torch.Tensor | dict, text: EncodedText, clip_length: int) -> dict:
         """frames (N, 3, H, W) in [0, 1], N = clips x clip_length, or their :meth:`encode_images`; text per frame
@@ -123,7 +120,7 @@ class SgMgModel(ReferFormerParts):
         gauss = None
         for level in range(cfg.levels):
             src = self.input_proj[level](features[min(level + 1, 3)])
-            mask = F.interpolate(padding[None].float(), size=src.shape[-2:])[0].bool()
+            mask = self.level_padding(padding, src.shape[-2:])
             if cfg.spectrum:
                 src, gauss = self.input_fft[level](src, gauss)
             src = self.fusion_module(src, text.words, text.padding, text.pos)
@@ -245,7 +242,7 @@ class SgMgSession(InferenceSession):
         self.text = model.encode_text(text)
         self.count = text["input_ids"].shape[0]
         self.probs: list[list[torch.Tensor]] = [[] for _ in range(self.count)]  # per sentence, per window (n, Q)
-        self.cache: tuple[int, list[dict]] | None = None
+        self.cache = LastWindow()
         self.best: list[torch.Tensor] = []
 
     def _encode(self, frames: torch.Tensor) -> list[dict]:
@@ -254,17 +251,15 @@ class SgMgSession(InferenceSession):
         return [self.model.encode_frames(images, self.text.take(k, n), n) for k in range(self.count)]
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
-        encoded = self._encode(frames)
-        for k, out in enumerate(encoded):
+        for k, out in enumerate(self.cache.keep(start, self._encode(frames))):
             self.probs[k].append(out["logits"][-1].sigmoid())
-        self.cache = (start, encoded)
 
     def decode(self) -> None:
         self.probs = [torch.cat(p) for p in self.probs]
         self.best = [p.sum(0).argmax() for p in self.probs]
 
     def _window(self, frames: torch.Tensor, start: int) -> list[dict]:
-        return self.cache[1] if self.cache is not None and self.cache[0] == start else self._encode(frames)
+        return self.cache.get(start, lambda: self._encode(frames))
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]

@@ -23,7 +23,8 @@ from torch import nn
 
 from rvos.models.backbones.clip import CLIPBackbone
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
-from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, RvosModel, TextInputs, union_of_queries
+from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel, TextInputs,
+                                   union_of_queries)
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
@@ -309,7 +310,7 @@ class VLMSession(InferenceSession):
         self.text = [(words[k:k + 1], padding[k:k + 1], sentence[k:k + 1]) for k in range(words.shape[0])]
         self.queries: list[list[torch.Tensor]] = [[] for _ in self.text]  # per sentence, per window (n, Q, C)
         self.enhanced: list[torch.Tensor | None] = [None] * len(self.text)  # per sentence, sum over frames (L, C)
-        self.cache: tuple[int, list[torch.Tensor]] | None = None  # (window start, mask features per sentence)
+        self.cache = LastWindow()  # the mask features per sentence
         self.probs: list[torch.Tensor] = []  # per sentence (T, Q)
         self.embeds: list[torch.Tensor] = []  # per sentence (T, Q, D)
 
@@ -326,7 +327,7 @@ class VLMSession(InferenceSession):
             enhanced = fo.words.sum(0)
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
             cached.append(fo.mask_features)
-        self.cache = (start, cached)
+        self.cache.keep(start, cached)
 
     def decode(self) -> None:
         for k, (_, padding, sentence) in enumerate(self.text):
@@ -341,11 +342,12 @@ class VLMSession(InferenceSession):
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]
-        if self.cache is not None and self.cache[0] == start:
-            mask_features = self.cache[1]
-        else:
+
+        def encode():
             features = self.model.image_features(frames)
-            mask_features = [self.model.mask_features(features, *self._text(k, n)[:2]) for k in range(len(self.text))]
+            return [self.model.mask_features(features, *self._text(k, n)[:2]) for k in range(len(self.text))]
+
+        mask_features = self.cache.get(start, encode)
         return [(self.probs[k][start:start + n], torch.einsum("tqd,tdhw->tqhw", self.embeds[k][start:start + n], f))
                 for k, f in enumerate(mask_features)]
 

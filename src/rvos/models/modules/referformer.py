@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rvos.errors import ConfigError
@@ -144,6 +145,21 @@ class ReferFormerParts(RvosModel):
 
     def prepare_text(self, sentences: list[str]) -> TextInputs:
         return self.text_encoder.tokenize(sentences)
+
+    def pad_frames(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames (N, 3, H, W) -> (the frames padded at the bottom and right to ``cfg.size_divisibility``, their
+        padding mask (N, H', W'), True on padding), as the official models read them."""
+        h, w = frames.shape[-2:]
+        d = self.cfg.size_divisibility
+        images = F.pad(frames, (0, (d - w % d) % d, 0, (d - h % d) % d))
+        padding = torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
+        padding[:, :h, :w] = False
+        return images, padding
+
+    @staticmethod
+    def level_padding(padding: torch.Tensor, size) -> torch.Tensor:
+        """The padding mask (N, H', W') at a feature level's size (nearest), as the official models resize it."""
+        return F.interpolate(padding[None].float(), size=size)[0].bool()
 
     def parameter_group(self, name: str) -> str:
         if name.startswith("text_encoder."):
