@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from rvos.config import load_config
 from rvos.models.build import build_model
@@ -18,18 +17,10 @@ from rvos.models.convert.mutr import convert_checkpoint
 from rvos.models.criterion.referformer import match
 from rvos.models.meta.base import ClipBatch, TextInputs
 
+from official_fixture import dropouts_off, read_official, video_swin_overrides
+
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "mutr_model_official.safetensors"
 LOSSES = {"ce": ("class", 2), "bbox": ("box", 5), "giou": ("giou", 2), "mask": ("mask", 2), "dice": ("dice", 5)}
-
-
-def read_fixture():
-    with safe_open(str(FIXTURE), "pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-        meta = f.metadata()
-    state = {k[len("state."):]: v.float() for k, v in tensors.items() if k.startswith("state.")}
-    for key, where in json.loads(meta["buffers"]).items():
-        state[key] = tensors[where].long()
-    return state, tensors, json.loads(meta["config"])
 
 
 def rvos_model(cfg_json):
@@ -45,22 +36,16 @@ def rvos_model(cfg_json):
         "model.transformer.dropout=0.0", f"model.mti.enc_layers={mti['enc_layers'][1]}",
         f"model.mti.dec_layers={mti['dec_layers'][1]}", f"model.mti.window={mti['window_size'][1]}",
         f"model.mti.heads={mti['nheads'][1]}", f"model.mti.ffn={mti['dim_feedforward'][1]}", "model.mti.dropout=0.0",
-        f"model.backbone.embed_dim={swin['embed_dim']}", f"model.backbone.depths={swin['depths']}",
-        f"model.backbone.heads={swin['num_heads']}", f"model.backbone.window={swin['window_size']}",
-        "model.backbone.drop_path=0.0", "model.text.model=rvos-tiny-roberta"])
+        *video_swin_overrides(swin), "model.text.model=rvos-tiny-roberta"])
     return build_model(cfg.model, load_pretrained=False), cfg
 
 
 @pytest.fixture(scope="module")
 def parity():
-    state, tensors, cfg_json = read_fixture()
+    state, tensors, cfg_json = read_official(FIXTURE)
     model, cfg = rvos_model(cfg_json)
     model.load_state_dict(convert_checkpoint(state, model, str(FIXTURE)), strict=True)
-    for m in model.modules():  # the official run switched every dropout off
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-        if isinstance(m, torch.nn.MultiheadAttention):
-            m.dropout = 0.0
+    dropouts_off(model)
     clips = []
     for b in range(tensors["input.frames"].shape[0]):  # each clip alone, its sentence without padding
         n = int(tensors["input.attention_mask"][b].sum())
@@ -135,7 +120,7 @@ def test_convert_command_writes_a_model_folder_that_loads(tmp_path, parity):
     from rvos.engine.checkpoint import load_model
     from rvos.models.convert.rules import ConversionError
 
-    state, _, cfg_json = read_fixture()
+    state, _, cfg_json = read_official(FIXTURE)
     model, cfg = rvos_model(cfg_json)
     broken = dict(state)
     broken["transformer.decoder.bbox_embed.0.layers.0.weight"] = broken["bbox_embed.0.layers.0.weight"] + 1

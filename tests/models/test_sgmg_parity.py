@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from rvos.config import load_config
 from rvos.models.build import build_model
@@ -18,22 +17,11 @@ from rvos.models.convert.rules import ConversionError
 from rvos.models.convert.sgmg import convert_checkpoint
 from rvos.models.meta.base import ClipBatch, TextInputs
 
+from official_fixture import dropouts_off, read_official, video_swin_overrides
+
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "sgmg_model_official.safetensors"
 LOSS_NAMES = {"ce": "class", "bbox": "box", "giou": "giou", "mask": "mask", "dice": "dice", "mask_low": "mask_low",
               "dice_low": "dice_low"}
-
-
-def read_fixture():
-    with safe_open(str(FIXTURE), "pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-        meta = f.metadata()
-    state = {k[len("state."):]: v.float() for k, v in tensors.items() if k.startswith("state.")}
-    for key, where in json.loads(meta["buffers"]).items():
-        state[key] = tensors[where].long()
-    for alias, source in json.loads(meta["shared"]).items():  # the decoder's view of the box heads, saved once
-        for key in [k for k in state if k.startswith(source)]:
-            state.setdefault(alias + key[len(source):], state[key])
-    return state, tensors, json.loads(meta["config"])
 
 
 def rvos_model(cfg_json):
@@ -43,22 +31,16 @@ def rvos_model(cfg_json):
         f"model.levels={a['num_feature_levels']}", f"model.transformer.enc_layers={a['enc_layers']}",
         f"model.transformer.dec_layers={a['dec_layers']}", f"model.transformer.heads={a['nheads']}",
         f"model.transformer.ffn={a['dim_feedforward']}", "model.transformer.dropout=0.0",
-        f"model.backbone.embed_dim={swin['embed_dim']}", f"model.backbone.depths={swin['depths']}",
-        f"model.backbone.heads={swin['num_heads']}", f"model.backbone.window={swin['window_size']}",
-        "model.backbone.drop_path=0.0", "model.text.model=rvos-tiny-roberta"])
+        *video_swin_overrides(swin), "model.text.model=rvos-tiny-roberta"])
     return build_model(cfg.model, load_pretrained=False), cfg
 
 
 @pytest.fixture(scope="module")
 def parity():
-    state, tensors, cfg_json = read_fixture()
+    state, tensors, cfg_json = read_official(FIXTURE)
     model, cfg = rvos_model(cfg_json)
     model.load_state_dict(convert_checkpoint(state, model, str(FIXTURE)), strict=True)
-    for m in model.modules():  # the official run switched every dropout off
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-        if isinstance(m, torch.nn.MultiheadAttention):
-            m.dropout = 0.0
+    dropouts_off(model)
     frames = tensors["input.frames"].float() / 255
     text = TextInputs(input_ids=tensors["input.input_ids"], attention_mask=tensors["input.attention_mask"])
     masks = tensors["target.masks"].bool()
@@ -68,7 +50,7 @@ def parity():
 
 
 def test_the_official_checkpoint_converts_strictly(parity):
-    state, _, cfg_json = read_fixture()
+    state, _, cfg_json = read_official(FIXTURE)
     model, _ = rvos_model(cfg_json)
     broken = dict(state)
     broken["transformer.decoder.bbox_embed.0.layers.0.weight"] = broken["bbox_embed.0.layers.0.weight"] + 1
@@ -130,7 +112,7 @@ def test_convert_command_writes_a_model_folder_that_loads(tmp_path, parity):
     from rvos.cli import main
     from rvos.engine.checkpoint import load_model
 
-    state, _, cfg_json = read_fixture()
+    state, _, cfg_json = read_official(FIXTURE)
     _, cfg = rvos_model(cfg_json)
     # as the official training script saves it: its argparse options beside the weights
     torch.save({"model": state, "epoch": 5, "args": argparse.Namespace(backbone="video_swin_b_p4w7")},
