@@ -164,6 +164,38 @@ def write_a2d_sentences(root: Path) -> Path:
     return root
 
 
+def write_jhmdb_sentences(root: Path) -> Path:
+    """JHMDB-Sentences in the official layout: ``jhmdb_annotation.txt`` (video_id, query),
+    ``Rename_Images/<action>/<video>/<frame:05d>.png`` (from 1), ``puppet_mask/<action>/<video>/puppet_mask.mat``
+    (``part_mask``, H x W x T) and MTTR's ``jhmdb_sentences_samples_metadata.json`` (3 frames per video, paths
+    written ``./jhmdb_sentences/...``). ``clip_a`` (pullup) has 6 frames but 5 masks; ``clip_b`` (walk) has 4, its
+    second mask empty."""
+    from scipy.io import savemat
+
+    h, w = 18, 22
+    videos = {"clip_a": ("pullup", 6, 5, "man in black pulling up"), "clip_b": ("walk", 4, 4, "a woman walking")}
+    drawn = {"clip_a": [1, 3, 5], "clip_b": [2, 3, 4]}
+    root.mkdir(parents=True)
+    (root / "jhmdb_annotation.txt").write_text(
+        "video_id,query\n" + "".join(f"{v},{s}\n" for v, (_, _, _, s) in videos.items()))
+    rng = np.random.default_rng(3)
+    samples = []
+    for video, (action, n_frames, n_masks, sentence) in videos.items():
+        for t in range(1, n_frames + 1):
+            path = root / "Rename_Images" / action / video / f"{t:05d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+        masks = np.stack([box_mask(h, w, 2 + t, 12 + t % 3, 3 + 2 * t, 15) if (video, t) != ("clip_b", 1)
+                          else np.zeros((h, w), bool) for t in range(n_masks)], axis=-1).astype(np.uint8)
+        (root / "puppet_mask" / action / video).mkdir(parents=True)
+        savemat(root / "puppet_mask" / action / video / "puppet_mask.mat", {"part_mask": masks})
+        for t in drawn[video]:
+            samples.append([video, f"./jhmdb_sentences/Rename_Images/{action}/{video}/{t:05d}.png",
+                            f"./jhmdb_sentences/puppet_mask/{action}/{video}/puppet_mask.mat", n_masks, sentence])
+    (root / "jhmdb_sentences_samples_metadata.json").write_text(json.dumps(samples))
+    return root
+
+
 def write_refdavis(root: Path, frames: int = 4, size=(24, 32)) -> tuple[Path, Path, dict]:
     """Ref-DAVIS17 as ReferFormer converts it (``ref/valid``: Ref-YouTube-VOS layout, 4 expressions per object in
     the order anno1-first, anno1-full, anno2-first, anno2-full) beside its DAVIS folder (``davis``: one val

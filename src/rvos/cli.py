@@ -146,15 +146,28 @@ def cmd_export_masks(args) -> None:
 
 
 def cmd_export_coco(args) -> None:
-    from rvos.data.a2d import a2d_coco_ground_truth
     from rvos.errors import DataError
     from rvos.fileio import write_json
 
     if args.out.exists() and not args.overwrite:
         raise DataError(f"{args.out} already exists: choose another --out or pass --overwrite")
-    gt = a2d_coco_ground_truth(args.root, args.subset)
+    if args.dataset == "a2d-sentences":
+        from rvos.data.a2d import a2d_coco_ground_truth
+
+        if args.samples or args.every_frame:
+            raise DataError("--samples and --every-frame are JHMDB-Sentences options; A2D-Sentences evaluates every "
+                            "annotated frame")
+        gt = a2d_coco_ground_truth(args.root, args.subset)
+        what = f"annotated frames x sentences of the {args.subset} subset"
+    else:
+        from rvos.data.jhmdb import jhmdb_coco_ground_truth
+
+        if args.samples and args.every_frame:
+            raise DataError("give --samples or --every-frame, not both")
+        gt = jhmdb_coco_ground_truth(args.root, args.samples, args.every_frame)
+        what = "every frame with a mask (not the published draw)" if args.every_frame else "the published 3-frame draw"
     write_json(args.out, gt)
-    print(f"wrote {args.out}: {len(gt['images'])} images (annotated frames x sentences) of the {args.subset} subset")
+    print(f"wrote {args.out}: {len(gt['images'])} images ({what})")
 
 
 def cmd_submit(args) -> None:
@@ -446,11 +459,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=cmd_export_masks)
 
-    p = sub.add_parser("export-coco", help="write a dataset's COCO-format ground truth (A2D-Sentences), as rvos eval "
-                       "and the official evaluation read it")
-    p.add_argument("dataset", choices=["a2d-sentences"])
-    p.add_argument("root", type=Path, help="the dataset folder (A2D: Release/ and text_annotations/)")
-    p.add_argument("--subset", choices=["train", "test"], default="test")
+    p = sub.add_parser("export-coco", help="write a dataset's COCO-format ground truth (A2D-Sentences, "
+                       "JHMDB-Sentences), as rvos eval and the official evaluation read it")
+    p.add_argument("dataset", choices=["a2d-sentences", "jhmdb-sentences"])
+    p.add_argument("root", type=Path, help="the dataset folder (A2D: Release/ and text_annotations/; JHMDB: "
+                   "jhmdb_annotation.txt, Rename_Images/, puppet_mask/)")
+    p.add_argument("--subset", choices=["train", "test"], default="test", help="A2D-Sentences' subset")
+    p.add_argument("--samples", type=Path, help="JHMDB-Sentences: the samples file to evaluate (default "
+                   "ROOT/jhmdb_sentences_samples_metadata.json, MTTR's published 3-frame draw)")
+    p.add_argument("--every-frame", action="store_true", help="JHMDB-Sentences: every frame with a mask instead of "
+                   "the published draw (not comparable with the papers)")
     p.add_argument("--out", required=True, type=Path, help="output JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export_coco)
