@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as coco_mask
 
+import rvos.data.frames as frame_io
 from rvos.data import rle
 from rvos.data.frames import write_frame, write_mask_png
 from rvos.data.synth.scene import make_objects, render
@@ -129,6 +130,7 @@ def main() -> None:
         "seconds (best of %d)" % args.repeat: rows,
         "speedup vs reference": {k: rows["reference (per frame, 1 process)"] / v for k, v in rows.items()},
         "max |difference| of per-expression J or F": max_diff,
+        "prediction PNG decoder": "libspng (pyspng)" if frame_io.pyspng is not None else "OpenCV",
         "load average (1, 5, 15 min) before and after": [list(load_before), list(load_after)],
     }
     if args.note:

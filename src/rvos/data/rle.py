@@ -30,25 +30,20 @@ def parse_counts(counts: bytes) -> np.ndarray:
     negative. Every count after the second is stored as the difference to the count two before it, so from
     there on the even and the odd counts are running sums.
     """
-    if counts and (min(counts) < 48 or max(counts) > 111):
+    chars = np.frombuffer(counts, dtype=np.uint8)
+    if chars.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if chars.min() < 48 or chars.max() > 111:
         raise ValueError("counts string holds characters outside COCO's alphabet")
-    numbers: list[int] = []
-    append = numbers.append
-    x = shift = 0
-    for byte in counts:
-        if byte >= 80:  # continuation character
-            x |= (byte - 80) << shift
-            shift += 5
-        else:
-            c = byte - 48
-            x |= c << shift
-            if c & 0x10:
-                x |= -1 << (shift + 5)
-            append(x)
-            x = shift = 0
-    if shift:
+    c = chars.astype(np.int64) - 48
+    last = np.flatnonzero(c < 32)  # the final character of each number (no continuation bit)
+    if last.size == 0 or last[-1] != c.size - 1:
         raise ValueError("counts string ends inside a number")
-    runs = np.array(numbers, dtype=np.int64)
+    first = np.concatenate(([0], last[:-1] + 1))
+    shift = 5 * (np.arange(c.size) - np.repeat(first, last - first + 1))  # bit offset of each character's 5 bits
+    runs = np.add.reduceat((c & 0x1F) << shift, first)  # the 5-bit groups never overlap: sum = or
+    negative = (c[last] & 0x10) != 0  # sign-extend from the last character's top bit
+    runs[negative] |= -1 << (shift[last[negative]] + 5)
     runs[2::2] = np.cumsum(runs[2::2])
     runs[1::2] = np.cumsum(runs[1::2])
     return runs
