@@ -46,6 +46,31 @@ def write_mevis(root: Path, split: str = "valid_u", size=(24, 32), frames: int =
     return {"1": obj1, "2": obj2}
 
 
+def write_mevis_v2(root: Path, split: str = "valid_u", frames: int = 3) -> tuple[Path, Path]:
+    """A MeViS v2 split (``meta_expressions_v2.json``): :func:`write_mevis`'s video with two no-target expressions
+    added ('3' and '4': no obj_id, no anno_id), and predictions in ``root/pred``: '0' exact, '1' one object's box
+    only, '2' empty (a target missed), '3' empty (no target, rightly), '4' a box in frame 1 (no target, wrongly).
+    Returns (split folder, prediction folder)."""
+    from rvos.data.frames import write_mask_png
+
+    objects = write_mevis(root, split, frames=frames)
+    split_dir = root / split
+    meta = json.loads((split_dir / "meta_expressions.json").read_text())
+    exps = meta["videos"]["v1"]["expressions"]
+    exps["3"] = {"exp": "the cat jumping over the boxes", "obj_id": [], "anno_id": []}
+    exps["4"] = {"exp": "the third box", "obj_id": [], "anno_id": []}
+    (split_dir / "meta_expressions.json").unlink()
+    (split_dir / "meta_expressions_v2.json").write_text(json.dumps(meta))
+    empty = np.zeros_like(objects["1"])
+    wrong = empty.copy()
+    wrong[1, 3:9, 20:28] = True
+    preds = {"0": objects["1"], "1": objects["2"], "2": empty, "3": empty, "4": wrong}
+    for exp_id, masks in preds.items():
+        for t in range(frames):
+            write_mask_png(root / "pred" / "v1" / exp_id / f"{t:05d}.png", masks[t])
+    return split_dir, root / "pred"
+
+
 def write_ytvos(root: Path, split: str = "train", size=(24, 32), frames: int = 3) -> dict:
     """A Ref-YouTube-VOS split (also the Ref-DAVIS17 converted layout): video 'vid' with objects 1 and 2 in
     palette annotation PNGs; expressions '0' -> object 1, '1' -> object 2."""

@@ -61,8 +61,14 @@ def _check_output(out: Path, overwrite: bool, existing_ok: bool = False) -> None
 def _print_eval(scores: dict) -> None:
     """J, F and J&F, overall and by kind, from an evaluation's JSON form (``EvalResult.to_json()``)."""
     out = sys.stdout
+    release = f", {scores['release']}" if scores.get("release") else ""
     print(f"J&F {scores['J&F']:.4f}   J {scores['J']:.4f}   F {scores['F']:.4f}   "
-          f"({scores['num_expressions']} expressions)", file=out)
+          f"({scores['num_expressions']} expressions{release})", file=out)
+    if scores.get("N-acc") is not None:
+        accuracies = "   ".join(f"{k} {scores[k]:.4f}" for k in ("N-acc", "T-acc", "Final") if scores[k] is not None)
+        print(f"{accuracies}   ({scores['no_target_note']})", file=out)
+        for group, s in scores["by_target"].items():
+            print(f"{group:<16}{s['count']:>6}{s['J&F']:>8.4f}{s['J']:>8.4f}{s['F']:>8.4f}", file=out)
     if scores["by_kind"]:
         print(f"{'kind':<16}{'count':>6}{'J&F':>8}{'J':>8}{'F':>8}", file=out)
         for kind, s in scores["by_kind"].items():

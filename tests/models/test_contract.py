@@ -74,6 +74,26 @@ def test_loss_is_finite_and_falls_on_a_fixed_batch(method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_a_clip_whose_sentence_refers_to_nothing_trains(method):
+    """MeViS v2's no-target expressions: the clip's objects are all unreferred; the loss stays finite and reaches the
+    weights."""
+    cfg = tiny_config(method, *SIZE)
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    batch = clip_batch(model)
+    batch.referred[1] = torch.tensor([False, False])
+    split = SimpleNamespace(videos={"v0": Video("v0", ("0",), {
+        "0": Expression("0", "the red square moving right", ("1",)),
+        "1": Expression("1", "the green triangle jumping", ())})})
+    model.prepare_training(split)
+    parts = model.loss(model(batch), batch)
+    loss = sum(parts.values())
+    assert torch.isfinite(loss), parts
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_save_and_load_is_an_exact_round_trip(method, tmp_path):
     cfg = tiny_config(method, *SIZE)
     model = random_model(cfg)

@@ -6,6 +6,11 @@ Layouts:
   (``videos -> {frames, expressions -> {exp, obj_id[], anno_id[]}}``) and ``<split>/mask_dict.json``
   (``str(anno_id) -> [COCO RLE or null per frame]``); the ``valid`` split has no ``mask_dict.json``. The two JSON
   files alone are enough to evaluate and to export masks: frame names come from the first, sizes from the RLEs.
+  MeViS v2 (the TPAMI 2025 release) keeps the layout and names its expression file ``meta_expressions_v2.json``
+  (``meta_expressions_v2_release.json`` for the unannotated ``valid`` split, ``meta_expressions_text_release.json``
+  for a challenge's test split). It adds no-target expressions: an annotated expression with no ``anno_id`` refers to
+  nothing, and its target is empty in every frame. The split records which release it is (``version``), so that
+  scores of the two are never mixed.
 * Ref-YouTube-VOS: ``meta_expressions/<split>/meta_expressions.json`` (``{exp, obj_id}`` per expression),
   ``<split>/JPEGImages``, and for annotated splits ``<split>/Annotations/<video>/<frame>.png``, palette PNGs whose
   pixel value is the object id. Ref-DAVIS17 converted to this layout (as ReferFormer's script does) reads the same.
@@ -167,12 +172,30 @@ class ReferringSplit:
         return [DenseMask(m) for m in self.target_masks(video, exp_id)]
 
 
+# The expression file of each MeViS release, by the name it is published under.
+MEVIS_META_FILES = {"meta_expressions.json": "v1", "meta_expressions_v2.json": "v2",
+                    "meta_expressions_v2_release.json": "v2", "meta_expressions_text_release.json": "v2"}
+
+
+def mevis_meta_file(split_dir: Path) -> Path | None:
+    """The MeViS expression file of a split folder (None when it has none); two releases' files in one folder are
+    an error, since which one to read cannot be told."""
+    found = [split_dir / name for name in MEVIS_META_FILES if (split_dir / name).is_file()]
+    if len(found) > 1:
+        raise DataError(f"{split_dir} holds {' and '.join(p.name for p in found)}: keep one MeViS release's expression "
+                        "file per split folder (v1 meta_expressions.json, v2 meta_expressions_v2.json), so that "
+                        "its scores are labelled with the right release")
+    return found[0] if found else None
+
+
 class MeViSSplit(ReferringSplit):
     layout = "mevis"
 
     def __init__(self, split_dir: str | os.PathLike):
         split_dir = Path(split_dir)
-        meta_path = split_dir / "meta_expressions.json"
+        meta_path = mevis_meta_file(split_dir) or split_dir / "meta_expressions.json"
+        self.meta_path = meta_path
+        self.version = MEVIS_META_FILES[meta_path.name]
         videos = _parse_videos(load_json(meta_path), meta_path, "anno_id")
         self.mask_path = split_dir / "mask_dict.json"
         super().__init__(split_dir, videos, split_dir / "JPEGImages", self.mask_path.is_file())
@@ -334,12 +357,13 @@ def open_split(split_dir: str | os.PathLike) -> ReferringSplit:
         return RefCOCOSplit(split_dir)
     if not split_dir.is_dir():
         raise DataError(f"split folder {split_dir} does not exist")
-    if (split_dir / "meta_expressions.json").is_file():
+    if mevis_meta_file(split_dir) is not None:
         return MeViSSplit(split_dir)
     if (split_dir.parent / "meta_expressions" / split_dir.name / "meta_expressions.json").is_file():
         return YTVOSSplit(split_dir)
     raise DataError(
-        f"{split_dir} is not a dataset split: expected {split_dir / 'meta_expressions.json'} (MeViS layout) or "
+        f"{split_dir} is not a dataset split: expected {split_dir / 'meta_expressions.json'} (MeViS layout; "
+        "meta_expressions_v2.json for MeViS v2) or "
         f"{split_dir.parent / 'meta_expressions' / split_dir.name / 'meta_expressions.json'} (Ref-YouTube-VOS layout); "
         "a RefCOCO split is its annotation file, instances_<dataset>_<split>.json"
     )

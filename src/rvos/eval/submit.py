@@ -1,6 +1,7 @@
 """Package predictions as the benchmark servers take them, after checking they are complete.
 
-* MeViS (Codalab / Codabench): ``<video>/<exp_id>/<frame>.png`` at the root of the zip.
+* MeViS v1 (Codalab) and v2 (Codabench): ``<video>/<exp_id>/<frame>.png`` at the root of the zip, every expression
+  included (a v2 no-target expression with its empty PNGs).
 * Ref-YouTube-VOS: ``Annotations/<video>/<exp_id>/<frame>.png``, for the validation videos only (the videos of
   ``meta_expressions/test`` are left out when that file is present, as the server expects 202 videos).
 
