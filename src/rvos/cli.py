@@ -218,12 +218,18 @@ def cmd_info(args) -> None:
 def cmd_convert(args) -> None:
     from rvos.config import load_config
     from rvos.engine.checkpoint import MODEL_FILE, save_model
-    from rvos.models.convert import converter, official_model
+    from rvos.models.convert import checkpoint_config, official_model
+    from rvos.models.convert.rules import read_checkpoint
 
     if (args.out / MODEL_FILE).exists():
         raise RvosError(f"{args.out / MODEL_FILE} already exists: choose another --out or remove it")
-    cfg = load_config(args.config or converter(args.method).CONFIG, args.overrides)
-    model = official_model(args.method, args.checkpoint, cfg, args.trust_pickle)
+    state = read_checkpoint(args.checkpoint, args.trust_pickle)
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+    else:  # the config of the release the checkpoint is (its backbone says which)
+        name, implied = checkpoint_config(args.method, state)
+        cfg = load_config(name, implied + list(args.overrides or []))
+    model = official_model(args.method, state, cfg, source=str(args.checkpoint))
     save_model(args.out, model, cfg)
     print(f"wrote {args.out} (rvos predict --weights {args.out} ...)")
 
@@ -492,11 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("convert", help="an official checkpoint -> an rvos model folder (strict: every weight checked)")
-    p.add_argument("method", help="the method the checkpoint belongs to (dshmp)")
+    p.add_argument("method", help="the method the checkpoint belongs to (dshmp, sgmg, mutr)")
     p.add_argument("checkpoint", type=Path, help="the official checkpoint file (e.g. DsHmp's model_final.pth)")
     p.add_argument("--out", type=Path, required=True, help="folder to write model.safetensors and config.json into")
-    p.add_argument("--config", help="the config the checkpoint was trained with (default: the method's paper "
-                                    "config, e.g. dshmp_swin_t_mevis)")
+    p.add_argument("--config", help="the config the checkpoint was trained with (default: the config of the "
+                                    "method's release, e.g. dshmp_swin_t_mevis; for MUTR the one its backbone names)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.text.model=DIR")
     p.add_argument("--trust-pickle", action="store_true",
                    help="read a checkpoint that holds more than tensors with pickle in full (only for files you trust)")

@@ -23,7 +23,7 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "mutr_model_official.safetens
 LOSSES = {"ce": ("class", 2), "bbox": ("box", 5), "giou": ("giou", 2), "mask": ("mask", 2), "dice": ("dice", 5)}
 
 
-def rvos_model(cfg_json):
+def rvos_model(cfg_json, extra: list[str] = ()):
     a, swin, hard = cfg_json["args"], cfg_json["swin"], cfg_json["hard_coded"]
     mti, mta = hard["mti"], hard["mta"]
     cfg = load_config("mutr_tiny_synth", [
@@ -36,7 +36,7 @@ def rvos_model(cfg_json):
         "model.transformer.dropout=0.0", f"model.mti.enc_layers={mti['enc_layers'][1]}",
         f"model.mti.dec_layers={mti['dec_layers'][1]}", f"model.mti.window={mti['window_size'][1]}",
         f"model.mti.heads={mti['nheads'][1]}", f"model.mti.ffn={mti['dim_feedforward'][1]}", "model.mti.dropout=0.0",
-        *video_swin_overrides(swin), "model.text.model=rvos-tiny-roberta"])
+        *video_swin_overrides(swin), "model.text.model=rvos-tiny-roberta", *extra])
     return build_model(cfg.model, load_pretrained=False), cfg
 
 
@@ -137,3 +137,39 @@ def test_convert_command_writes_a_model_folder_that_loads(tmp_path, parity):
     loaded, _ = load_model(tmp_path / "m")
     expected = parity[0].state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
+
+
+def test_a_checkpoint_with_the_image_swin_converts_strictly():
+    """The released Swin-L checkpoint's layout: the image Swin under ``backbone.0.body.`` by its official names
+    (checked against the official Swin in test_swin_image.py), here at the fixture's sizes."""
+    from rvos.models.backbones.swin_image import SwinImageBackbone
+
+    state, _, cfg_json = read_official(FIXTURE)
+    swin_cfg = cfg_json["swin"]
+    image_swin = SwinImageBackbone("t", embed_dim=swin_cfg["embed_dim"], depths=tuple(swin_cfg["depths"]),
+                                   heads=tuple(swin_cfg["num_heads"]))
+    state = {k: v for k, v in state.items() if not k.startswith("backbone.0.body.")}
+    state |= {f"backbone.0.body.{k}": v for k, v in image_swin.swin.state_dict().items()}
+    model, _ = rvos_model(cfg_json, ["model.backbone.kind=swin", "model.backbone.variant=t"])
+    model.load_state_dict(convert_checkpoint(state, model), strict=True)
+    assert isinstance(model.backbone, SwinImageBackbone)
+    assert torch.equal(model.backbone.swin.layers[2].blocks[1].attn.qkv.weight,
+                       image_swin.swin.layers[2].blocks[1].attn.qkv.weight)
+
+
+def test_the_release_is_read_from_the_checkpoint():
+    from rvos.errors import ConfigError
+    from rvos.models.convert.mutr import config_for
+
+    def release(embed: torch.Size, third_stage_blocks: int) -> dict:
+        state = {"backbone.0.body.patch_embed.proj.weight": torch.zeros(embed)}
+        return state | {f"backbone.0.body.layers.2.blocks.{i}.norm1.weight": torch.zeros(1)
+                        for i in range(third_stage_blocks)}
+
+    assert config_for(release((192, 3, 4, 4), 18)) == ("mutr_swin_l_ytvos", ["model.backbone.variant=l"])
+    assert config_for(release((128, 3, 1, 4, 4), 18)) == ("mutr_video_swin_b_ytvos", ["model.backbone.variant=b"])
+    assert config_for(release((96, 3, 1, 4, 4), 6)) == ("mutr_video_swin_b_ytvos", ["model.backbone.variant=t"])
+    with pytest.raises(ConfigError, match="not a released size"):
+        config_for(release((16, 3, 4, 4), 2))
+    with pytest.raises(ConfigError, match="no Swin backbone"):
+        config_for({})

@@ -6,6 +6,10 @@ the window size *before* the cyclic shift, and the shifted-window mask is built 
 whenever a map is not a multiple of the window (the stride-32 map of a 448 x 796 frame, say), so this module keeps
 the original order: released checkpoints then give their outputs at any frame size.
 
+Without words (``text_dim=None``) it is the original Swin detection backbone itself, the image Swin of ReferFormer,
+SgMg and MUTR (:class:`rvos.models.backbones.swin_image.SwinImageBackbone`): stage i's map after its blocks, through
+``norm{i}``, is its feature, and goes on to the patch merging unchanged.
+
 After the blocks of stage i, :class:`rvos.models.layers.pwam.PWAM` fuses the sentence's words into the map;
 the fused map, through the stage's output LayerNorm ``norm{i}``, is the stage's feature, and the map plus the
 tanh-gated fused map (the gate initialised at zero) goes on to the patch merging of the next stage. Parameter
@@ -155,15 +159,15 @@ def shift_mask(h: int, w: int, window: int, shift: int, device) -> torch.Tensor:
 class MMStage(nn.Module):
     """Swin blocks, the fusion with the words, and (but in the last stage) the gate and the patch merging."""
 
-    def __init__(self, dim: int, depth: int, heads: int, window: int, text_dim: int, downsample: bool,
+    def __init__(self, dim: int, depth: int, heads: int, window: int, text_dim: int | None, downsample: bool,
                  drop_path: list[float], fusion_heads: int = 1, fusion_drop: float = 0.0, mlp_ratio: float = 4.0):
         super().__init__()
         self.window, self.shift = window, window // 2
         self.blocks = nn.ModuleList(SwinBlock(dim, heads, window, 0 if i % 2 == 0 else window // 2, mlp_ratio,
                                               drop_path=drop_path[i]) for i in range(depth))
-        self.fusion = PWAM(dim, text_dim, fusion_heads, fusion_drop)
+        self.fusion = PWAM(dim, text_dim, fusion_heads, fusion_drop) if text_dim is not None else None
         self.downsample = PatchMerging(dim) if downsample else None
-        if downsample:
+        if downsample and self.fusion is not None:
             self.res_gate = nn.Sequential(nn.Linear(dim, dim, bias=False), nn.ReLU(), nn.Linear(dim, dim, bias=False),
                                           nn.Tanh())
             nn.init.zeros_(self.res_gate[0].weight)
@@ -174,18 +178,20 @@ class MMStage(nn.Module):
         mask = shift_mask(h, w, self.window, self.shift, x.device)
         for block in self.blocks:
             x = block(x, h, w, mask)
-        fused = self.fusion(x, words, padding)
+        fused = self.fusion(x, words, padding) if self.fusion is not None else x
         if self.downsample is None:
             return fused, None, (h, w)
-        x = x + self.res_gate(fused) * fused
+        if self.fusion is not None:
+            x = x + self.res_gate(fused) * fused
         return fused, self.downsample(x, h, w), ((h + 1) // 2, (w + 1) // 2)
 
 
 class MultiModalSwin(nn.Module):
-    """Images (B, 3, H, W) normalised, words (B, L, text_dim) -> features at strides 4, 8, 16, 32."""
+    """Images (B, 3, H, W) normalised, words (B, L, text_dim) -> features at strides 4, 8, 16, 32; with
+    ``text_dim=None`` the plain Swin, which takes no words."""
 
     def __init__(self, embed_dim: int = 96, depths: tuple[int, ...] = (2, 2, 6, 2),
-                 heads: tuple[int, ...] = (3, 6, 12, 24), window: int = 7, text_dim: int = 768,
+                 heads: tuple[int, ...] = (3, 6, 12, 24), window: int = 7, text_dim: int | None = 768,
                  drop_path_rate: float = 0.3, fusion_heads: tuple[int, ...] = (1, 1, 1, 1), mlp_ratio: float = 4.0):
         super().__init__()
         self.patch_embed = PatchEmbed(4, 3, embed_dim)
@@ -198,7 +204,8 @@ class MultiModalSwin(nn.Module):
         for i, c in enumerate(self.channels):
             setattr(self, f"norm{i}", nn.LayerNorm(c))
 
-    def forward(self, images: torch.Tensor, words: torch.Tensor, padding: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def forward(self, images: torch.Tensor, words: torch.Tensor | None = None,
+                padding: torch.Tensor | None = None) -> list[torch.Tensor]:
         x = self.patch_embed(images)
         h, w = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2)

@@ -14,6 +14,7 @@ from torch import nn
 
 from rvos.errors import ConfigError
 from rvos.models.backbones.hf_text import HFTextEncoder
+from rvos.models.backbones.swin_image import SwinImageBackbone
 from rvos.models.backbones.timm_image import TimmImageBackbone
 from rvos.models.backbones.video_swin import VideoSwinBackbone
 from rvos.models.layers.attention import MLP
@@ -34,14 +35,16 @@ class TextConfig:
 
 @dataclass
 class BackboneConfig:
-    kind: str = "video_swin"  # "video_swin" (torchvision's Swin3D) or "timm" (Swin, ResNet, ... per frame)
-    variant: str = "t"  # video Swin: t, s or b (or xs, a CPU size)
-    # a custom video Swin's sizes, each replacing the variant's (null: the variant's)
+    # "video_swin" (torchvision's Swin3D), "swin" (the original image Swin, per frame: the official swin_*_p4w7) or
+    # "timm" (Swin, ResNet, ... per frame)
+    kind: str = "video_swin"
+    variant: str = "t"  # video Swin: t, s or b (or xs, a CPU size); Swin: t, s, b or l
+    # a custom (video) Swin's sizes, each replacing the variant's (null: the variant's)
     embed_dim: int | None = None
     depths: tuple[int, ...] | None = None
     heads: tuple[int, ...] | None = None
     patch_time: int = 1  # frames per temporal patch (1: per-frame features, as SgMg and MUTR use it)
-    window: tuple[int, int, int] = (8, 7, 7)
+    window: tuple[int, int, int] = (8, 7, 7)  # video Swin: (time, height, width); Swin: its last entry
     drop_path: float = 0.2
     timm_model: str = "swin_tiny_patch4_window7_224"  # kind timm: the model name
     timm_out_indices: tuple[int, ...] = (0, 1, 2, 3)  # its stages at strides 4..32 ((1, 2, 3, 4) for a ResNet)
@@ -49,8 +52,8 @@ class BackboneConfig:
     frozen: bool = False
 
     def __post_init__(self):
-        if self.kind not in ("video_swin", "timm"):
-            raise ValueError(f"model.backbone.kind: expected video_swin or timm, got {self.kind!r}")
+        if self.kind not in ("video_swin", "swin", "timm"):
+            raise ValueError(f"model.backbone.kind: expected video_swin, swin or timm, got {self.kind!r}")
 
 
 @dataclass
@@ -68,6 +71,9 @@ def build_backbone(cfg: BackboneConfig):
     if cfg.kind == "video_swin":
         return VideoSwinBackbone(cfg.variant, cfg.pretrained, cfg.patch_time, tuple(cfg.window), cfg.drop_path,
                                  cfg.frozen, cfg.embed_dim, cfg.depths, cfg.heads)
+    if cfg.kind == "swin":
+        return SwinImageBackbone(cfg.variant, cfg.pretrained, cfg.window[-1], cfg.drop_path, cfg.frozen, cfg.embed_dim,
+                                 cfg.depths, cfg.heads)
     # timm's Swin checks the input against its training size unless told to build its masks per input
     kwargs = {"dynamic_img_size": True} if cfg.timm_model.startswith("swin") else {}
     return TimmImageBackbone(cfg.timm_model, cfg.pretrained, tuple(cfg.timm_out_indices), frozen=cfg.frozen, **kwargs)
