@@ -197,7 +197,7 @@ def test_a_per_frame_timm_backbone_needs_the_four_strides():
 
 
 @pytest.mark.parametrize("bad, message", [("model.mask_channels=8", "multiple of 16"),
-                                          ("model.backbone.kind=vit", "video_swin or timm"),
+                                          ("model.backbone.kind=vit", "video_swin, swin or timm"),
                                           ("model.levels=5", "3 .* or 4")])
 def test_config_errors_are_clear(bad, message):
     from rvos.errors import ConfigError
