@@ -80,6 +80,7 @@ class ClipDataset(Dataset):
             "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # (T, 3, H, W) uint8
             "instances": torch.from_numpy(np.ascontiguousarray(objects[visible])),  # (M, T, H, W) bool
             "referred": torch.from_numpy(referred[visible]),  # (M,) bool
+            "instance_ids": tuple(a for a, v in zip(ids, visible) if v),  # (M,) the objects' mask keys (anno_ids)
             "text": text,
             "video": video,
             "expression": exp_id,
@@ -100,6 +101,7 @@ def collate(items: list[dict]) -> dict:
         obj[..., :fh, :fw] = it["instances"]
         instances.append(obj)
     return {"frames": frames, "instances": instances, "referred": [it["referred"] for it in items],
+            "instance_ids": [it["instance_ids"] for it in items],
             "texts": [it["text"] for it in items], "videos": [it["video"] for it in items],
             "expressions": [it["expression"] for it in items], "positions": [it["position"] for it in items]}
 

@@ -206,6 +206,18 @@ class CLIPBackbone(ImageBackbone, TextEncoder):
             tokens = tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]
         return TextInputs(tokens=tokens)
 
+    def bag_of_tokens(self, text: TextInputs) -> torch.Tensor:
+        """(N, width): the mean of each sentence's token embeddings, its words alone (no start, end or padding
+        token), in no order: a sentence feature that needs no training of the text transformer."""
+        tokens = text["tokens"]
+        special = {0, *(self.tokenizer.encoder[t] for t in ("<start_of_text>", "<end_of_text>")
+                        if hasattr(self.tokenizer, "encoder") and t in self.tokenizer.encoder)}
+        words = torch.ones_like(tokens, dtype=torch.bool)
+        for t in special:
+            words &= tokens != t
+        embeds = self.clip.token_embedding(tokens) * words[..., None]
+        return embeds.sum(1) / words.sum(1, keepdim=True).clamp(min=1)
+
     def forward_image(self, images: torch.Tensor, clip_length: int | None = None) -> list[torch.Tensor]:
         """images (N, 3, H, W) in [0, 1], H and W multiples of 32 -> features at strides 4, 8, 16, 32."""
         x = (images - self.pixel_mean) / self.pixel_std

@@ -56,6 +56,8 @@ class ClipBatch:
     video_ids: list[str]
     expression_ids: list[str]
     iteration: int = 0  # the training step the batch belongs to (for schedules inside a method's loss)
+    # per clip (M_b,): the instances' mask keys (MeViS anno_ids), which the split's other expressions refer to
+    instance_ids: list[tuple[str, ...]] | None = None
 
     @property
     def targets(self) -> list[torch.Tensor]:
@@ -71,7 +73,7 @@ class ClipBatch:
         move = lambda ts: [t.to(device, non_blocking=True) for t in ts]  # noqa: E731
         return ClipBatch(self.frames.to(device, non_blocking=True), self.text.to(device), self.sentences,
                          move(self.instances), move(self.referred), self.video_ids, self.expression_ids,
-                         self.iteration)
+                         self.iteration, self.instance_ids)
 
 
 NO_MASK = -1e4  # the logit of a query left out of a frame's union (finite: upsampling mixes it with its neighbours)

@@ -8,7 +8,10 @@ cross-modal encoder, a frame query decoder, a video query initializer and a vide
     video queries, all frame queries, words' ─> video query decoder ─> scores, masks           (per clip)
 
 The output for an expression is the union of the masks of the video queries whose referring score passes
-``score_threshold`` (an expression may name several objects; no query passing is an empty mask).
+``score_threshold`` (an expression may name several objects; no query passing is an empty mask). With
+``model.track.enabled`` (a CPU-size option, :mod:`rvos.models.modules.track_grounding`) the referring score is
+read instead from what each query slot's frame masks cover over the clip, and the selected slots' frame masks are
+the output (the video query of a slot may segment another object than the slot's frames do).
 
 Every stage before the video decoder works on each frame alone, so long videos can be encoded in windows and
 only the small frame queries kept (see :mod:`rvos.engine.inference`).
@@ -19,15 +22,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rvos.models.backbones.clip import CLIPBackbone
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
+from rvos.data.schema import normalize_text
 from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel, TextInputs,
                                    union_of_queries)
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
+from rvos.models.modules.track_grounding import (TrackGrounding, TrackGroundingConfig, frame_descriptors, slot_labels,
+                                                 tracks)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -92,6 +99,12 @@ class VLMConfig:
     frame_decoder: FrameDecoderConfig = field(default_factory=FrameDecoderConfig)
     video_decoder: VideoDecoderConfig = field(default_factory=VideoDecoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
+
+    def __post_init__(self):
+        if self.track.enabled and not self.video_decoder.temporal:
+            raise ValueError("model.track needs the temporal video decoder (video_decoder.temporal=true): a track is "
+                             "a query slot over the clip's frames")
 
 
 @dataclass
@@ -109,6 +122,7 @@ class VideoOutputs:
     mask_embeds: list[torch.Tensor]  # per layer (B', T', Q, D)
     queries: torch.Tensor  # (B', Q, C)
     frame_queries: torch.Tensor  # (B', T', Q, C) re-ordered
+    perms: torch.Tensor  # (B', T', Q) the slot order of each frame's queries (:func:`match_adjacent`)
 
 
 
@@ -140,7 +154,10 @@ class VLMModel(RvosModel):
                                                v.time_bands, v.frame_readout, cfg.text_score)
         self.frame_sim = nn.Linear(c, c)
         self.video_sim = nn.Linear(c, c)
+        track_text = self.backbone.width if cfg.track.text == "bag" else c
+        self.track_head = TrackGrounding(track_text, cfg.track.hidden, cfg.track.samples) if cfg.track.enabled else None
         self.criterion = SetCriterion(cfg.loss)
+        self.expressions: dict[str, list[tuple[str, frozenset[str]]]] = {}  # per training video (track grounding)
 
     # ------------------------------------------------------------------------------------------- stages
 
@@ -181,7 +198,17 @@ class VLMModel(RvosModel):
         ordered = reorder(frame_queries, perms)
         init = self.query_init(frame_queries, perms)
         scores, embeds, queries = self.video_decoder(init, ordered, words, padding, sentence)
-        return VideoOutputs(scores, embeds, queries, ordered)
+        return VideoOutputs(scores, embeds, queries, ordered, perms)
+
+    def track_text(self, text: TextInputs) -> torch.Tensor:
+        """The sentences (N, D) as the track score reads them (``model.track.text``)."""
+        return self.backbone.bag_of_tokens(text) if self.cfg.track.text == "bag" else self.encode_text(text)[2]
+
+    def track_logits(self, descriptors: torch.Tensor, perms: torch.Tensor, sentence: torch.Tensor):
+        """Per-frame descriptors (B, T, Q, D) in frame-query order, the slot order, sentences (B, C) -> (track
+        embeddings (B, Q, hidden), referring logits (B, Q))."""
+        embeds = self.track_head.embed(tracks(reorder(descriptors, perms), self.track_head.samples))
+        return embeds, self.track_head.score(embeds, sentence[:, None])[:, 0]
 
     @staticmethod
     def video_masks(mask_embeds: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
@@ -203,7 +230,16 @@ class VLMModel(RvosModel):
         vo = self.decode_video(fo.queries.view(b, t_len, q, c), clip_words, padding, sentence)
         t_clip = vo.mask_embeds[-1].shape[1]
         features = fo.mask_features.view(-1, t_clip, *fo.mask_features.shape[1:])
-        return {
+        track = {}
+        if self.track_head is not None:
+            masks = fo.masks[-1]  # (B*T, Q, h, w)
+            images = F.interpolate(self.pad(frames.flatten(0, 1)), size=masks.shape[-2:], mode="area")
+            descriptors = frame_descriptors(images, masks).view(b, t_len, q, -1)
+            embeds, logits = self.track_logits(descriptors, vo.perms, self.track_text(batch.text))
+            slot_logits = reorder(masks.view(b, t_len, q, *masks.shape[-2:]), vo.perms)  # (B, T, Q, h, w)
+            track = {"track_logits": logits, "track_embeds": embeds, "slot_logits": slot_logits,
+                     "slot_masks": slot_logits > 0, "mask_images": images.view(b, t_len, *images.shape[1:])}
+        return track | {
             "frame_scores": fo.scores,  # per prediction (B*T, Q)
             "frame_masks": fo.masks,  # per prediction (B*T, Q, h, w)
             "frame_embeds": self.frame_sim(fo.queries),  # (B*T, Q, C)
@@ -242,7 +278,52 @@ class VLMModel(RvosModel):
                 losses[f"video_{k}_{i}"] = v
         losses["similarity"] = cfg.similarity_weight * self._similarity(outputs, frame_matches, frame_ids,
                                                                         video_matches, clip_ids, t_len, t_clip)
+        if self.track_head is not None:
+            losses["track"] = self.cfg.track.weight * self._track_loss(outputs, batch)
         return losses
+
+    def prepare_training(self, split) -> None:
+        """Every expression of each training video, with the objects it refers to (the track grounding's labels)."""
+        self.expressions = {v.name: [(normalize_text(e.text), frozenset(e.anno_ids)) for e in v.expressions.values()
+                                     if normalize_text(e.text)]
+                            for v in split.videos.values()}
+
+    def _track_loss(self, outputs: dict, batch: ClipBatch) -> torch.Tensor:
+        """BCE of every (sentence of the clip's video, track) pair: the query slots' tracks, labelled with the
+        annotated object their masks cover, and the annotated objects' own tracks. Without the split's expressions
+        (or the instances' ids) the clip's own sentence alone."""
+        head, cfg = self.track_head, self.cfg.track
+        slot_masks, images = outputs["slot_masks"], outputs["mask_images"]
+        h, w = slot_masks.shape[-2:]
+        texts, referred = [], []  # per clip: its sentences, and per sentence the instances it refers to
+        for b, video in enumerate(batch.video_ids):
+            ids = batch.instance_ids[b] if batch.instance_ids is not None else None
+            if ids is not None and video in self.expressions:
+                pairs = self.expressions[video]
+                texts.append([t for t, _ in pairs])
+                referred.append([torch.tensor([i in anno for i in ids], dtype=torch.bool) for _, anno in pairs])
+            else:
+                texts.append([batch.sentences[b]])
+                referred.append([batch.referred[b].cpu()])
+        sentences = self.track_text(self.prepare_text([t for clip in texts for t in clip]).to(images.device))
+        losses, start = [], 0
+        for b, instances in enumerate(batch.instances):
+            m, t_len = instances.shape[:2]
+            gt = F.interpolate(self.pad(instances).float().flatten(0, 1)[:, None], size=(h, w), mode="area")
+            gt = gt[:, 0].view(m, t_len, h, w) > 0.5
+            slot_of = slot_labels(slot_masks[b].transpose(0, 1), gt, cfg.match_iou)  # (Q,) instance or -1
+            embeds = outputs["track_embeds"][b]
+            if m:  # the annotated objects' exact tracks
+                exact = frame_descriptors(images[b], (gt.float() * 2 - 1).transpose(0, 1) * 20)  # (T, M, D)
+                embeds = torch.cat([embeds, head.embed(tracks(exact[None], head.samples))[0]])
+                slot_of = torch.cat([slot_of, torch.arange(m)])
+            n = len(texts[b])
+            flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred[b]])  # (E, M+1)
+            labels = flags[:, slot_of.clamp(min=-1)].float()  # index -1: the appended False
+            logits = head.score(embeds, sentences[start:start + n])
+            losses.append(F.binary_cross_entropy_with_logits(logits, labels.to(logits.device)))
+            start += n
+        return torch.stack(losses).mean()
 
     def _similarity(self, outputs, frame_matches, frame_ids, video_matches, clip_ids, t_len, t_clip):
         embeds, ids, groups = [], [], []
@@ -268,6 +349,8 @@ class VLMModel(RvosModel):
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
         scores, masks = outputs["video_scores"][-1], outputs["video_masks"][-1]  # (B', Q), (B', Q, T', h, w)
+        if self.track_head is not None:  # the slots' frame masks, as (B, Q, T, h, w)
+            scores, masks = outputs["track_logits"], outputs["slot_logits"].transpose(1, 2)
         t_len, t_clip = outputs["clip_length"], outputs["frames_per_clip"]
         probs = scores.sigmoid()[:, None].expand(-1, t_clip, -1).reshape(-1, t_len, scores.shape[1])
         masks = masks.transpose(1, 2).reshape(-1, t_len, *masks.shape[1:2], *masks.shape[-2:])
@@ -313,6 +396,9 @@ class VLMSession(InferenceSession):
         self.cache = LastWindow()  # the mask features per sentence
         self.probs: list[torch.Tensor] = []  # per sentence (T, Q)
         self.embeds: list[torch.Tensor] = []  # per sentence (T, Q, D)
+        self.descriptors: list[list[torch.Tensor]] = [[] for _ in self.text]  # track grounding: per window (n, Q, D)
+        self.track_text = model.track_text(text) if model.track_head is not None else None
+        self.perms: list[torch.Tensor] = []  # track grounding: per sentence (T, Q), each frame's slot order
 
     def _text(self, k: int, n: int):
         words, padding, sentence = self.text[k]
@@ -326,7 +412,13 @@ class VLMSession(InferenceSession):
             self.queries[k].append(fo.queries)
             enhanced = fo.words.sum(0)
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
-            cached.append(fo.mask_features)
+            if self.model.track_head is not None:
+                masks = fo.masks[-1]
+                images = F.interpolate(frames, size=masks.shape[-2:], mode="area")
+                self.descriptors[k].append(frame_descriptors(images, masks))
+                cached.append(masks)  # the output masks are the slots' frame masks
+            else:
+                cached.append(fo.mask_features)
         self.cache.keep(start, cached)
 
     def decode(self) -> None:
@@ -335,13 +427,26 @@ class VLMSession(InferenceSession):
             t_len = queries.shape[1]
             vo = self.model.decode_video(queries, (self.enhanced[k] / t_len)[None], padding, sentence)
             probs = vo.scores[-1].sigmoid()  # (1, Q), or (T, Q) when every frame is decoded alone
+            if self.model.track_head is not None:
+                descriptors = torch.cat(self.descriptors[k])[None]  # (1, T, Q, D)
+                probs = self.model.track_logits(descriptors, vo.perms, self.track_text[k:k + 1])[1].sigmoid()
+                self.perms.append(vo.perms[0])
             embeds = vo.mask_embeds[-1]  # (1, T, Q, D), or (T, 1, Q, D)
             self.probs.append(probs.expand(t_len, -1) if probs.shape[0] == 1 else probs)
             self.embeds.append(embeds[0] if embeds.shape[0] == 1 else embeds[:, 0])
-        self.queries = []
+        self.queries, self.descriptors = [], []
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]
+
+        if self.model.track_head is not None:  # the slots' frame masks
+            def encode():
+                features = self.model.image_features(frames)
+                return [self.model.encode_frames(features, *self._text(k, n)).masks[-1] for k in range(len(self.text))]
+
+            masks = self.cache.get(start, encode)
+            return [(self.probs[k][start:start + n], reorder(m[None], self.perms[k][None, start:start + n])[0])
+                    for k, m in enumerate(masks)]
 
         def encode():
             features = self.model.image_features(frames)

@@ -1,0 +1,125 @@
+"""Track grounding (model.track, a CPU-size option): the per-frame descriptors of a query's mask, tracks over a
+clip, the labels of slots, and the conv-CLIP model with it: training on every sentence of the clip's video and the
+streaming session equal to the model's own selection."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rvos.data.schema import Expression, Video
+from rvos.models.build import build_model
+from rvos.models.meta.base import ClipBatch
+from rvos.models.modules.track_grounding import FRAME_DIM, TRACK_DIM, frame_descriptors, slot_labels, tracks
+
+from contract import tiny_config
+
+SIZE = ["data.short_side=48", "data.max_long_side=64"]
+TRACK = ["model.track.enabled=true", "model.loss.instance_targets=true"]
+
+
+def test_a_box_mask_reads_its_colour_place_size_and_fill():
+    images = torch.zeros(1, 3, 20, 30)
+    images[0, 0, 4:10, 6:18] = 1.0  # a red box
+    logits = torch.full((1, 2, 20, 30), -30.0)
+    logits[0, 0, 4:10, 6:18] = 30.0
+    d = frame_descriptors(images, logits)
+    assert d.shape == (1, 2, FRAME_DIM)
+    presence, colour, (cx, cy, sx, sy, area, fill) = d[0, 0, 0], d[0, 0, 1:4], d[0, 0, 4:]
+    assert presence == pytest.approx(1.0) and colour.tolist() == pytest.approx([1.0, 0.0, 0.0], abs=1e-4)
+    assert cx == pytest.approx(11.5 / 29, abs=1e-4) and cy == pytest.approx(6.5 / 19, abs=1e-4)
+    assert area == pytest.approx(72 / 600 * 10, abs=1e-4)
+    assert 0.9 < fill <= 1.2  # a box fills its spread box (a discrete box slightly more than a continuous one)
+    assert d[0, 1, 0] < 1e-6  # the empty mask is absent
+
+
+def test_tracks_resample_over_time_and_step_between_points():
+    d = torch.zeros(1, 3, 1, FRAME_DIM)  # 3 frames, one slot moving right
+    d[0, :, 0, 0] = 1.0
+    d[0, :, 0, 4] = torch.tensor([0.1, 0.3, 0.5])
+    t = tracks(d, samples=5)
+    assert t.shape == (1, 1, 5, TRACK_DIM)
+    assert t[0, 0, :, 4].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert t[0, 0, 1:, FRAME_DIM].tolist() == pytest.approx([1.0] * 4)  # 0.1 a step, x 10
+    assert t[0, 0, 0, FRAME_DIM] == 0 and (t[0, 0, :, FRAME_DIM + 1] == 0).all()
+    assert tracks(d[:, :1], samples=4).shape == (1, 1, 4, TRACK_DIM)  # one frame: a constant track
+
+
+def test_a_slot_is_labelled_with_the_object_it_covers():
+    inst = torch.zeros(2, 2, 8, 8, dtype=torch.bool)
+    inst[0, :, :4, :4] = True
+    inst[1, :, 4:, 4:] = True
+    slots = torch.zeros(3, 2, 8, 8, dtype=torch.bool)
+    slots[0, :, :4, :3] = True  # most of object 0
+    slots[1, :, 4:, :] = True  # object 1 and as much again
+    assert slot_labels(slots, inst, 0.3).tolist() == [0, 1, -1]
+    assert slot_labels(slots, inst[:0], 0.3).tolist() == [-1, -1, -1]
+
+
+def clip_batch(model, instance_ids=True) -> ClipBatch:
+    g = torch.Generator().manual_seed(1)
+    frames = torch.rand(2, 4, 3, 48, 64, generator=g) * 0.3
+    instances = torch.zeros(2, 4, 48, 64, dtype=torch.bool)
+    for t in range(4):
+        instances[0, t, 10:26, 4 + 6 * t:20 + 6 * t] = True
+        instances[1, t, 28:44, 40:56] = True
+    frames[:, :, 0][:, instances[0]] = 0.9
+    frames[:, :, 2][:, instances[1]] = 0.9
+    sentences = ["the red square moving right", "the blue square that stays"]
+    ids = [("1", "2"), ("1", "2")] if instance_ids else None
+    return ClipBatch(frames, model.prepare_text(sentences), sentences, [instances, instances],
+                     [torch.tensor([True, False]), torch.tensor([False, True])], ["v0", "v0"], ["0", "1"], 0, ids)
+
+
+SPLIT = SimpleNamespace(videos={"v0": Video("v0", ("0",), {
+    "0": Expression("0", "the red square moving right", ("1",), ("1",)),
+    "1": Expression("1", "the blue square that stays", ("2",), ("2",)),
+    "2": Expression("2", "both squares", ("1", "2"), ("1", "2")),
+    "3": Expression("3", "the green circle", (), ())})})
+
+
+def test_the_model_trains_on_every_sentence_of_the_video():
+    cfg = tiny_config("vlm", *SIZE, *TRACK)
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    model.prepare_training(SPLIT)
+    assert len(model.expressions["v0"]) == 4
+    batch = clip_batch(model)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    losses = []
+    for _ in range(15):
+        parts = model.loss(model(batch), batch)
+        assert torch.isfinite(parts["track"])
+        opt.zero_grad()
+        parts["track"].backward()
+        opt.step()
+        losses.append(parts["track"].item())
+    assert losses[-1] < 0.7 * losses[0], losses
+    # without the instances' ids (a batch of another source), the clip's own sentence
+    assert torch.isfinite(model.loss(model(clip_batch(model, False)), clip_batch(model, False))["track"])
+
+
+def test_the_session_selects_what_the_model_selects():
+    cfg = tiny_config("vlm", *SIZE, *TRACK)
+    torch.manual_seed(3)
+    model = build_model(cfg.model).eval()
+    batch = clip_batch(model)
+    with torch.no_grad():
+        out = model(batch)
+        expected = model.postprocess(out, 0.0)
+        session = model.start_session(batch.text, 0.0)
+        frames = model.pad(batch.frames[0])
+        for start in (0, 2):  # two windows
+            session.observe(frames[start:start + 2], start)
+        session.decode()
+        got = session.predict(frames, 0)
+    torch.testing.assert_close(got[0].scores, expected[0].scores, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got[0].logits, expected[0].logits, atol=1e-4, rtol=1e-4)  # the slots' frame masks
+    assert torch.equal(expected[0].logits.max(1).values > 0,
+                       out["slot_logits"][0].max(1).values > 0)  # every slot passes 0
+    torch.testing.assert_close(session.probs[0][0], out["track_logits"][0].sigmoid(), atol=1e-5, rtol=1e-4)
+
+
+def test_track_needs_the_temporal_decoder():
+    with pytest.raises(Exception, match="temporal"):
+        tiny_config("vlm", *TRACK, "model.video_decoder.temporal=false")
