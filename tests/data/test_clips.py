@@ -44,6 +44,8 @@ def test_items_carry_every_annotated_object_and_which_are_referred(synth_root):
         assert instances.shape[0] == referred.shape[0] <= len(split.object_ids(item["video"]))
         assert instances.flatten(1).any(1).all()  # objects absent from every sampled frame are dropped
         assert int(referred.sum()) <= len(exp.anno_ids)
+        # each instance's anno_id, by which the video's other sentences refer to it
+        assert [a in exp.anno_ids for a in item["instance_ids"]] == referred.tolist()
     # the videos have several objects: most items carry objects the sentence does not refer to
     assert sum(int((~d[p]["referred"]).sum() > 0) for p in range(40)) > 20
 
@@ -81,11 +83,13 @@ def test_steps_take_the_same_positions_whatever_the_processes_and_accumulation()
 def test_collate_pads_to_the_largest_frame():
     common = {"video": "v", "expression": "0"}
     items = [{"frames": torch.ones(2, 3, 10, 12, dtype=torch.uint8), "instances": torch.ones(1, 2, 10, 12, dtype=torch.bool),
-              "referred": torch.ones(1, dtype=torch.bool), "text": "a", "position": 0, **common},
+              "referred": torch.ones(1, dtype=torch.bool), "instance_ids": ("7",), "text": "a", "position": 0,
+              **common},
              {"frames": torch.ones(2, 3, 8, 16, dtype=torch.uint8), "instances": torch.zeros(0, 2, 8, 16, dtype=torch.bool),
-              "referred": torch.zeros(0, dtype=torch.bool), "text": "b", "position": 1, **common}]
+              "referred": torch.zeros(0, dtype=torch.bool), "instance_ids": (), "text": "b", "position": 1, **common}]
     batch = collate(items)
     assert batch["frames"].shape == (2, 2, 3, 10, 16)
     assert batch["instances"][0].shape == (1, 2, 10, 16) and batch["instances"][1].shape == (0, 2, 10, 16)
     assert batch["frames"][1, :, :, 8:].sum() == 0 and not batch["instances"][0][..., 12:].any()
     assert batch["videos"] == ["v", "v"] and batch["expressions"] == ["0", "0"]
+    assert batch["instance_ids"] == [("7",), ()]

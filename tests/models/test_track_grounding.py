@@ -29,6 +29,8 @@ def test_a_box_mask_reads_its_colour_place_size_and_fill():
     assert presence == pytest.approx(1.0) and colour.tolist() == pytest.approx([1.0, 0.0, 0.0], abs=1e-4)
     assert cx == pytest.approx(11.5 / 29, abs=1e-4) and cy == pytest.approx(6.5 / 19, abs=1e-4)
     assert area == pytest.approx(72 / 600 * 10, abs=1e-4)
+    # spreads: the pixel rows' and columns' standard deviation, in frame units x 4
+    assert sx == pytest.approx(4 * (143 / 12) ** 0.5 / 29, abs=1e-4) and sy == pytest.approx(4 * (35 / 12) ** 0.5 / 19, abs=1e-4)
     assert 0.9 < fill <= 1.2  # a box fills its spread box (a discrete box slightly more than a continuous one)
     assert d[0, 1, 0] < 1e-6  # the empty mask is absent
 
@@ -123,3 +125,15 @@ def test_the_session_selects_what_the_model_selects():
 def test_track_needs_the_temporal_decoder():
     with pytest.raises(Exception, match="temporal"):
         tiny_config("vlm", *TRACK, "model.video_decoder.temporal=false")
+
+
+def test_the_best_slot_is_kept_whatever_its_probability():
+    from rvos.models.meta.base import NO_MASK, union_of_queries
+
+    probs = torch.tensor([[0.1, 0.45, 0.6], [0.1, 0.45, 0.1]])  # slot 2 passes 0.5 in frame 0, slot 1 is the best
+    logits = torch.ones(2, 3, 4, 4)
+    plain = union_of_queries(probs, logits, 0.5)
+    kept = union_of_queries(probs, logits, 0.5, keep_best=True)
+    assert plain.logits.shape[1] == 1 and kept.logits.shape[1] == 2  # slots 1 and 2
+    assert (kept.logits[1, 1] == NO_MASK).all() and (kept.logits[:, 0] == 1).all()
+    torch.testing.assert_close(kept.scores, torch.tensor([0.6, 0.45]))

@@ -219,13 +219,16 @@ def describe_model(model: RvosModel) -> dict[str, dict]:
     return report
 
 
-def union_of_queries(probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float) -> ClipMasks:
+def union_of_queries(probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float,
+                     keep_best: bool = False) -> ClipMasks:
     """The selection rule of methods that may name several objects: the union of the masks of the queries whose
-    referring probability passes ``threshold``. probs (T, Q); mask_logits (T, Q, h, w) -> per frame the kept
-    queries' logits (the queries kept in some frame; :data:`NO_MASK` where a query is not kept in a frame, one
-    such mask where none is kept at all) and the best kept probability among the queries that show something in
-    the frame."""
+    referring probability passes ``threshold`` (and, with ``keep_best``, the query of the highest mean probability
+    in any case). probs (T, Q); mask_logits (T, Q, h, w) -> per frame the kept queries' logits (the queries kept in
+    some frame; :data:`NO_MASK` where a query is not kept in a frame, one such mask where none is kept at all) and
+    the best kept probability among the queries that show something in the frame."""
     keep = probs > threshold  # (T, Q)
+    if keep_best:
+        keep[:, probs.mean(0).argmax()] = True
     kept = mask_logits.masked_fill(~keep[:, :, None, None], NO_MASK)
     present = (kept > 0).flatten(2).any(-1)  # (T, Q): kept and showing something
     columns = keep.any(0)

@@ -345,7 +345,9 @@ class VLMModel(RvosModel):
 
     def select(self, probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float | None = None) -> ClipMasks:
         """The selection rule (:func:`union_of_queries`) at the config's threshold unless one is given."""
-        return union_of_queries(probs, mask_logits, self.cfg.score_threshold if threshold is None else threshold)
+        keep_best = self.track_head is not None and self.cfg.track.keep_best
+        return union_of_queries(probs, mask_logits, self.cfg.score_threshold if threshold is None else threshold,
+                                keep_best)
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
         scores, masks = outputs["video_scores"][-1], outputs["video_masks"][-1]  # (B', Q), (B', Q, T', h, w)

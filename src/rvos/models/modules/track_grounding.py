@@ -41,6 +41,9 @@ class TrackGroundingConfig:
     # the sentence as the track score reads it: "bag" (the mean of its words' token embeddings: no text transformer
     # to train first) or "sentence" (the model's sentence feature)
     text: str = "bag"
+    # the best-scored slot is part of the output whatever its probability (the synthetic benchmark's expressions all
+    # refer to something; off for data with no-target expressions, such as MeViS v2)
+    keep_best: bool = True
 
     def __post_init__(self):
         if self.text not in ("bag", "sentence"):
