@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rvos.data.schema import normalize_text
 from rvos.models.backbones.clip import CLIPBackbone
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
-from rvos.data.schema import normalize_text
 from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel, TextInputs,
                                    union_of_queries)
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
@@ -380,7 +380,10 @@ class VLMModel(RvosModel):
             "frame_decoder": {"layers": self.frame_decoder.num_layers, "queries": self.frame_decoder.num_queries},
             "video_decoder": {"layers": self.video_decoder.num_layers, "queries": self.video_decoder.num_queries,
                               "temporal": cfg.video_decoder.temporal},
-            "selection": {"rule": f"union of queries with probability > {cfg.score_threshold}"},
+            "selection": {"rule": f"union of queries with probability > {cfg.score_threshold}"
+                          + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
+                          "score": "track grounding (the slots' frame masks)" if cfg.track.enabled
+                          else "video query . sentence"},
         }
 
 
@@ -395,7 +398,7 @@ class VLMSession(InferenceSession):
         self.text = [(words[k:k + 1], padding[k:k + 1], sentence[k:k + 1]) for k in range(words.shape[0])]
         self.queries: list[list[torch.Tensor]] = [[] for _ in self.text]  # per sentence, per window (n, Q, C)
         self.enhanced: list[torch.Tensor | None] = [None] * len(self.text)  # per sentence, sum over frames (L, C)
-        self.cache = LastWindow()  # the mask features per sentence
+        self.cache = LastWindow()  # per sentence the mask features (with model.track: the frame masks)
         self.probs: list[torch.Tensor] = []  # per sentence (T, Q)
         self.embeds: list[torch.Tensor] = []  # per sentence (T, Q, D)
         self.descriptors: list[list[torch.Tensor]] = [[] for _ in self.text]  # track grounding: per window (n, Q, D)
