@@ -60,6 +60,16 @@ def test_bad_layouts_are_named(tmp_path):
         jhmdb_samples(root, every_frame=True)
 
 
+def test_a_sample_without_a_frame_number_is_refused(tmp_path):
+    root = write_jhmdb_sentences(tmp_path / "jhmdb")
+    path = root / "jhmdb_sentences_samples_metadata.json"
+    entries = json.loads(path.read_text())
+    entries[1][1] = entries[1][1].replace("00003.png", "first.png")
+    path.write_text(json.dumps(entries))
+    with pytest.raises(DataError, match="entry 1 names frame"):
+        jhmdb_samples(root)
+
+
 def test_a_sample_of_another_sentence_is_refused(tmp_path):
     root = write_jhmdb_sentences(tmp_path / "jhmdb")
     path = root / "jhmdb_sentences_samples_metadata.json"

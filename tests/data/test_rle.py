@@ -96,3 +96,9 @@ def test_counts_parse_as_cocos_loop_does_on_large_masks_and_negative_deltas():
             m[y:y + rng.integers(1, h), x:x + rng.integers(1, w)] ^= True
         counts = rle.encode(m)["counts"].encode()
         assert rle.parse_counts(counts).tolist() == coco_rule(counts)
+
+
+def test_a_number_too_long_for_64_bits_is_refused():
+    assert rle.parse_counts(b"P" * 11 + b"1").tolist() == [1 << 55]  # 12 characters: 60 bits fit
+    with pytest.raises(ValueError, match="longer than 12"):
+        rle.parse_counts(b"P" * 12 + b"1")

@@ -27,10 +27,13 @@ def test_the_v2_expression_file_is_read_and_labelled(tmp_path):
     assert open_split(tmp_path / "one" / "valid_u").version == "v1"
 
 
-def test_both_releases_in_one_folder_is_an_error(tmp_path):
+def test_two_expression_files_in_one_folder_is_an_error(tmp_path):
     split_dir, _ = write_mevis_v2(tmp_path)
-    shutil.copy(split_dir / "meta_expressions_v2.json", split_dir / "meta_expressions.json")
-    with pytest.raises(DataError, match="keep one MeViS release"):
+    shutil.copy(split_dir / "meta_expressions_v2.json", split_dir / "meta_expressions_v2_release.json")
+    with pytest.raises(DataError, match="which one to read cannot be told"):
+        open_split(split_dir)
+    (split_dir / "meta_expressions_v2_release.json").rename(split_dir / "meta_expressions.json")
+    with pytest.raises(DataError, match="two releases' files"):
         open_split(split_dir)
 
 
@@ -78,3 +81,12 @@ def test_submit_packs_every_expression_of_a_v2_split(tmp_path):
     assert main(["submit", str(pred), "--split-dir", str(split_dir), "--out", str(tmp_path / "sub.zip")]) == 0
     names = zipfile.ZipFile(tmp_path / "sub.zip").namelist()
     assert sorted(names) == sorted(f"v1/{e}/{t:05d}.png" for e in "01234" for t in range(3))
+
+
+def test_an_expression_with_missing_frames_is_wrong_in_n_acc_and_t_acc(tmp_path):
+    split_dir, pred = write_mevis_v2(tmp_path)
+    shutil.rmtree(pred / "v1" / "3")  # the no-target expression predicted rightly (empty), now missing
+    (pred / "v1" / "0" / "00001.png").unlink()  # a target expression predicted rightly, one frame missing
+    scores = evaluate(split_dir, pred, progress=False, allow_missing=True).to_json()
+    assert scores["N-acc"] == 0.0 and scores["T-acc"] == pytest.approx(1 / 3)
+    assert scores["per_expression"]["v1_3"] == [0.0, 0.0]

@@ -155,10 +155,14 @@ def jhmdb_samples(root: str | os.PathLike, samples: str | os.PathLike | None = N
         masks_file = _inside(root, masks_path, "puppet_mask")
         if not masks_file.is_file():
             raise DataError(f"{masks_file} does not exist (entry {i} of {path})")
-        frame = int(PurePosixPath(frame_path).stem)
-        if not 1 <= frame <= int(num_frames):
+        try:
+            frame, num_frames = int(PurePosixPath(frame_path).stem), int(num_frames)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: entry {i} names frame {frame_path!r} and {num_frames!r} frames; expected a "
+                            "<frame:05d>.png path and a number") from None
+        if not 1 <= frame <= num_frames:
             raise DataError(f"{path}: entry {i} evaluates frame {frame} of {video}, outside its {num_frames} frames")
-        out.append(JhmdbSample(video, frame, sentence, frame_file.parent, masks_file, int(num_frames)))
+        out.append(JhmdbSample(video, frame, sentence, frame_file.parent, masks_file, num_frames))
     return out
 
 

@@ -40,6 +40,8 @@ def parse_counts(counts: bytes) -> np.ndarray:
     if last.size == 0 or last[-1] != c.size - 1:
         raise ValueError("counts string ends inside a number")
     first = np.concatenate(([0], last[:-1] + 1))
+    if (last - first).max() >= 12:  # 12 characters hold 60 bits: more would overflow the run lengths' int64
+        raise ValueError("counts string holds a number longer than 12 characters")
     shift = 5 * (np.arange(c.size) - np.repeat(first, last - first + 1))  # bit offset of each character's 5 bits
     runs = np.add.reduceat((c & 0x1F) << shift, first)  # the 5-bit groups never overlap: sum = or
     negative = (c[last] & 0x10) != 0  # sign-extend from the last character's top bit

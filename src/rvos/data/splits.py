@@ -182,9 +182,12 @@ def mevis_meta_file(split_dir: Path) -> Path | None:
     an error, since which one to read cannot be told."""
     found = [split_dir / name for name in MEVIS_META_FILES if (split_dir / name).is_file()]
     if len(found) > 1:
-        raise DataError(f"{split_dir} holds {' and '.join(p.name for p in found)}: keep one MeViS release's expression "
-                        "file per split folder (v1 meta_expressions.json, v2 meta_expressions_v2.json), so that "
-                        "its scores are labelled with the right release")
+        releases = {MEVIS_META_FILES[p.name] for p in found}
+        why = ("two releases' files: scores must be labelled with the right one" if len(releases) > 1
+               else "which one to read cannot be told")
+        raise DataError(f"{split_dir} holds {' and '.join(p.name for p in found)} ({why}): keep one expression file "
+                        "per split folder (v1 meta_expressions.json; v2 meta_expressions_v2.json, or a release file "
+                        "for an unannotated split)")
     return found[0] if found else None
 
 

@@ -100,8 +100,8 @@ def _read_prediction(path: str, size: tuple[int, int]) -> tuple[DenseMask | None
 
 
 def score_video(video: str, pred_dir: str) -> list[tuple[str, float, float, bool, list[Problem]]]:
-    """[(exp_id, J, F, whether any frame's prediction has foreground, problems)] for every expression of one video;
-    a problem frame scores J = F = 0."""
+    """[(exp_id, J, F, whether any readable frame's prediction has foreground, problems)] for every expression of
+    one video; a problem frame scores J = F = 0."""
     split = _SPLIT
     assert split is not None
     v = split.video(video)
@@ -145,19 +145,19 @@ def _mean_jf(scores: list[list[float]]) -> dict[str, float]:
 
 
 def _no_target_scores(split: ReferringSplit, per_expression: dict[str, list[float]],
-                      predicted: dict[str, bool], jf: float) -> dict | None:
+                      predicted: dict[str, bool | None], jf: float) -> dict | None:
     """N-acc, T-acc, Final and J&F by target / no-target (module docstring), or None without no-target
-    expressions."""
+    expressions. ``predicted`` is None for an expression with a missing or unreadable frame: wrong either way."""
     no_target = {expression_key(v.name, e.exp_id) for v in split.videos.values() for e in v.expressions.values()
                  if not e.anno_ids}
     no_target &= set(per_expression)
     if not no_target:
         return None
     target = [k for k in per_expression if k not in no_target]
-    n_acc = sum(not predicted[k] for k in no_target) / len(no_target)
+    n_acc = sum(predicted[k] is False for k in no_target) / len(no_target)
     out = {"N-acc": n_acc, "T-acc": None, "Final": None}
     if target:
-        out["T-acc"] = sum(predicted[k] for k in target) / len(target)
+        out["T-acc"] = sum(predicted[k] is True for k in target) / len(target)
         out["Final"] = (jf + out["N-acc"] + out["T-acc"]) / 3
     out["by_target"] = {"no-target": _mean_jf([per_expression[k] for k in per_expression if k in no_target])}
     if target:
@@ -200,12 +200,14 @@ def evaluate(split_dir: str | os.PathLike, pred_dir: str | os.PathLike, workers:
                 bar.update()
     bar.close()
     per_expression: dict[str, list[float]] = {}
-    predicted: dict[str, bool] = {}
+    predicted: dict[str, bool | None] = {}
     problems: list[Problem] = []
     for name in names:  # file order, whatever order the workers finished in
         for exp_id, j, f, any_foreground, bad in results[name]:
             per_expression[expression_key(name, exp_id)] = [j, f]
-            predicted[expression_key(name, exp_id)] = any_foreground
+            # an expression with a missing or unreadable frame (--allow-missing) is decided neither way: it counts
+            # as wrong in N-acc and T-acc alike, as its frames count 0 in J&F
+            predicted[expression_key(name, exp_id)] = None if bad else any_foreground
             problems += bad
     if problems and not allow_missing:
         raise IncompletePredictions(split, pred_dir, problems, "pass --allow-missing to score them 0")
