@@ -1,6 +1,7 @@
 """Reading the fixtures the make_sgmg_model.py / make_mutr_model.py scripts write from the ReferFormer-lineage
 official code, and putting an rvos model in the state those scripts ran the official one in."""
 
+import argparse
 import json
 from pathlib import Path
 
@@ -37,3 +38,21 @@ def dropouts_off(model: torch.nn.Module) -> None:
             m.p = 0.0
         if isinstance(m, torch.nn.MultiheadAttention):
             m.dropout = 0.0
+
+
+def convert_command_round_trip(method: str, state: dict, cfg, expected: torch.nn.Module, folder: Path,
+                               epoch: int) -> None:
+    """``rvos convert METHOD`` on the official state dict saved as the official training script saves it (under
+    ``model``, beside the epoch and its argparse options), with the reduced config: the folder it writes must load
+    with exactly ``expected``'s weights."""
+    from rvos.cli import main
+    from rvos.engine.checkpoint import load_model
+
+    checkpoint = folder / f"{method}_official.pth"
+    torch.save({"model": state, "epoch": epoch, "args": argparse.Namespace(backbone="video_swin_b_p4w7")}, checkpoint)
+    config = folder / "reduced.yaml"  # JSON is YAML
+    config.write_text(json.dumps(cfg.to_dict()))
+    assert main(["-q", "convert", method, str(checkpoint), "--out", str(folder / "m"), "--config", str(config)]) == 0
+    loaded, _ = load_model(folder / "m")
+    reference = expected.state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in loaded.state_dict().items())

@@ -32,22 +32,22 @@ def _files(tmp_path):
     return out
 
 
-@pytest.mark.parametrize("decoder", ["libspng", "opencv"])
-def test_every_png_kind_reads_the_same_with_either_decoder(tmp_path, monkeypatch, decoder):
-    if decoder == "libspng" and frames.pyspng is None:
+@pytest.fixture(params=["libspng", "opencv"])
+def decoder(request, monkeypatch):
+    """Each test runs with libspng decoding 8-bit grey PNGs (where pyspng has a wheel), then with OpenCV alone."""
+    if request.param == "libspng" and frames.pyspng is None:
         pytest.skip("pyspng has no wheel for this platform")
-    if decoder == "opencv":
+    if request.param == "opencv":
         monkeypatch.setattr(frames, "pyspng", None)
+    return request.param
+
+
+def test_every_png_kind_reads_the_same_with_either_decoder(tmp_path, decoder):
     for name, (path, expected) in _files(tmp_path).items():
         np.testing.assert_array_equal(read_label_png(path), expected, err_msg=name)
 
 
-@pytest.mark.parametrize("decoder", ["libspng", "opencv"])
-def test_a_truncated_png_is_a_data_error(tmp_path, monkeypatch, decoder):
-    if decoder == "libspng" and frames.pyspng is None:
-        pytest.skip("pyspng has no wheel for this platform")
-    if decoder == "opencv":
-        monkeypatch.setattr(frames, "pyspng", None)
+def test_a_truncated_png_is_a_data_error(tmp_path, decoder):
     path, _ = _files(tmp_path)["grey any value"]
     path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(DataError, match="not a readable"):

@@ -4,8 +4,6 @@ and sentences. Each clip is run alone, as the official inference does (with two 
 mixes them, see :mod:`rvos.models.meta.mutr`): in inference the words, MTA's sentence feature, the scores, boxes
 and stride-4 mask logits of every query, the chosen query; in training each layer's matched query and its losses."""
 
-import argparse
-import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from rvos.models.convert.mutr import convert_checkpoint
 from rvos.models.criterion.referformer import match
 from rvos.models.meta.base import ClipBatch, TextInputs
 
-from official_fixture import dropouts_off, read_official, video_swin_overrides
+from official_fixture import convert_command_round_trip, dropouts_off, read_official, video_swin_overrides
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "mutr_model_official.safetensors"
 LOSSES = {"ce": ("class", 2), "bbox": ("box", 5), "giou": ("giou", 2), "mask": ("mask", 2), "dice": ("dice", 5)}
@@ -116,8 +114,6 @@ def test_training_matches_the_official_matching_and_losses_clip_by_clip(parity):
 def test_convert_command_writes_a_model_folder_that_loads(tmp_path, parity):
     """``rvos convert mutr`` on the official file (the state dict under ``model``, as the release keeps it): the
     folder loads with the converted weights; decoder box heads that differ from the model's are refused."""
-    from rvos.cli import main
-    from rvos.engine.checkpoint import load_model
     from rvos.models.convert.rules import ConversionError
 
     state, _, cfg_json = read_official(FIXTURE)
@@ -126,17 +122,7 @@ def test_convert_command_writes_a_model_folder_that_loads(tmp_path, parity):
     broken["transformer.decoder.bbox_embed.0.layers.0.weight"] = broken["bbox_embed.0.layers.0.weight"] + 1
     with pytest.raises(ConversionError, match="bbox_embed.* differs"):
         convert_checkpoint(broken, model)
-    # as the official training script saves it: its argparse options beside the weights
-    torch.save({"model": state, "epoch": 11, "args": argparse.Namespace(backbone="video_swin_b_p4w7")},
-               tmp_path / "mutr_video_swin_b.pth")
-    config = tmp_path / "reduced.yaml"  # JSON is YAML
-    config.write_text(json.dumps(cfg.to_dict()))
-    args = ["-q", "convert", "mutr", str(tmp_path / "mutr_video_swin_b.pth"), "--out", str(tmp_path / "m"),
-            "--config", str(config)]
-    assert main(args) == 0
-    loaded, _ = load_model(tmp_path / "m")
-    expected = parity[0].state_dict()
-    assert all(torch.equal(v, expected[k]) for k, v in loaded.state_dict().items())
+    convert_command_round_trip("mutr", state, cfg, parity[0], tmp_path, epoch=11)
 
 
 def test_a_checkpoint_with_the_image_swin_converts_strictly():

@@ -4,8 +4,6 @@ and sentences, in inference (every layer's scores and boxes, the last layer's dy
 refined masks) and in training (each layer's matched query, the refined masks and the seven losses of every
 layer)."""
 
-import argparse
-import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from rvos.models.convert.rules import ConversionError
 from rvos.models.convert.sgmg import convert_checkpoint
 from rvos.models.meta.base import ClipBatch, TextInputs
 
-from official_fixture import dropouts_off, read_official, video_swin_overrides
+from official_fixture import convert_command_round_trip, dropouts_off, read_official, video_swin_overrides
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "sgmg_model_official.safetensors"
 LOSS_NAMES = {"ce": "class", "bbox": "box", "giou": "giou", "mask": "mask", "dice": "dice", "mask_low": "mask_low",
@@ -109,19 +107,6 @@ def test_training_matches_the_official_matching_masks_and_losses(parity):
 def test_convert_command_writes_a_model_folder_that_loads(tmp_path, parity):
     """``rvos convert sgmg`` on the official file (the state dict under ``model``, the epoch and the argparse options
     beside it, as the official script saves it): the folder loads with the converted weights."""
-    from rvos.cli import main
-    from rvos.engine.checkpoint import load_model
-
     state, _, cfg_json = read_official(FIXTURE)
     _, cfg = rvos_model(cfg_json)
-    # as the official training script saves it: its argparse options beside the weights
-    torch.save({"model": state, "epoch": 5, "args": argparse.Namespace(backbone="video_swin_b_p4w7")},
-               tmp_path / "sgmg_videosiwnb_ytvos.pth")
-    config = tmp_path / "reduced.yaml"  # JSON is YAML
-    config.write_text(json.dumps(cfg.to_dict()))
-    args = ["-q", "convert", "sgmg", str(tmp_path / "sgmg_videosiwnb_ytvos.pth"), "--out", str(tmp_path / "m"),
-            "--config", str(config)]
-    assert main(args) == 0
-    model, _ = load_model(tmp_path / "m")
-    expected = parity[0].state_dict()
-    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+    convert_command_round_trip("sgmg", state, cfg, parity[0], tmp_path, epoch=5)
