@@ -21,9 +21,9 @@ TRACK = ["model.track.enabled=true", "model.loss.instance_targets=true"]
 def test_a_box_mask_reads_its_colour_place_size_and_fill():
     images = torch.zeros(1, 3, 20, 30)
     images[0, 0, 4:10, 6:18] = 1.0  # a red box
-    logits = torch.full((1, 2, 20, 30), -30.0)
-    logits[0, 0, 4:10, 6:18] = 30.0
-    d = frame_descriptors(images, logits)
+    masks = torch.zeros(1, 2, 20, 30)
+    masks[0, 0, 4:10, 6:18] = 1.0
+    d = frame_descriptors(images, masks)
     assert d.shape == (1, 2, FRAME_DIM)
     presence, colour, (cx, cy, sx, sy, area, fill) = d[0, 0, 0], d[0, 0, 1:4], d[0, 0, 4:]
     assert presence == pytest.approx(1.0) and colour.tolist() == pytest.approx([1.0, 0.0, 0.0], abs=1e-4)

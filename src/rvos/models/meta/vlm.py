@@ -223,7 +223,8 @@ class VLMModel(RvosModel):
         b, t_len = frames.shape[:2]
         words, padding, sentence = self.encode_text(batch.text)
         per_frame = lambda x: x.repeat_interleave(t_len, dim=0)  # noqa: E731
-        features = self.image_features(self.pad(frames.flatten(0, 1)))
+        padded = self.pad(frames.flatten(0, 1))
+        features = self.image_features(padded)
         fo = self.encode_frames(features, per_frame(words), per_frame(padding), per_frame(sentence))
         q, c = fo.queries.shape[1:]
         clip_words = fo.words.view(b, t_len, *fo.words.shape[1:]).mean(1)
@@ -233,8 +234,8 @@ class VLMModel(RvosModel):
         track = {}
         if self.track_head is not None:
             masks = fo.masks[-1]  # (B*T, Q, h, w)
-            images = F.interpolate(self.pad(frames.flatten(0, 1)), size=masks.shape[-2:], mode="area")
-            descriptors = frame_descriptors(images, masks).view(b, t_len, q, -1)
+            images = F.interpolate(padded, size=masks.shape[-2:], mode="area")
+            descriptors = frame_descriptors(images, masks.sigmoid()).view(b, t_len, q, -1)
             embeds, logits = self.track_logits(descriptors, vo.perms, self.track_text(batch.text))
             slot_logits = reorder(masks.view(b, t_len, q, *masks.shape[-2:]), vo.perms)  # (B, T, Q, h, w)
             track = {"track_logits": logits, "track_embeds": embeds, "slot_logits": slot_logits,
@@ -314,7 +315,7 @@ class VLMModel(RvosModel):
             slot_of = slot_labels(slot_masks[b].transpose(0, 1), gt, cfg.match_iou)  # (Q,) instance or -1
             embeds = outputs["track_embeds"][b]
             if m:  # the annotated objects' exact tracks
-                exact = frame_descriptors(images[b], (gt.float() * 2 - 1).transpose(0, 1) * 20)  # (T, M, D)
+                exact = frame_descriptors(images[b], gt.float().transpose(0, 1))  # (T, M, D)
                 embeds = torch.cat([embeds, head.embed(tracks(exact[None], head.samples))[0]])
                 slot_of = torch.cat([slot_of, torch.arange(m)])
             n = len(texts[b])
@@ -411,6 +412,9 @@ class VLMSession(InferenceSession):
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
         features = self.model.image_features(frames)
+        if self.model.track_head is not None:  # the frames at the masks' resolution, for every sentence's descriptors
+            stride = self.model.mask_stride
+            images = F.interpolate(frames, size=(frames.shape[-2] // stride, frames.shape[-1] // stride), mode="area")
         cached = []
         for k in range(len(self.text)):
             fo = self.model.encode_frames(features, *self._text(k, frames.shape[0]))
@@ -419,8 +423,7 @@ class VLMSession(InferenceSession):
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
             if self.model.track_head is not None:
                 masks = fo.masks[-1]
-                images = F.interpolate(frames, size=masks.shape[-2:], mode="area")
-                self.descriptors[k].append(frame_descriptors(images, masks))
+                self.descriptors[k].append(frame_descriptors(images, masks.sigmoid()))
                 cached.append(masks)  # the output masks are the slots' frame masks
             else:
                 cached.append(fo.mask_features)

@@ -50,9 +50,10 @@ class TrackGroundingConfig:
             raise ValueError(f"model.track.text: expected 'bag' or 'sentence', got {self.text!r}")
 
 
-def frame_descriptors(images: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
-    """images (N, 3, h, w) in [0, 1] at the masks' resolution, mask_logits (N, Q, h, w) -> (N, Q, FRAME_DIM)."""
-    m = mask_logits.detach().float().sigmoid()
+def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """images (N, 3, h, w) in [0, 1] at the masks' resolution, masks (N, Q, h, w) in [0, 1] (a query's probabilities,
+    or an annotated object's 0 / 1) -> (N, Q, FRAME_DIM)."""
+    m = masks.detach().float()
     n, q, h, w = m.shape
     ys = torch.linspace(0, 1, h, device=m.device)[:, None].expand(h, w)
     xs = torch.linspace(0, 1, w, device=m.device)[None].expand(h, w)
