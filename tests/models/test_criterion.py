@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rvos.models.criterion.losses import LossConfig, SetCriterion
 from rvos.models.criterion.terms import boxes_from_masks, dice_cost, dice_loss, giou_loss
@@ -83,3 +84,20 @@ def test_an_unknown_loss_kind_is_a_config_error():
 
     with pytest.raises(ConfigError, match="loss.score_loss"):
         load_config("vlm_tiny_synth", ["model.loss.score_loss=hinge"])
+
+
+
+def test_masks_are_read_at_the_targets_resolution():
+    """A coarse prediction is compared with the target where the target is exact: at every target pixel (when there
+    are at most num_points), the prediction read bilinearly there; never the target squeezed onto the prediction's
+    grid, which leaves a 12-pixel square 3 blurred cells at stride 4."""
+    torch.manual_seed(0)
+    target = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    target[0, 0, 5:17, 9:21] = True  # a 12-pixel square off the stride-4 grid
+    logits = torch.randn(1, 1, 1, 8, 8)
+    losses, _ = SetCriterion(LossConfig(num_points=1024, mask_weight=1.0, dice_weight=1.0))(
+        torch.zeros(1, 1), logits, [target])
+    up = F.interpolate(logits[0], size=(32, 32), mode="bilinear", align_corners=False).flatten()
+    exact = F.binary_cross_entropy_with_logits(up, target.float().flatten())
+    assert losses["mask"] == pytest.approx(exact.item(), rel=1e-5)
+    assert losses["dice"] == pytest.approx(dice_loss(up[None], target.float().flatten()[None]).item(), rel=1e-5)

@@ -152,8 +152,10 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
                           seed=tc.seed, expressions_per_clip=dc.expressions_per_clip)
     sampler = StepBatches(tc.batch_size, tc.accumulation, d.rank, d.world_size, start_step,
                           num_steps=tc.iterations - start_step)
+    # the loader's own generator: starting its iterator draws the workers' base seed, which from the global generator
+    # would shift a resumed run's draws (point sampling in the losses) by one against the uninterrupted run's
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=dc.workers, collate_fn=collate,
-                        pin_memory=d.device.type == "cuda")
+                        pin_memory=d.device.type == "cuda", generator=torch.Generator().manual_seed(tc.seed))
     trainer = Trainer(wrapped, optimizer, scheduler, iter(loader), cfg, d, run_dir, start_step)
     trainer.train_seconds = train_seconds
     # after each step in this order: the step's log line is written before a checkpoint of the step exists (a run

@@ -7,7 +7,9 @@ pluggable terms: a method picks its terms and weights in :class:`LossConfig`, ne
   (``score_loss: focal``, Deformable DETR / ReferFormer: summed over queries, divided by the matched count).
 * Mask: binary cross-entropy (``mask_loss: bce``) or focal loss (``mask_loss: focal``) and Dice of each matched
   (query, object) pair, on points chosen by Mask2Former's importance sampling (most uncertain points plus random
-  ones), so memory stays bounded at high resolution (small masks use every pixel).
+  ones), so memory stays bounded at high resolution (a target of at most ``num_points`` pixels uses every pixel). The
+  predictions are read bilinearly at the target's points: a target is never squeezed onto the prediction's coarser
+  grid, whose cells would blur its edges (at stride 4 a 12-pixel square keeps 3 cells).
 * Boxes (``box_weight``, ``giou_weight`` > 0, for methods that predict a box per frame): L1 and GIoU of each
   matched pair in the frames where the object is present; target boxes come from the masks.
 * Similarity (VITA): embeddings of queries matched to the same object, in different frames of a clip and at the
@@ -113,11 +115,10 @@ class SetCriterion:
         m, t_len = src.shape[:2]
         src = src.flatten(0, 1)[:, None].float()  # every frame a mask: (M*T, 1, h, w)
         tgt_frames = tgt.flatten(0, 1)[:, None].float()
-        if src.shape[-2] * src.shape[-1] <= cfg.num_points:
-            # small masks: every pixel (the points at the pixel centres), targets resampled to the mask grid
-            point_logits = src.reshape(m, -1)
-            point_labels = F.interpolate(tgt_frames, size=src.shape[-2:], mode="bilinear",
-                                         align_corners=False).reshape(m, -1)
+        if tgt_frames.shape[-2] * tgt_frames.shape[-1] <= cfg.num_points:  # every pixel of the target
+            if src.shape[-2:] != tgt_frames.shape[-2:]:
+                src = F.interpolate(src, size=tgt_frames.shape[-2:], mode="bilinear", align_corners=False)
+            point_logits, point_labels = src.reshape(m, -1), tgt_frames.reshape(m, -1)
         else:
             with torch.no_grad():
                 coords = uncertain_point_coords(src, cfg.num_points, cfg.oversample_ratio,

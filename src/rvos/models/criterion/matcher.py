@@ -10,7 +10,8 @@ The cost of assigning query q to object n is a weighted sum of terms (``costs``,
 * ``box_l1``, ``giou``: L1 and ``1 - GIoU`` of the boxes, averaged over the frames where the object is present.
 
 Masks are compared on points sampled uniformly at random (one set of points for every query and target, over
-every frame of the clip), so the cost stays bounded at any resolution; small masks use every pixel.
+every frame of the clip), so the cost stays bounded at any resolution; a target of at most ``num_points`` pixels
+uses every pixel (the predictions upsampled to it, as a point's logit is read).
 """
 
 from __future__ import annotations
@@ -38,10 +39,14 @@ def _flat_points(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 
 def mask_points(pred_masks: torch.Tensor, target: torch.Tensor, num_points: int):
     """Point logits (Q, T*P) and labels (N, T*P) of one clip's predicted masks (Q, T, h, w) and targets
-    (N, T, H, W): every pixel of the prediction's grid when it has at most ``num_points``, else random points."""
-    if pred_masks.shape[-2] * pred_masks.shape[-1] <= num_points:
-        labels = F.interpolate(target.float(), size=pred_masks.shape[-2:], mode="bilinear", align_corners=False)
-        return pred_masks.flatten(1), labels.flatten(1)
+    (N, T, H, W): every pixel of the target when it has at most ``num_points``, else random points; the predictions
+    are read bilinearly at the points (never the targets squeezed onto the prediction's grid, which would blur
+    their edges to the grid's cells)."""
+    if target.shape[-2] * target.shape[-1] <= num_points:
+        pred = pred_masks
+        if pred.shape[-2:] != target.shape[-2:]:
+            pred = F.interpolate(pred, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        return pred.flatten(1), target.float().flatten(1)
     coords = torch.rand(1, num_points, 2, device=pred_masks.device)
     return _flat_points(pred_masks, coords), _flat_points(target.float(), coords)
 
