@@ -81,7 +81,7 @@ def test_steps_take_the_same_positions_whatever_the_processes_and_accumulation()
 
 
 def test_collate_pads_to_the_largest_frame():
-    common = {"video": "v", "expression": "0"}
+    common = {"video": "v", "expression": "0", "flipped": False}
     items = [{"frames": torch.ones(2, 3, 10, 12, dtype=torch.uint8), "instances": torch.ones(1, 2, 10, 12, dtype=torch.bool),
               "referred": torch.ones(1, dtype=torch.bool), "instance_ids": ("7",), "text": "a", "position": 0,
               **common},
@@ -92,4 +92,4 @@ def test_collate_pads_to_the_largest_frame():
     assert batch["instances"][0].shape == (1, 2, 10, 16) and batch["instances"][1].shape == (0, 2, 10, 16)
     assert batch["frames"][1, :, :, 8:].sum() == 0 and not batch["instances"][0][..., 12:].any()
     assert batch["videos"] == ["v", "v"] and batch["expressions"] == ["0", "0"]
-    assert batch["instance_ids"] == [("7",), ()]
+    assert batch["instance_ids"] == [("7",), ()] and batch["flipped"] == [False, False]

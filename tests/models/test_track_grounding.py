@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rvos.data.schema import Expression, Video
+from rvos.errors import ConfigError
 from rvos.models.build import build_model
 from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.track_grounding import FRAME_DIM, TRACK_DIM, frame_descriptors, slot_labels, tracks
@@ -80,8 +81,9 @@ SPLIT = SimpleNamespace(videos={"v0": Video("v0", ("0",), {
     "3": Expression("3", "the green circle", (), ())})})
 
 
-def test_the_model_trains_on_every_sentence_of_the_video():
-    cfg = tiny_config("vlm", *SIZE, *TRACK)
+@pytest.mark.parametrize("temporal", [True, False])
+def test_the_model_trains_on_every_sentence_of_the_video(temporal):
+    cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.video_decoder.temporal={str(temporal).lower()}")
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     model.prepare_training(SPLIT)
@@ -101,8 +103,9 @@ def test_the_model_trains_on_every_sentence_of_the_video():
     assert torch.isfinite(model.loss(model(clip_batch(model, False)), clip_batch(model, False))["track"])
 
 
-def test_the_session_selects_what_the_model_selects():
-    cfg = tiny_config("vlm", *SIZE, *TRACK)
+@pytest.mark.parametrize("temporal", [True, False])
+def test_the_session_selects_what_the_model_selects(temporal):
+    cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.video_decoder.temporal={str(temporal).lower()}")
     torch.manual_seed(3)
     model = build_model(cfg.model).eval()
     batch = clip_batch(model)
@@ -117,14 +120,49 @@ def test_the_session_selects_what_the_model_selects():
         got = session.predict(frames, 0)
     torch.testing.assert_close(got[0].scores, expected[0].scores, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(got[0].logits, expected[0].logits, atol=1e-4, rtol=1e-4)  # the slots' frame masks
-    assert torch.equal(expected[0].logits.max(1).values > 0,
-                       out["slot_logits"][0].max(1).values > 0)  # every slot passes 0
+    slots = out["slot_logits"][0] if temporal else out["slot_logits"][:4, 0]  # clip 0: (T, Q, h, w)
+    assert torch.equal(expected[0].logits.max(1).values > 0, slots.max(1).values > 0)  # every slot passes 0
     torch.testing.assert_close(session.probs[0][0], out["track_logits"][0].sigmoid(), atol=1e-5, rtol=1e-4)
 
 
-def test_track_needs_the_temporal_decoder():
-    with pytest.raises(Exception, match="temporal"):
-        tiny_config("vlm", *TRACK, "model.video_decoder.temporal=false")
+def test_the_per_frame_control_scores_every_frame_alone():
+    cfg = tiny_config("vlm", *SIZE, *TRACK, "model.video_decoder.temporal=false")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    with torch.no_grad():
+        out = model(clip_batch(model))
+    assert out["track_logits"].shape == (8, 8)  # 2 clips x 4 frames, 8 slots
+    assert out["slot_tracks"].shape[:2] == (8, 8)
+    assert out["slot_tracks"][..., -2:].abs().max() < 1e-5  # a track of one frame has no step: no motion to read
+
+
+def test_a_flipped_clip_reads_its_video_sentences_flipped():
+    cfg = tiny_config("vlm", *SIZE, *TRACK)
+    model = build_model(cfg.model)
+    model.prepare_training(SPLIT)
+    batch = clip_batch(model)
+    batch.flipped = [True, False]
+    flipped, _ = model._video_sentences(batch, 0)
+    plain, flags = model._video_sentences(batch, 1)
+    assert flipped[0] == "the red square moving left" and plain[0] == "the red square moving right"
+    assert [f.tolist() for f in flags] == [[True, False], [False, True], [True, True], [False, False]]
+
+
+def test_the_replay_memory_scores_earlier_clips_again():
+    cfg = tiny_config("vlm", *SIZE, *TRACK, "model.track.replay=3", "model.track.replay_draw=2")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    model.prepare_training(SPLIT)
+    batch = clip_batch(model)
+    model.loss(model(batch), batch)
+    assert len(model.track_replay) == 2  # the batch's two clips, detached on the CPU
+    assert not model.track_replay.examples[0].tracks.requires_grad
+    model.loss(model(batch), batch)
+    assert len(model.track_replay) == 3  # the oldest dropped
+    drawn = model.track_replay.draw(5)
+    assert len(drawn) == 3 and all(e.labels.shape == (4, len(e.tracks)) for e in drawn)
+    with pytest.raises(ConfigError, match="replay"):
+        tiny_config("vlm", *TRACK, "model.track.replay=-1")
 
 
 def test_the_best_slot_is_kept_whatever_its_probability():

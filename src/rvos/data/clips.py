@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from rvos.data.sampling import sample_indices
 from rvos.data.schema import normalize_text
 from rvos.data.splits import ReferringSplit
-from rvos.data.transforms import ClipTransform
+from rvos.data.transforms import ClipTransform, swap_left_right
 from rvos.errors import DataError
 
 
@@ -72,7 +72,8 @@ class ClipDataset(Dataset):
         n, t_len = objects.shape[:2]
         text = normalize_text(v.expressions[exp_id].text)
         flat = objects.reshape(n * t_len, *objects.shape[2:]) if n else None
-        frames, flat, text = self.transform(frames, flat, text, rng)
+        frames, flat, flipped = self.transform.apply(frames, flat, rng)
+        text = swap_left_right(text) if flipped else text
         objects = (flat.reshape(n, t_len, *flat.shape[1:]) if n
                    else np.zeros((0, t_len, *frames.shape[1:3]), dtype=bool))
         visible = objects.reshape(n, -1).any(axis=1)  # objects absent from every sampled frame are left out
@@ -82,6 +83,7 @@ class ClipDataset(Dataset):
             "referred": torch.from_numpy(referred[visible]),  # (M,) bool
             "instance_ids": tuple(a for a, v in zip(ids, visible) if v),  # (M,) the objects' mask keys (anno_ids)
             "text": text,
+            "flipped": flipped,  # left and right swapped: in the frames, the masks and the text
             "video": video,
             "expression": exp_id,
             "position": position,
@@ -102,7 +104,7 @@ def collate(items: list[dict]) -> dict:
         instances.append(obj)
     return {"frames": frames, "instances": instances, "referred": [it["referred"] for it in items],
             "instance_ids": [it["instance_ids"] for it in items],
-            "texts": [it["text"] for it in items], "videos": [it["video"] for it in items],
+            "texts": [it["text"] for it in items], "flipped": [it["flipped"] for it in items], "videos": [it["video"] for it in items],
             "expressions": [it["expression"] for it in items], "positions": [it["position"] for it in items]}
 
 

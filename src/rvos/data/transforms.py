@@ -61,18 +61,25 @@ class ClipTransform:
     saturation: float = 0.0
 
     def __call__(self, frames, masks, text, rng: np.random.Generator | None = None):
+        frames, masks, flipped = self.apply(frames, masks, rng)
+        return frames, masks, swap_left_right(text) if flipped else text
+
+    def apply(self, frames, masks, rng: np.random.Generator | None = None):
+        """The transform without the text: (frames, masks, whether the clip was flipped). A flipped clip's sentences
+        (its own, and any other about its video) need :func:`swap_left_right`."""
         size = resized_shape(frames.shape[1], frames.shape[2], self.short_side, self.max_long_side)
         frames = resize_frames(frames, size)
         masks = None if masks is None else resize_masks(masks, size)
         if rng is None:
-            return frames, masks, text
-        if self.flip_prob > 0 and rng.random() < self.flip_prob:
+            return frames, masks, False
+        flipped = self.flip_prob > 0 and rng.random() < self.flip_prob
+        if flipped:
             frames = frames[:, :, ::-1]
             masks = None if masks is None else masks[:, :, ::-1]
-            text = swap_left_right(text)
         if self.brightness or self.contrast or self.saturation:
             frames = self._jitter(frames, rng)
-        return np.ascontiguousarray(frames), None if masks is None else np.ascontiguousarray(masks), text
+        return (np.ascontiguousarray(frames), None if masks is None else np.ascontiguousarray(masks),
+                bool(flipped))
 
     def _jitter(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = frames.astype(np.float32)

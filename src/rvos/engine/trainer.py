@@ -95,7 +95,7 @@ class Trainer:
         frames = collated["frames"].to(device, non_blocking=True).float().div_(255)
         batch = ClipBatch(frames, self.core.prepare_text(collated["texts"]), collated["texts"], collated["instances"],
                           collated["referred"], collated["videos"], collated["expressions"], self.step,
-                          collated["instance_ids"])
+                          collated["instance_ids"], collated["flipped"])
         return batch.to(device)
 
     def run_step(self) -> None:

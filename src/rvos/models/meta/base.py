@@ -58,6 +58,9 @@ class ClipBatch:
     iteration: int = 0  # the training step the batch belongs to (for schedules inside a method's loss)
     # per clip (M_b,): the instances' mask keys (MeViS anno_ids), which the split's other expressions refer to
     instance_ids: list[tuple[str, ...]] | None = None
+    # per clip: whether it was flipped (left and right swapped in its frames and sentence, but not in the split's
+    # other sentences about its video, which a method that reads them must swap too)
+    flipped: list[bool] | None = None
 
     @property
     def targets(self) -> list[torch.Tensor]:
@@ -73,7 +76,7 @@ class ClipBatch:
         move = lambda ts: [t.to(device, non_blocking=True) for t in ts]  # noqa: E731
         return ClipBatch(self.frames.to(device, non_blocking=True), self.text.to(device), self.sentences,
                          move(self.instances), move(self.referred), self.video_ids, self.expression_ids,
-                         self.iteration, self.instance_ids)
+                         self.iteration, self.instance_ids, self.flipped)
 
 
 NO_MASK = -1e4  # the logit of a query left out of a frame's union (finite: upsampling mixes it with its neighbours)

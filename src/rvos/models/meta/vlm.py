@@ -33,8 +33,9 @@ from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastW
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
-from rvos.models.modules.track_grounding import (TrackGrounding, TrackGroundingConfig, frame_descriptors, slot_labels,
-                                                 tracks)
+from rvos.data.transforms import swap_left_right
+from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
+                                                 frame_descriptors, slot_labels, tracks)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -101,11 +102,6 @@ class VLMConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
 
-    def __post_init__(self):
-        if self.track.enabled and not self.video_decoder.temporal:
-            raise ValueError("model.track needs the temporal video decoder (video_decoder.temporal=true): a track is "
-                             "a query slot over the clip's frames")
-
 
 @dataclass
 class FrameOutputs:
@@ -156,6 +152,7 @@ class VLMModel(RvosModel):
         self.video_sim = nn.Linear(c, c)
         track_text = self.backbone.width if cfg.track.text == "bag" else c
         self.track_head = TrackGrounding(track_text, cfg.track.hidden, cfg.track.samples) if cfg.track.enabled else None
+        self.track_replay = TrackReplay(cfg.track.replay) if cfg.track.enabled and cfg.track.replay else None
         self.criterion = SetCriterion(cfg.loss)
         self.expressions: dict[str, list[tuple[str, frozenset[str]]]] = {}  # per training video (track grounding)
 
@@ -205,10 +202,10 @@ class VLMModel(RvosModel):
         return self.backbone.bag_of_tokens(text) if self.cfg.track.text == "bag" else self.encode_text(text)[2]
 
     def track_logits(self, descriptors: torch.Tensor, perms: torch.Tensor, sentence: torch.Tensor):
-        """Per-frame descriptors (B, T, Q, D) in frame-query order, the slot order, sentences (B, C) -> (track
-        embeddings (B, Q, hidden), referring logits (B, Q))."""
-        embeds = self.track_head.embed(tracks(reorder(descriptors, perms), self.track_head.samples))
-        return embeds, self.track_head.score(embeds, sentence[:, None])[:, 0]
+        """Per-frame descriptors (B, T, Q, D) in frame-query order, the slot order, sentences (B, C) -> (the slots'
+        tracks (B, Q, samples, D'), referring logits (B, Q))."""
+        slot_tracks = tracks(reorder(descriptors, perms), self.track_head.samples)
+        return slot_tracks, self.track_head.score(self.track_head.embed(slot_tracks), sentence[:, None])[:, 0]
 
     @staticmethod
     def video_masks(mask_embeds: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
@@ -232,14 +229,16 @@ class VLMModel(RvosModel):
         t_clip = vo.mask_embeds[-1].shape[1]
         features = fo.mask_features.view(-1, t_clip, *fo.mask_features.shape[1:])
         track = {}
-        if self.track_head is not None:
+        if self.track_head is not None:  # per-frame decoding: every frame a track of one frame (no motion to read)
+            clips, frames = (b, t_len) if t_clip == t_len else (b * t_len, 1)
             masks = fo.masks[-1]  # (B*T, Q, h, w)
             images = F.interpolate(padded, size=masks.shape[-2:], mode="area")
-            descriptors = frame_descriptors(images, masks.sigmoid()).view(b, t_len, q, -1)
-            embeds, logits = self.track_logits(descriptors, vo.perms, self.track_text(batch.text))
-            slot_logits = reorder(masks.view(b, t_len, q, *masks.shape[-2:]), vo.perms)  # (B, T, Q, h, w)
-            track = {"track_logits": logits, "track_embeds": embeds, "slot_logits": slot_logits,
-                     "slot_masks": slot_logits > 0, "mask_images": images.view(b, t_len, *images.shape[1:])}
+            descriptors = frame_descriptors(images, masks.sigmoid()).view(clips, frames, q, -1)
+            text = self.track_text(batch.text).repeat_interleave(clips // b, dim=0)
+            slot_tracks, logits = self.track_logits(descriptors, vo.perms, text)
+            slot_logits = reorder(masks.view(clips, frames, q, *masks.shape[-2:]), vo.perms)  # (B', T', Q, h, w)
+            track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_logits": slot_logits,
+                     "slot_masks": slot_logits > 0, "mask_images": images.view(clips, frames, *images.shape[1:])}
         return track | {
             "frame_scores": fo.scores,  # per prediction (B*T, Q)
             "frame_masks": fo.masks,  # per prediction (B*T, Q, h, w)
@@ -291,39 +290,62 @@ class VLMModel(RvosModel):
 
     def _track_loss(self, outputs: dict, batch: ClipBatch) -> torch.Tensor:
         """BCE of every (sentence of the clip's video, track) pair: the query slots' tracks, labelled with the
-        annotated object their masks cover, and the annotated objects' own tracks. Without the split's expressions
-        (or the instances' ids) the clip's own sentence alone."""
+        annotated object their masks cover, and the annotated objects' own tracks; a mean over the batch's clips and
+        the clips drawn from the replay memory. Without the split's expressions (or the instances' ids) the clip's
+        own sentence alone."""
         head, cfg = self.track_head, self.cfg.track
         slot_masks, images = outputs["slot_masks"], outputs["mask_images"]
         h, w = slot_masks.shape[-2:]
-        texts, referred = [], []  # per clip: its sentences, and per sentence the instances it refers to
-        for b, video in enumerate(batch.video_ids):
-            ids = batch.instance_ids[b] if batch.instance_ids is not None else None
-            if ids is not None and video in self.expressions:
-                pairs = self.expressions[video]
-                texts.append([t for t, _ in pairs])
-                referred.append([torch.tensor([i in anno for i in ids], dtype=torch.bool) for _, anno in pairs])
-            else:
-                texts.append([batch.sentences[b]])
-                referred.append([batch.referred[b].cpu()])
-        sentences = self.track_text(self.prepare_text([t for clip in texts for t in clip]).to(images.device))
-        losses, start = [], 0
+        frames = slot_masks.shape[1]  # per track: the clip's frames, or one with per-frame decoding
+        examples = []
         for b, instances in enumerate(batch.instances):
+            sentences, referred = self._video_sentences(batch, b)
+            flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred])  # (E, M+1)
             m, t_len = instances.shape[:2]
             gt = F.interpolate(self.pad(instances).float().flatten(0, 1)[:, None], size=(h, w), mode="area")
             gt = gt[:, 0].view(m, t_len, h, w) > 0.5
-            slot_of = slot_labels(slot_masks[b].transpose(0, 1), gt, cfg.match_iou)  # (Q,) instance or -1
-            embeds = outputs["track_embeds"][b]
-            if m:  # the annotated objects' exact tracks
-                exact = frame_descriptors(images[b], gt.float().transpose(0, 1))  # (T, M, D)
-                embeds = torch.cat([embeds, head.embed(tracks(exact[None], head.samples))[0]])
-                slot_of = torch.cat([slot_of, torch.arange(m)])
-            n = len(texts[b])
-            flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred[b]])  # (E, M+1)
-            labels = flags[:, slot_of.clamp(min=-1)].float()  # index -1: the appended False
-            logits = head.score(embeds, sentences[start:start + n])
-            losses.append(F.binary_cross_entropy_with_logits(logits, labels.to(logits.device)))
-            start += n
+            for start in range(0, t_len, frames):
+                n = (b * t_len + start) // frames  # the track clip
+                part = gt[:, start:start + frames]
+                slot_of = slot_labels(slot_masks[n].transpose(0, 1), part, cfg.match_iou)  # (Q,) instance or -1
+                clip_tracks = outputs["slot_tracks"][n]
+                visible = part.flatten(1).any(1).nonzero()[:, 0].cpu()
+                if len(visible):  # the annotated objects' exact tracks
+                    exact = frame_descriptors(images[n], part[visible].float().transpose(0, 1))  # (T', M', D)
+                    clip_tracks = torch.cat([clip_tracks, tracks(exact[None], head.samples)[0]])
+                    slot_of = torch.cat([slot_of, visible])
+                examples.append(TrackExample(clip_tracks, sentences, flags[:, slot_of].float()))  # -1: the False
+        if self.track_replay is not None:
+            drawn = self.track_replay.draw(cfg.replay_draw)
+            self.track_replay.add(examples)
+            examples += drawn
+        return self._track_bce(examples)
+
+    def _video_sentences(self, batch: ClipBatch, b: int) -> tuple[list[str], list[torch.Tensor]]:
+        """Clip ``b``'s sentences (every expression of its video, or its own) as the clip shows them (left and right
+        swapped in a flipped clip), and for each the flags (M_b,) of the clip's instances it refers to."""
+        ids = batch.instance_ids[b] if batch.instance_ids is not None else None
+        video = batch.video_ids[b]
+        if ids is None or video not in self.expressions:
+            return [batch.sentences[b]], [batch.referred[b].cpu()]
+        pairs = self.expressions[video]
+        flipped = batch.flipped is not None and batch.flipped[b]
+        return ([swap_left_right(t) if flipped else t for t, _ in pairs],
+                [torch.tensor([i in anno for i in ids], dtype=torch.bool) for _, anno in pairs])
+
+    def _track_bce(self, examples: list[TrackExample]) -> torch.Tensor:
+        """The mean over examples of the BCE of their (sentence, track) pairs; every track embedded at once (the
+        head's normalisation sees them together) and every distinct sentence read once."""
+        head = self.track_head
+        device = next(head.parameters()).device
+        unique = list(dict.fromkeys(t for e in examples for t in e.sentences))
+        index = {t: i for i, t in enumerate(unique)}
+        text = self.track_text(self.prepare_text(unique).to(device))
+        embeds = head.embed(torch.cat([e.tracks.to(device) for e in examples])).split([len(e.tracks) for e in examples])
+        losses = []
+        for e, emb in zip(examples, embeds):
+            logits = head.score(emb, text[[index[t] for t in e.sentences]])
+            losses.append(F.binary_cross_entropy_with_logits(logits, e.labels.to(device)))
         return torch.stack(losses).mean()
 
     def _similarity(self, outputs, frame_matches, frame_ids, video_matches, clip_ids, t_len, t_clip):
@@ -436,9 +458,12 @@ class VLMSession(InferenceSession):
             vo = self.model.decode_video(queries, (self.enhanced[k] / t_len)[None], padding, sentence)
             probs = vo.scores[-1].sigmoid()  # (1, Q), or (T, Q) when every frame is decoded alone
             if self.model.track_head is not None:
-                descriptors = torch.cat(self.descriptors[k])[None]  # (1, T, Q, D)
-                probs = self.model.track_logits(descriptors, vo.perms, self.track_text[k:k + 1])[1].sigmoid()
-                self.perms.append(vo.perms[0])
+                temporal = self.model.cfg.video_decoder.temporal
+                descriptors = torch.cat(self.descriptors[k])  # (T, Q, D): one track, or T of one frame
+                descriptors = descriptors[None] if temporal else descriptors[:, None]
+                text = self.track_text[k:k + 1].expand(descriptors.shape[0], -1)
+                probs = self.model.track_logits(descriptors, vo.perms, text)[1].sigmoid()  # (1, Q) or (T, Q)
+                self.perms.append(vo.perms[0] if temporal else vo.perms[:, 0])
             embeds = vo.mask_embeds[-1]  # (1, T, Q, D), or (T, 1, Q, D)
             self.probs.append(probs.expand(t_len, -1) if probs.shape[0] == 1 else probs)
             self.embeds.append(embeds[0] if embeds.shape[0] == 1 else embeds[:, 0])

@@ -17,10 +17,17 @@ points (so a track reads the same from 8 frames as from a whole video), with the
 score (:class:`TrackGrounding`). In training every expression of the clip's video scores every slot, a slot being
 labelled with the annotated object its masks cover (IoU over the clip at least ``match_iou``), and the annotated
 objects' own masks are scored too, so that the head learns from exact tracks from the first step.
+
+The head is a few small matrix products while a step of the model costs half a second on a CPU, so the head can
+see far more clips than the model: with ``replay`` the tracks and labels of the last ``replay`` clips are kept
+(detached, as the descriptors are) and ``replay_draw`` of them are scored again at every step (the grounding probe's
+head reached 0.89 top-1 from many passes over exact tracks, 0.81 from one).
 """
 
 from __future__ import annotations
 
+import random
+from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -44,10 +51,14 @@ class TrackGroundingConfig:
     # the best-scored slot is part of the output whatever its probability (the synthetic benchmark's expressions all
     # refer to something; off for data with no-target expressions, such as MeViS v2)
     keep_best: bool = True
+    replay: int = 0  # the last clips whose tracks and labels are kept for the head (0: none)
+    replay_draw: int = 32  # of those, scored again at every step
 
     def __post_init__(self):
         if self.text not in ("bag", "sentence"):
             raise ValueError(f"model.track.text: expected 'bag' or 'sentence', got {self.text!r}")
+        if self.replay < 0 or self.replay_draw < 0:
+            raise ValueError(f"model.track.replay and replay_draw: expected >= 0, got {self.replay}, {self.replay_draw}")
 
 
 def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -119,3 +130,31 @@ def slot_labels(slot_masks: torch.Tensor, instances: torch.Tensor, min_iou: floa
     iou = inter / union.clamp(min=1)
     best, index = iou.max(1)
     return torch.where(best >= min_iou, index, torch.full_like(index, -1)).cpu()
+
+
+@dataclass
+class TrackExample:
+    """One clip's scored pairs: its tracks (K, samples, TRACK_DIM), its sentences (E) and their labels (E, K)."""
+
+    tracks: torch.Tensor
+    sentences: list[str]
+    labels: torch.Tensor
+
+
+class TrackReplay:
+    """The track examples of the last ``size`` training clips (on the CPU), drawn at random (seeded) to be scored
+    again. Not part of a checkpoint: a resumed run refills it."""
+
+    def __init__(self, size: int, seed: int = 0):
+        self.examples: deque[TrackExample] = deque(maxlen=size)
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def add(self, examples: list[TrackExample]) -> None:
+        self.examples.extend(TrackExample(e.tracks.detach().cpu(), e.sentences, e.labels.detach().cpu())
+                             for e in examples)
+
+    def draw(self, n: int) -> list[TrackExample]:
+        return self.rng.sample(list(self.examples), min(n, len(self.examples)))
