@@ -2,6 +2,7 @@
 clip, the labels of slots, and the conv-CLIP model with it: training on every sentence of the clip's video and the
 streaming session equal to the model's own selection."""
 
+import io
 from types import SimpleNamespace
 
 import pytest
@@ -148,6 +149,13 @@ def test_a_flipped_clip_reads_its_video_sentences_flipped():
     assert [f.tolist() for f in flags] == [[True, False], [False, True], [True, True], [False, False]]
 
 
+def save(obj):
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return buffer
+
+
 def test_the_replay_memory_scores_earlier_clips_again():
     cfg = tiny_config("vlm", *SIZE, *TRACK, "model.track.replay=3", "model.track.replay_draw=2")
     torch.manual_seed(0)
@@ -159,8 +167,14 @@ def test_the_replay_memory_scores_earlier_clips_again():
     assert not model.track_replay.examples[0].tracks.requires_grad
     model.loss(model(batch), batch)
     assert len(model.track_replay) == 3  # the oldest dropped
+    state = model.training_state()  # a checkpoint keeps the memory and its generator
+    again = build_model(cfg.model)
+    again.load_training_state(torch.load(save(state), weights_only=True))
     drawn = model.track_replay.draw(5)
     assert len(drawn) == 3 and all(e.labels.shape == (4, len(e.tracks)) for e in drawn)
+    redrawn = again.track_replay.draw(5)
+    assert [e.sentences for e in redrawn] == [e.sentences for e in drawn]
+    assert all(torch.equal(a.tracks, b.tracks) and torch.equal(a.labels, b.labels) for a, b in zip(redrawn, drawn))
     with pytest.raises(ConfigError, match="replay"):
         tiny_config("vlm", *TRACK, "model.track.replay=-1")
 

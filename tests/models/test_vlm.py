@@ -27,7 +27,7 @@ def test_per_frame_control_decodes_every_frame_alone():
 
 
 def test_selection_is_the_union_of_the_queries_over_the_threshold():
-    cfg = load_config("vlm_tiny_synth", SIZE)
+    cfg = load_config("vlm_tiny_synth", [*SIZE, "model.track.enabled=false"])  # the paper's rule
     model = build_model(cfg.model)
     probs = torch.tensor([[0.9, 0.2, 0.7]])  # one frame, three queries
     logits = torch.full((1, 3, 2, 2), -1.0)
@@ -57,7 +57,8 @@ def test_state_dict_names_are_those_of_earlier_run_folders():
     # the names and shapes of vlm_tiny_synth's weights as rvos 0.1 saved them, before the model contract: a run
     # folder trained then still loads
     saved = json.loads((Path(__file__).parents[1] / "fixtures" / "vlm_tiny_synth_0.1_state_dict.json").read_text())
-    model = build_model(load_config("vlm_tiny_synth").model)
+    model = build_model(load_config("vlm_tiny_synth", ["model.track.enabled=false",  # as 0.1 had it
+                                                     "model.frame_decoder.query_content=false"]).model)
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == saved
 
 

@@ -48,7 +48,7 @@ class CheckpointHook(PeriodicHook):
         done = t.step + 1  # steps completed
         if t.dist.is_main:
             state = {"step": done, "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
-                     "rng": rng_state(), "train_seconds": t.train_seconds}
+                     "rng": rng_state(), "train_seconds": t.train_seconds, "model": t.core.training_state()}
             path = save_checkpoint(t.run_dir, done, t.core, t.cfg, state)
             log.info("saved %s", path)
         barrier(t.dist)

@@ -148,6 +148,8 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
     transform = ClipTransform(dc.short_side, dc.max_long_side, dc.flip_prob, dc.brightness, dc.contrast, dc.saturation)
     split = open_splits([root / name for name in dc.train_splits])
     model.prepare_training(split)
+    if resume:
+        model.load_training_state(state.get("model", {}))
     dataset = ClipDataset(split, dc.num_frames, dc.sampling, dc.frame_range, transform,
                           seed=tc.seed, expressions_per_clip=dc.expressions_per_clip)
     sampler = StepBatches(tc.batch_size, tc.accumulation, d.rank, d.world_size, start_step,

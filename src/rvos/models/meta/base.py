@@ -164,6 +164,15 @@ class RvosModel(nn.Module):
         """Called by ``rvos train`` with the training split (:class:`~rvos.data.splits.ReferringSplit`) before the
         first step, for a method whose loss needs the split's structure (DsHmp's memory bank of expressions)."""
 
+    def training_state(self) -> dict:
+        """What the model keeps between training steps besides its weights and buffers (conv-CLIP's replay memory of
+        tracks): saved with a checkpoint's optimizer state (tensors, numbers and strings in dicts and lists), so a
+        resumed run continues as the uninterrupted one. None by default."""
+        return {}
+
+    def load_training_state(self, state: dict) -> None:
+        """Restore what :meth:`training_state` saved (called after :meth:`prepare_training` when a run resumes)."""
+
     # --------------------------------------------------------------------------------------------- training
 
     def forward(self, batch: ClipBatch) -> dict:

@@ -288,6 +288,13 @@ class VLMModel(RvosModel):
                                      if normalize_text(e.text)]
                             for v in split.videos.values()}
 
+    def training_state(self) -> dict:
+        return {"track_replay": self.track_replay.state()} if self.track_replay is not None else {}
+
+    def load_training_state(self, state: dict) -> None:
+        if self.track_replay is not None and "track_replay" in state:
+            self.track_replay.load(state["track_replay"])
+
     def _track_loss(self, outputs: dict, batch: ClipBatch) -> torch.Tensor:
         """BCE of every (sentence of the clip's video, track) pair: the query slots' tracks, labelled with the
         annotated object their masks cover, and the annotated objects' own tracks; a mean over the batch's clips and

@@ -143,7 +143,7 @@ class TrackExample:
 
 class TrackReplay:
     """The track examples of the last ``size`` training clips (on the CPU), drawn at random (seeded) to be scored
-    again. Not part of a checkpoint: a resumed run refills it."""
+    again. A checkpoint keeps it (:meth:`state`; the main process's, with DDP)."""
 
     def __init__(self, size: int, seed: int = 0):
         self.examples: deque[TrackExample] = deque(maxlen=size)
@@ -158,3 +158,16 @@ class TrackReplay:
 
     def draw(self, n: int) -> list[TrackExample]:
         return self.rng.sample(list(self.examples), min(n, len(self.examples)))
+
+    def state(self) -> dict:
+        version, mt, gauss = self.rng.getstate()
+        return {"tracks": [e.tracks for e in self.examples], "labels": [e.labels for e in self.examples],
+                "sentences": [e.sentences for e in self.examples],
+                "rng": {"version": version, "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss}}
+
+    def load(self, state: dict) -> None:
+        self.examples.clear()
+        self.examples.extend(TrackExample(t, list(s), y) for t, s, y in
+                             zip(state["tracks"], state["sentences"], state["labels"]))
+        r = state["rng"]
+        self.rng.setstate((r["version"], tuple(r["state"].tolist()), r["gauss"]))
