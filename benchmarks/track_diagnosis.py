@@ -1,0 +1,119 @@
+"""Where a track-grounding run of conv-CLIP loses: the masks of its query slots, or the head that scores them.
+
+    python benchmarks/track_diagnosis.py RUN_DIR [--split-dir runs/synth_learning/data/valid_u] [--videos 50]
+
+For a run trained with ``model.track.enabled`` (``vlm_tiny_synth``), on an annotated split:
+
+* segmentation, per annotated object (IoU at the input resolution): the best slot over the whole video (what the
+  output can be), the best query in each frame on its own (what perfect linking of the frames' queries would give),
+  and how the per-frame IoUs spread (a query that covers several identical objects at once lands at 0.3 to 0.5);
+* grounding, per expression (top-1 accuracy: the best-scored one is a referred object): the track head on the
+  annotated objects' own tracks (the head alone, with perfect masks), and on the model's slots (the best-scored slot's
+  masks cover a referred object, IoU over the video at least 0.3).
+
+Prints a JSON record; ``benchmarks/results/synth_learning.md`` quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rvos.data.schema import normalize_text
+from rvos.data.splits import open_split
+from rvos.data.transforms import resize_frames, resized_shape
+from rvos.engine.checkpoint import find_model, load_model
+from rvos.models.meta.base import upsample_masks
+from rvos.models.modules.track_grounding import frame_descriptors, tracks
+
+BINS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01]
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Broadcast (..., H, W) bool -> (...) IoU (both empty: 1)."""
+    inter = (a & b).flatten(-2).sum(-1).float()
+    union = (a | b).flatten(-2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+@torch.inference_mode()
+def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
+    model, cfg = load_model(find_model(run))
+    if model.track_head is None:
+        raise SystemExit(f"{run} was trained without model.track")
+    split = open_split(split_dir)
+    slot_iou, frame_iou, frame_values = [], [], []
+    top1: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for name in list(split.videos)[:n_videos]:
+        video, frames = split.video(name), split.read_frames(name)
+        size = frames.shape[1:3]
+        model_size = resized_shape(*size, cfg.data.short_side, cfg.data.max_long_side)
+        x = model.pad(torch.from_numpy(resize_frames(frames, model_size)).permute(0, 3, 1, 2).float().div(255))
+        ids = split.object_ids(name)
+        objects = torch.from_numpy(split.masks(name, ids, list(range(len(frames)))))  # (M, T, H, W)
+        exps = [e for e in video.expressions.values() if normalize_text(e.text)]
+        text = model.prepare_text([normalize_text(e.text) for e in exps])
+        session = model.start_session(text, None)
+        session.observe(x, 0)
+        session.decode()
+        candidates = session.candidates(x, 0)
+        # segmentation: the slots' masks do not depend on the sentence here (the first sentence's)
+        slots = upsample_masks(candidates[0][1].transpose(0, 1), model.mask_stride, model_size, size) > 0  # (Q, T, H, W)
+        visible = objects.flatten(1).any(1)
+        per = iou(slots[:, None], objects[None])[:, visible]  # (Q, M', T)
+        slot_iou += per.mean(-1).max(0).values.tolist()
+        best = per.max(0).values  # (M', T)
+        frame_iou += best.mean(-1).tolist()
+        shown = objects[visible].flatten(2).any(-1)  # the frames where each object is seen
+        frame_values += best[shown].tolist()
+        # grounding: the head on the annotated objects' own tracks, at the mask grid
+        h, w = x.shape[-2] // model.mask_stride, x.shape[-1] // model.mask_stride
+        images = F.interpolate(x, size=(h, w), mode="area")
+        grid = F.interpolate(model.pad(F.interpolate(objects.float(), size=model_size, mode="nearest")), size=(h, w),
+                             mode="area") > 0.5
+        head = model.track_head
+        exact = head.embed(tracks(frame_descriptors(images, grid.float().transpose(0, 1))[None], head.samples))[0]
+        exact_logits = head.score(exact, model.track_text(text))  # (E, M)
+        for k, e in enumerate(exps):
+            referred = [ids.index(a) for a in e.anno_ids]
+            top1[("exact tracks", e.kind or "all")].append(int(exact_logits[k].argmax()) in referred)
+            probs, logits = candidates[k]
+            mask = upsample_masks(logits.transpose(0, 1)[int(probs.mean(0).argmax())][None], model.mask_stride,
+                                  model_size, size)[0] > 0  # (T, H, W)
+            overlap = iou(mask[None], objects).mean(-1)  # (M,)
+            top1[("slots", e.kind or "all")].append(int(overlap.argmax()) in referred and float(overlap.max()) >= 0.3)
+    kinds = sorted({k for _, k in top1})
+    hist = np.histogram(frame_values, bins=BINS)[0] / max(1, len(frame_values))
+    return {
+        "run": str(run), "videos": n_videos,
+        "segmentation": {
+            "objects": len(slot_iou),
+            "best slot over the video (mean IoU)": round(float(np.mean(slot_iou)), 3),
+            "best query in each frame (mean IoU)": round(float(np.mean(frame_iou)), 3),
+            "per-frame best IoU, share of object-frames": {f"{lo:.1f}-{min(hi, 1.0):.1f}": round(float(v), 3)
+                                                           for lo, hi, v in zip(BINS[:-1], BINS[1:], hist)},
+        },
+        "grounding top-1": {row: {"all": round(float(np.mean([v for (r, _), vs in top1.items() if r == row
+                                                               for v in vs])), 3)}
+                            | {k: round(float(np.mean(top1[(row, k)])), 3) for k in kinds}
+                            for row in ("exact tracks", "slots")},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--split-dir", type=Path, default=Path("runs/synth_learning/data/valid_u"))
+    parser.add_argument("--videos", type=int, default=50)
+    args = parser.parse_args()
+    print(json.dumps(diagnose_tracks(args.run, args.split_dir, args.videos), indent=1))
+
+
+if __name__ == "__main__":
+    main()
