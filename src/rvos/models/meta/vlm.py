@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rvos.data.schema import normalize_text
+from rvos.data.transforms import swap_left_right
 from rvos.models.backbones.clip import CLIPBackbone
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
 from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel, TextInputs,
@@ -33,7 +34,6 @@ from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastW
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
-from rvos.data.transforms import swap_left_right
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
                                                  frame_descriptors, slot_labels, tracks)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
