@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from rvos.models.criterion import terms
-from rvos.models.criterion.matcher import HungarianMatcher, point_sample
+from rvos.models.criterion.matcher import HungarianMatcher, at_target_resolution, point_sample
 from rvos.models.criterion.terms import boxes_from_masks, dice_loss, sigmoid_ce_loss
 
 
@@ -116,9 +116,8 @@ class SetCriterion:
         src = src.flatten(0, 1)[:, None].float()  # every frame a mask: (M*T, 1, h, w)
         tgt_frames = tgt.flatten(0, 1)[:, None].float()
         if tgt_frames.shape[-2] * tgt_frames.shape[-1] <= cfg.num_points:  # every pixel of the target
-            if src.shape[-2:] != tgt_frames.shape[-2:]:
-                src = F.interpolate(src, size=tgt_frames.shape[-2:], mode="bilinear", align_corners=False)
-            point_logits, point_labels = src.reshape(m, -1), tgt_frames.reshape(m, -1)
+            point_logits = at_target_resolution(src, tgt_frames).reshape(m, -1)
+            point_labels = tgt_frames.reshape(m, -1)
         else:
             with torch.no_grad():
                 coords = uncertain_point_coords(src, cfg.num_points, cfg.oversample_ratio,

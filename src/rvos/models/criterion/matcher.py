@@ -37,16 +37,20 @@ def _flat_points(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return point_sample(masks, coords.expand(masks.shape[0], -1, -1)).flatten(1)
 
 
+def at_target_resolution(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """pred (..., h, w) logits read bilinearly at every pixel of target (..., H, W) (unchanged at the same size)."""
+    if pred.shape[-2:] == target.shape[-2:]:
+        return pred
+    return F.interpolate(pred, size=target.shape[-2:], mode="bilinear", align_corners=False)
+
+
 def mask_points(pred_masks: torch.Tensor, target: torch.Tensor, num_points: int):
     """Point logits (Q, T*P) and labels (N, T*P) of one clip's predicted masks (Q, T, h, w) and targets
     (N, T, H, W): every pixel of the target when it has at most ``num_points``, else random points; the predictions
     are read bilinearly at the points (never the targets squeezed onto the prediction's grid, which would blur
     their edges to the grid's cells)."""
     if target.shape[-2] * target.shape[-1] <= num_points:
-        pred = pred_masks
-        if pred.shape[-2:] != target.shape[-2:]:
-            pred = F.interpolate(pred, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        return pred.flatten(1), target.float().flatten(1)
+        return at_target_resolution(pred_masks, target).flatten(1), target.float().flatten(1)
     coords = torch.rand(1, num_points, 2, device=pred_masks.device)
     return _flat_points(pred_masks, coords), _flat_points(target.float(), coords)
 
