@@ -61,6 +61,20 @@ def test_focal_and_box_terms_match_and_fall_to_zero_on_a_perfect_prediction():
     assert losses["box"] < 1e-6 and losses["giou"] < 1e-6 and losses["score"] < 0.01
 
 
+def test_boxes_decide_which_of_two_identical_objects_a_query_covering_both_is_matched_to():
+    targets = torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    targets[0, 0, 2:6, 2:6] = True
+    targets[1, 0, 2:6, 10:14] = True  # the same square, 8 pixels right
+    masks = torch.full((1, 2, 1, 16, 16), -6.0)
+    masks[0, :, 0][:, targets.any(0)[0]] = 6.0  # both queries cover both squares
+    boxes = torch.stack([boxes_from_masks(targets[1]), boxes_from_masks(targets[0])])[None]  # query 0 boxes the right
+    cfg = LossConfig(box_weight=5, giou_weight=2, num_points=1024)
+    _, matches = SetCriterion(cfg)(torch.zeros(1, 2), masks, [targets], boxes=boxes)
+    assert dict(zip(matches[0][0].tolist(), matches[0][1].tolist())) == {0: 1, 1: 0}
+    _, swapped = SetCriterion(cfg)(torch.zeros(1, 2), masks, [targets], boxes=boxes.flip(1))
+    assert dict(zip(swapped[0][0].tolist(), swapped[0][1].tolist())) == {0: 0, 1: 1}
+
+
 def test_boxes_from_masks_are_normalised_centre_size_and_giou_of_a_box_with_itself_is_perfect():
     mask = torch.zeros(10, 20, dtype=torch.bool)
     mask[2:6, 4:14] = True

@@ -9,6 +9,7 @@ import torch
 
 from rvos.cli import main
 from rvos.config import load_config
+from rvos.errors import ConfigError
 from rvos.models.build import build_model
 from rvos.models.meta.base import union_of_queries, upsample_masks
 
@@ -51,6 +52,40 @@ def test_the_union_is_taken_after_upsampling_as_the_official_code_does():
     each = upsample_masks(logits[0], 4, (4, 8), (4, 8)) > 0
     assert torch.equal(out.masks(4, (4, 8), (4, 8))[0], each.any(0))
     assert (upsample_masks(out.union, 4, (4, 8), (4, 8)) > 0).sum() > each.any(0).sum()
+
+
+BOXES = ["model.frame_decoder.boxes=true", "model.loss.box_weight=5", "model.loss.giou_weight=2"]
+
+
+def test_frame_boxes_are_supervised_at_the_frame_level_only():
+    cfg = load_config("vlm_tiny_synth", [*SIZE, *BOXES])
+    model = build_model(cfg.model)
+    batch = clip_batch(model)
+    out = model(batch)
+    assert len(out["frame_boxes"]) == len(out["frame_masks"]) and out["frame_boxes"][-1].shape == (8, 8, 4)
+    losses = model.loss(out, batch)
+    assert {"frame_box_0", "frame_giou_3"} <= set(losses) and not any(k.startswith("video_box") for k in losses)
+    sum(v for k, v in losses.items() if k.startswith("frame_box") or k.startswith("frame_giou")).backward()
+    assert model.frame_decoder.box_head.layers[-1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("temporal", [True, False])
+def test_the_slot_loss_supervises_the_slots_masks_over_the_clip(temporal):
+    cfg = load_config("vlm_tiny_synth", [*SIZE, "model.track.slot_weight=1.0",
+                                         f"model.video_decoder.temporal={str(temporal).lower()}"])
+    model = build_model(cfg.model)
+    batch = clip_batch(model)
+    losses = model.loss(model(batch), batch)
+    assert losses["slot_mask"] > 0 and losses["slot_dice"] > 0
+    (losses["slot_mask"] + losses["slot_dice"]).backward()
+    assert model.frame_decoder.mask_head.layers[-1].weight.grad.abs().sum() > 0
+    assert model.video_decoder.mask_head.layers[-1].weight.grad is None  # the video queries' masks are not the slots'
+
+
+@pytest.mark.parametrize("overrides", [["model.frame_decoder.boxes=true"], ["model.loss.giou_weight=2"]])
+def test_frame_boxes_and_box_weights_come_together(overrides):
+    with pytest.raises((ConfigError, ValueError), match="frame_decoder.boxes"):
+        load_config("vlm_tiny_synth", overrides)
 
 
 def test_state_dict_names_are_those_of_earlier_run_folders():

@@ -19,7 +19,7 @@ only the small frame queries kept (see :mod:`rvos.engine.inference`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,9 @@ class FrameDecoderConfig:
     heads: int = 8
     ffn: int = 2048
     query_content: bool = False  # add a learned content per query to the sentence that initialises them
+    # a box per query, supervised and matched with loss.box_weight / loss.giou_weight, so that a query keeps to one
+    # of identical objects (:class:`FrameQueryDecoder`; a CPU-size option, not the report's)
+    boxes: bool = False
 
 
 @dataclass
@@ -102,6 +105,12 @@ class VLMConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
 
+    def __post_init__(self):
+        has_boxes = bool(self.loss.box_weight or self.loss.giou_weight)
+        if self.frame_decoder.boxes != has_boxes:
+            raise ValueError("model.frame_decoder.boxes predicts boxes that loss.box_weight / loss.giou_weight "
+                             "supervise (the frame level only): set both or neither")
+
 
 @dataclass
 class FrameOutputs:
@@ -110,6 +119,7 @@ class FrameOutputs:
     words: torch.Tensor  # (N, L, C), enhanced by the cross-modal encoder
     scores: list[torch.Tensor]  # per prediction (N, Q)
     masks: list[torch.Tensor]  # per prediction (N, Q, H/4, W/4)
+    boxes: list[torch.Tensor] | None  # per prediction (N, Q, 4) (cx, cy, w, h) with frame_decoder.boxes
 
 
 @dataclass
@@ -143,7 +153,8 @@ class VLMModel(RvosModel):
                                               e.ffn, cfg.dropout, e.norm_groups)
         f = cfg.frame_decoder
         self.frame_decoder = FrameQueryDecoder(c, f.queries, f.layers, f.heads, f.ffn, cfg.mask_dim, cfg.dropout,
-                                               text_score=cfg.text_score, query_content=f.query_content)
+                                               text_score=cfg.text_score, query_content=f.query_content,
+                                               boxes=f.boxes)
         self.query_init = VideoQueryInitializer(c)
         v = cfg.video_decoder
         self.video_decoder = VideoQueryDecoder(c, v.queries, v.layers, v.heads, v.ffn, cfg.mask_dim, cfg.dropout,
@@ -153,7 +164,11 @@ class VLMModel(RvosModel):
         track_text = self.backbone.width if cfg.track.text == "bag" else c
         self.track_head = TrackGrounding(track_text, cfg.track.hidden, cfg.track.samples) if cfg.track.enabled else None
         self.track_replay = TrackReplay(cfg.track.replay) if cfg.track.enabled and cfg.track.replay else None
-        self.criterion = SetCriterion(cfg.loss)
+        # boxes are predicted per frame only: the video level is matched and supervised on masks and scores
+        self.criterion = SetCriterion(replace(cfg.loss, box_weight=0.0, giou_weight=0.0))
+        self.frame_criterion = SetCriterion(cfg.loss)
+        # the slots' masks as the output reads them (model.track.slot_weight): masks only, the track head scores them
+        self.slot_criterion = SetCriterion(replace(cfg.loss, score_weight=0.0, box_weight=0.0, giou_weight=0.0))
         self.expressions: dict[str, list[tuple[str, frozenset[str]]]] = {}  # per training video (track grounding)
 
     # ------------------------------------------------------------------------------------------- stages
@@ -179,8 +194,8 @@ class VLMModel(RvosModel):
                       sentence: torch.Tensor) -> FrameOutputs:
         """Cross-modal encoder and frame query decoder on each frame; text per frame (N, ...)."""
         mask_features, maps, words = self.encoder(features, words, padding)
-        scores, masks, queries = self.frame_decoder(maps, mask_features, sentence, words, padding)
-        return FrameOutputs(mask_features, queries, words, scores, masks)
+        scores, masks, boxes, queries = self.frame_decoder(maps, mask_features, sentence, words, padding)
+        return FrameOutputs(mask_features, queries, words, scores, masks, boxes)
 
     def decode_video(self, frame_queries: torch.Tensor, words: torch.Tensor, padding: torch.Tensor,
                      sentence: torch.Tensor) -> VideoOutputs:
@@ -242,6 +257,7 @@ class VLMModel(RvosModel):
         return track | {
             "frame_scores": fo.scores,  # per prediction (B*T, Q)
             "frame_masks": fo.masks,  # per prediction (B*T, Q, h, w)
+            "frame_boxes": fo.boxes,  # per prediction (B*T, Q, 4), or None
             "frame_embeds": self.frame_sim(fo.queries),  # (B*T, Q, C)
             "video_scores": vo.scores,  # per layer (B', Q)
             "video_masks": [self.video_masks(e, features) for e in vo.mask_embeds],  # (B', Q, T', h, w)
@@ -267,8 +283,10 @@ class VLMModel(RvosModel):
             clip_targets, clip_ids, clip_labels = frame_targets, frame_ids, frame_labels
         losses: dict[str, torch.Tensor] = {}
         frame_matches = None
-        for i, (s, m) in enumerate(zip(outputs["frame_scores"], outputs["frame_masks"])):
-            part, frame_matches = self.criterion(s, m[:, :, None], frame_targets, labels=frame_labels)
+        frame_boxes = outputs["frame_boxes"] or [None] * len(outputs["frame_scores"])
+        for i, (s, m, box) in enumerate(zip(outputs["frame_scores"], outputs["frame_masks"], frame_boxes)):
+            box = None if box is None else box[:, :, None]  # every frame a clip of one frame
+            part, frame_matches = self.frame_criterion(s, m[:, :, None], frame_targets, box, labels=frame_labels)
             for k, v in part.items():
                 losses[f"frame_{k}_{i}"] = cfg.frame_weight * v
         video_matches = None
@@ -280,6 +298,11 @@ class VLMModel(RvosModel):
                                                                         video_matches, clip_ids, t_len, t_clip)
         if self.track_head is not None:
             losses["track"] = self.cfg.track.weight * self._track_loss(outputs, batch)
+            if self.cfg.track.slot_weight:
+                part, _ = self.slot_criterion(outputs["track_logits"], outputs["slot_logits"].transpose(1, 2),
+                                              clip_targets, labels=clip_labels)
+                losses["slot_mask"] = self.cfg.track.slot_weight * part["mask"]
+                losses["slot_dice"] = self.cfg.track.slot_weight * part["dice"]
         return losses
 
     def prepare_training(self, split) -> None:

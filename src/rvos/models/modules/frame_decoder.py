@@ -4,6 +4,11 @@ from the sentence and a text cross-attention added to every layer.
 Each layer: text cross-attention, masked image cross-attention (a query only sees the pixels its previous mask
 prediction holds; round robin over the stride 32 / 16 / 8 maps), self-attention, FFN. A prediction (referring
 score and mask) is made from the initial queries and after every layer, for deep supervision.
+
+With ``boxes`` (an option for learning on a CPU, not in the report) every prediction also has a box per query,
+which the set criterion supervises and matches with (DETR's L1 and GIoU terms). A query that must say where its
+object is keeps to one of several identical objects, which a mask made only of a query's embedding dotted with
+pixel features tends to cover together.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from rvos.models.modules.query_stack import QueryLayerStack, masked_attention
 class FrameQueryDecoder(QueryLayerStack):
     def __init__(self, dim: int = 256, num_queries: int = 20, layers: int = 9, heads: int = 8, ffn: int = 2048,
                  mask_dim: int = 256, dropout: float = 0.0, levels: int = 3, text_score: bool = True,
-                 query_content: bool = False):
+                 query_content: bool = False, boxes: bool = False):
         super().__init__(dim, layers, heads, ffn, dropout, memories=("text", "image"))
         self.num_queries, self.heads, self.levels = num_queries, heads, levels
         self.query_pos = nn.Embedding(num_queries, dim)
@@ -30,21 +35,24 @@ class FrameQueryDecoder(QueryLayerStack):
         self.norm = nn.LayerNorm(dim)
         self.score_head = ScoreHead(dim, text_score)
         self.mask_head = MLP(dim, dim, mask_dim, 3)
+        self.box_head = MLP(dim, dim, 4, 3) if boxes else None  # (cx, cy, w, h) in [0, 1] of the padded frame
 
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int],
                 sentence: torch.Tensor):
-        """Scores (N, Q), masks (N, Q, H/4, W/4), and the attention mask for the next layer."""
+        """Scores (N, Q), masks (N, Q, H/4, W/4), boxes (N, Q, 4) or None, the attention mask for the next layer and
+        the normalised queries."""
         out = self.norm(queries)
         scores = self.score_head(out, sentence)
         masks = torch.einsum("nqc,nchw->nqhw", self.mask_head(out), mask_features)
-        return scores, masks, masked_attention(masks, attn_size, self.heads), out
+        boxes = self.box_head(out).sigmoid() if self.box_head is not None else None
+        return scores, masks, boxes, masked_attention(masks, attn_size, self.heads), out
 
     def forward(self, maps: list[torch.Tensor], mask_features: torch.Tensor, sentence: torch.Tensor,
                 words: torch.Tensor, word_padding: torch.Tensor):
         """maps: encoded maps from coarse to fine (N, C, h, w); sentence (N, C); words (N, L, C).
 
-        Returns per-prediction lists of scores (N, Q) and masks (N, Q, H/4, W/4), and the last layer's
-        normalised queries (N, Q, C)."""
+        Returns per-prediction lists of scores (N, Q), masks (N, Q, H/4, W/4) and boxes (N, Q, 4) (None without
+        ``boxes``), and the last layer's normalised queries (N, Q, C)."""
         n = sentence.shape[0]
         memories, poss, sizes = [], [], []
         for level, m in enumerate(maps):
@@ -56,13 +64,15 @@ class FrameQueryDecoder(QueryLayerStack):
         queries = sentence[:, None].expand(-1, self.num_queries, -1)
         if self.query_content is not None:
             queries = queries + self.query_content.weight[None]
-        scores, masks, attn, out = self.predict(queries, mask_features, sizes[0], sentence)
-        all_scores, all_masks = [scores], [masks]
+        scores, masks, boxes, attn, out = self.predict(queries, mask_features, sizes[0], sentence)
+        all_scores, all_masks, all_boxes = [scores], [masks], [boxes]
         for i in range(self.num_layers):
             level = i % self.levels
             queries = self.layer(i, queries, query_pos, text={"memory": words, "key_padding_mask": word_padding},
                                  image={"memory": memories[level], "pos": poss[level], "attn_mask": attn})
-            scores, masks, attn, out = self.predict(queries, mask_features, sizes[(i + 1) % self.levels], sentence)
+            scores, masks, boxes, attn, out = self.predict(queries, mask_features, sizes[(i + 1) % self.levels],
+                                                           sentence)
             all_scores.append(scores)
             all_masks.append(masks)
-        return all_scores, all_masks, out
+            all_boxes.append(boxes)
+        return all_scores, all_masks, (all_boxes if self.box_head is not None else None), out

@@ -53,6 +53,9 @@ class TrackGroundingConfig:
     keep_best: bool = True
     replay: int = 0  # the last clips whose tracks and labels are kept for the head (0: none)
     replay_draw: int = 32  # of those, scored again at every step
+    # the slots' frame masks (the output) matched to the clip's objects as tracks and given the mask and Dice losses
+    # over the whole clip, so the frame queries linked into a slot keep to one object (0: no such loss)
+    slot_weight: float = 0.0
 
     def __post_init__(self):
         if self.text not in ("bag", "sentence"):
