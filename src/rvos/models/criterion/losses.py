@@ -91,15 +91,19 @@ class SetCriterion:
         self.matcher = HungarianMatcher({k: w for k, w in costs.items() if w}, cfg.num_points, cfg.focal_alpha)
 
     def __call__(self, scores: torch.Tensor, masks: torch.Tensor, targets: list[torch.Tensor],
-                 boxes: torch.Tensor | None = None, labels: list[torch.Tensor] | None = None):
+                 boxes: torch.Tensor | None = None, labels: list[torch.Tensor] | None = None,
+                 target_boxes: list[torch.Tensor] | None = None):
         """scores (B, Q); masks (B, Q, T, h, w) logits; targets per clip (N_b, T, H, W) bool; boxes (B, Q, T, 4)
         (cx, cy, w, h) in [0, 1] when the config weighs box terms; labels per clip (N_b,) bool: whether the
         sentence refers to each target (default: every target is referred; an unreferred target is an instance
-        whose mask is learnt and whose score is a negative). Returns (losses dict, matches)."""
+        whose mask is learnt and whose score is a negative); target boxes per clip (N_b, T, 4), from the masks when
+        not given (a caller that scores several predictions against the same targets computes them once). Returns
+        (losses dict, matches)."""
         cfg = self.cfg
         num_clips = scores.shape[0]
         use_boxes = bool(cfg.box_weight or cfg.giou_weight)
-        target_boxes = [boxes_from_masks(t) for t in targets] if use_boxes else None
+        if use_boxes and target_boxes is None:
+            target_boxes = [boxes_from_masks(t) for t in targets]
         matches = self.matcher(scores, masks, targets, boxes, target_boxes, labels)
         losses = {"score": cfg.score_weight * self._score_loss(scores, matches, labels)}
         src = torch.cat([masks[b, q] for b, (q, _) in enumerate(matches)])  # (M, T, h, w)

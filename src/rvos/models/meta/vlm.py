@@ -29,6 +29,7 @@ from rvos.data.schema import normalize_text
 from rvos.data.transforms import swap_left_right
 from rvos.models.backbones.clip import CLIPBackbone
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
+from rvos.models.criterion.terms import boxes_from_masks
 from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel, TextInputs,
                                    union_of_queries)
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
@@ -284,9 +285,11 @@ class VLMModel(RvosModel):
         losses: dict[str, torch.Tensor] = {}
         frame_matches = None
         frame_boxes = outputs["frame_boxes"] or [None] * len(outputs["frame_scores"])
+        target_boxes = [boxes_from_masks(t) for t in frame_targets] if self.cfg.frame_decoder.boxes else None
         for i, (s, m, box) in enumerate(zip(outputs["frame_scores"], outputs["frame_masks"], frame_boxes)):
             box = None if box is None else box[:, :, None]  # every frame a clip of one frame
-            part, frame_matches = self.frame_criterion(s, m[:, :, None], frame_targets, box, labels=frame_labels)
+            part, frame_matches = self.frame_criterion(s, m[:, :, None], frame_targets, box, labels=frame_labels,
+                                                       target_boxes=target_boxes)
             for k, v in part.items():
                 losses[f"frame_{k}_{i}"] = cfg.frame_weight * v
         video_matches = None
