@@ -157,3 +157,34 @@ def test_a_run_can_start_from_another_runs_weights(tmp_path, tiny_overrides):
     with pytest.raises(CheckpointError, match="holds a 'vlm' model"):
         train(load_config("dshmp_tiny_synth", [*overrides, f"train.init={tmp_path / 'first'}"]), tmp_path / "third",
               progress=False)
+
+
+def test_the_optimizer_is_fused_where_torch_supports_it_and_steps_as_the_per_tensor_loop_does():
+    from rvos.engine.optim import build_optimizer
+
+    tc = load_config("vlm_tiny_synth").train
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 1))
+    model.parameter_group = lambda name: "head"
+    loop = build_optimizer(model, tc)
+    fused = loop.defaults["fused"]
+    assert fused == (torch.__version__ >= "2.4")  # CPU parameters
+    start = [p.detach().clone() for p in model.parameters()]
+    x = torch.randn(32, 8)
+
+    def run(optimizer):
+        for _ in range(5):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    got = run(loop)
+    with torch.no_grad():
+        for p, s in zip(model.parameters(), start):
+            p.copy_(s)
+    reference = torch.optim.AdamW([{"params": g["params"], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+                                   for g in loop.param_groups], foreach=False)
+    want = run(reference)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
