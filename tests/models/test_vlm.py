@@ -82,6 +82,72 @@ def test_the_slot_loss_supervises_the_slots_masks_over_the_clip(temporal):
     assert model.video_decoder.mask_head.layers[-1].weight.grad is None  # the video queries' masks are not the slots'
 
 
+PROPAGATE = [*SIZE, *BOXES, "model.frame_decoder.propagate=true"]
+
+
+def test_propagated_queries_are_the_slots_and_windows_decode_as_one():
+    """With ``frame_decoder.propagate`` each frame starts from the previous frame's queries: the slots are the
+    queries themselves (no linking), and a clip of 4 frames observed in windows of 3 and 1 frames carries them
+    across the windows, giving the masks and scores of one window of 4."""
+    torch.manual_seed(0)
+    model = build_model(load_config("vlm_tiny_synth", PROPAGATE).model)
+    batch = clip_batch(model)
+    out = model(batch)
+    masks = out["frame_masks"][-1].view(2, 4, 8, 16, 16)  # (B, T, Q, h, w): the frames, query by query
+    assert torch.equal(out["slot_logits"], masks)
+    model.eval()
+    frames = model.pad(batch.frames[0])
+    sentences = model.prepare_text(["the red square", "the thing that moves left"])
+    with torch.no_grad():
+        whole = model.start_session(sentences, None)
+        whole.observe(frames, 0)
+        whole.decode()
+        one = whole.candidates(frames, 0)
+        windowed = model.start_session(sentences, None)
+        starts = range(0, len(frames), 3)
+        for start in starts:
+            windowed.observe(frames[start:start + 3], start)
+        windowed.decode()
+        parts = [windowed.candidates(frames[start:start + 3], start) for start in starts]
+    for k, (probs, logits) in enumerate(one):
+        torch.testing.assert_close(torch.cat([p[k][1] for p in parts]), logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(torch.cat([p[k][0] for p in parts]), probs, atol=1e-6, rtol=1e-6)
+    # frame 0 of the second window starts from the first window's last queries: decoded alone it differs
+    fresh = model.start_session(sentences, None)
+    with torch.no_grad():
+        fresh.observe(frames[3:], 0)
+        fresh.decode()
+        alone = fresh.candidates(frames[3:], 0)
+    assert not torch.allclose(alone[0][1], parts[1][0][1], atol=1e-3)
+
+
+def test_propagated_queries_are_matched_to_the_clips_objects_as_tracks():
+    """One assignment per clip at the frame level: a query keeps its object in every frame it is visible in."""
+    torch.manual_seed(0)
+    model = build_model(load_config("vlm_tiny_synth", PROPAGATE).model)
+    batch = clip_batch(model)
+    out = model(batch)
+    seen = []
+    original = model.frame_criterion.matcher.__call__
+    model.frame_criterion.matcher = lambda *a, **k: seen.append(original(*a, **k)) or seen[-1]
+    losses = model.loss(out, batch)
+    assert len(seen) == len(out["frame_masks"]) and all(len(m) == 2 for m in seen)  # 2 clips, not 8 frames
+    sum(losses.values()).backward()
+    assert model.frame_decoder.query_content.weight.grad.abs().sum() > 0
+    control = build_model(load_config("vlm_tiny_synth", [*PROPAGATE, "model.video_decoder.temporal=false"]).model)
+    assert not control.propagating  # the per-frame control has no temporal path
+
+
+def test_frames_of_tracks_keeps_the_pairs_visible_in_each_frame():
+    from rvos.models.meta.vlm import frames_of_tracks
+
+    matches = [(torch.tensor([3, 0]), torch.tensor([1, 0]))]  # query 3 follows object 1, query 0 object 0
+    frame_ids = [torch.tensor([0, 1]), torch.tensor([1])]  # frame 0 shows both, frame 1 only object 1
+    (q0, k0), (q1, k1) = frames_of_tracks(matches, frame_ids, 2)
+    assert q0.tolist() == [3, 0] and k0.tolist() == [1, 0]
+    assert q1.tolist() == [3] and k1.tolist() == [0]
+
+
 @pytest.mark.parametrize("overrides", [["model.frame_decoder.boxes=true"], ["model.loss.giou_weight=2"]])
 def test_frame_boxes_and_box_weights_come_together(overrides):
     with pytest.raises((ConfigError, ValueError), match="frame_decoder.boxes"):

@@ -14,7 +14,8 @@ read instead from what each query slot's frame masks cover over the clip, and th
 the output (the video query of a slot may segment another object than the slot's frames do).
 
 Every stage before the video decoder works on each frame alone, so long videos can be encoded in windows and
-only the small frame queries kept (see :mod:`rvos.engine.inference`).
+only the small frame queries kept (see :mod:`rvos.engine.inference`). With ``model.frame_decoder.propagate`` (a
+CPU-size option) each frame's queries start from the previous frame's, across windows too, and query q is slot q.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class FrameDecoderConfig:
     # a box per query, supervised and matched with loss.box_weight / loss.giou_weight, so that a query keeps to one
     # of identical objects (:class:`FrameQueryDecoder`; a CPU-size option, not the report's)
     boxes: bool = False
+    # each frame's queries start from the previous frame's (tracking by query, as TrackFormer and MOTR), and the frame
+    # level is matched to the clip's objects as whole tracks: a query slot is one query's lineage over the clip, not
+    # linked after decoding (:meth:`FrameQueryDecoder.propagate`; a CPU-size option, not the report's; off in the
+    # per-frame control, which has no temporal path)
+    propagate: bool = False
 
 
 @dataclass
@@ -121,6 +127,7 @@ class FrameOutputs:
     scores: list[torch.Tensor]  # per prediction (N, Q)
     masks: list[torch.Tensor]  # per prediction (N, Q, H/4, W/4)
     boxes: list[torch.Tensor] | None  # per prediction (N, Q, 4) (cx, cy, w, h) with frame_decoder.boxes
+    last: torch.Tensor  # (N, Q, C) the last layer's raw queries (what the next frame starts from when propagating)
 
 
 @dataclass
@@ -131,6 +138,19 @@ class VideoOutputs:
     frame_queries: torch.Tensor  # (B', T', Q, C) re-ordered
     perms: torch.Tensor  # (B', T', Q) the slot order of each frame's queries (:func:`match_adjacent`)
 
+
+
+def frames_of_tracks(matches: list[tuple[torch.Tensor, torch.Tensor]], frame_ids: list[torch.Tensor],
+                     t_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Clip-level matches (query, clip object) -> per frame (clip major) the pairs whose object is visible there, as
+    (query, index among the frame's visible objects ``frame_ids[n]``), the form of frame-level matches."""
+    out = []
+    for n, visible in enumerate(frame_ids):
+        queries, objects = matches[n // t_len]
+        position = {int(o): j for j, o in enumerate(visible)}
+        keep = [j for j, o in enumerate(objects.tolist()) if o in position]
+        out.append((queries[keep], torch.tensor([position[int(objects[j])] for j in keep], dtype=torch.int64)))
+    return out
 
 
 class VLMModel(RvosModel):
@@ -191,12 +211,26 @@ class VLMModel(RvosModel):
         """The cross-modal encoder's mask features (N, D, H/4, W/4) for text per frame (N, L, C)."""
         return self.encoder(features, words, padding)[0]
 
+    @property
+    def propagating(self) -> bool:
+        """Whether the frame decoder carries its queries from frame to frame (``frame_decoder.propagate``; never in
+        the per-frame control)."""
+        return self.cfg.frame_decoder.propagate and self.cfg.video_decoder.temporal
+
     def encode_frames(self, features: list[torch.Tensor], words: torch.Tensor, padding: torch.Tensor,
-                      sentence: torch.Tensor) -> FrameOutputs:
-        """Cross-modal encoder and frame query decoder on each frame; text per frame (N, ...)."""
+                      sentence: torch.Tensor, clip_length: int | None = None,
+                      init: torch.Tensor | None = None) -> FrameOutputs:
+        """Cross-modal encoder and frame query decoder on each frame; text per frame (N, ...). When
+        :attr:`propagating`, the N frames are clips of ``clip_length`` (default: one clip of N) decoded in order,
+        the first frame starting from ``init`` (B, Q, C) when given (the previous window's last queries)."""
         mask_features, maps, words = self.encoder(features, words, padding)
-        scores, masks, boxes, queries = self.frame_decoder(maps, mask_features, sentence, words, padding)
-        return FrameOutputs(mask_features, queries, words, scores, masks, boxes)
+        if self.propagating:
+            out = self.frame_decoder.propagate(maps, mask_features, sentence, words, padding,
+                                               clip_length or sentence.shape[0], init)
+        else:
+            out = self.frame_decoder(maps, mask_features, sentence, words, padding)
+        scores, masks, boxes, queries, last = out
+        return FrameOutputs(mask_features, queries, words, scores, masks, boxes, last)
 
     def decode_video(self, frame_queries: torch.Tensor, words: torch.Tensor, padding: torch.Tensor,
                      sentence: torch.Tensor) -> VideoOutputs:
@@ -207,7 +241,11 @@ class VLMModel(RvosModel):
             words = words.repeat_interleave(t_len, dim=0)
             padding = padding.repeat_interleave(t_len, dim=0)
             sentence = sentence.repeat_interleave(t_len, dim=0)
-        perms = match_adjacent(frame_queries)
+        if self.propagating:  # slot q is query q's lineage
+            slots = torch.arange(frame_queries.shape[2], device=frame_queries.device)
+            perms = slots.expand(frame_queries.shape[:3]).contiguous()
+        else:
+            perms = match_adjacent(frame_queries)
         ordered = reorder(frame_queries, perms)
         init = self.query_init(frame_queries, perms)
         scores, embeds, queries = self.video_decoder(init, ordered, words, padding, sentence)
@@ -238,7 +276,7 @@ class VLMModel(RvosModel):
         per_frame = lambda x: x.repeat_interleave(t_len, dim=0)  # noqa: E731
         padded = self.pad(frames.flatten(0, 1))
         features = self.image_features(padded)
-        fo = self.encode_frames(features, per_frame(words), per_frame(padding), per_frame(sentence))
+        fo = self.encode_frames(features, per_frame(words), per_frame(padding), per_frame(sentence), t_len)
         q, c = fo.queries.shape[1:]
         clip_words = fo.words.view(b, t_len, *fo.words.shape[1:]).mean(1)
         vo = self.decode_video(fo.queries.view(b, t_len, q, c), clip_words, padding, sentence)
@@ -285,11 +323,20 @@ class VLMModel(RvosModel):
         losses: dict[str, torch.Tensor] = {}
         frame_matches = None
         frame_boxes = outputs["frame_boxes"] or [None] * len(outputs["frame_scores"])
-        target_boxes = [boxes_from_masks(t) for t in frame_targets] if self.cfg.frame_decoder.boxes else None
+        propagated = self.propagating
+        boxed = targets if propagated else frame_targets
+        target_boxes = [boxes_from_masks(t) for t in boxed] if self.cfg.frame_decoder.boxes else None
         for i, (s, m, box) in enumerate(zip(outputs["frame_scores"], outputs["frame_masks"], frame_boxes)):
-            box = None if box is None else box[:, :, None]  # every frame a clip of one frame
-            part, frame_matches = self.frame_criterion(s, m[:, :, None], frame_targets, box, labels=frame_labels,
-                                                       target_boxes=target_boxes)
+            if propagated:  # query q follows one object over the clip: matched to the clip's objects as tracks
+                as_clip = lambda x: x.view(-1, t_len, *x.shape[1:]).transpose(1, 2)  # noqa: E731 (B, Q, T, ...)
+                part, matches = self.frame_criterion(
+                    s.view(-1, t_len, s.shape[1]).mean(1), as_clip(m), targets, None if box is None else as_clip(box),
+                    labels=labels, target_boxes=target_boxes)
+                frame_matches = frames_of_tracks(matches, frame_ids, t_len)
+            else:  # every frame a clip of one frame
+                part, frame_matches = self.frame_criterion(s, m[:, :, None], frame_targets,
+                                                           None if box is None else box[:, :, None],
+                                                           labels=frame_labels, target_boxes=target_boxes)
             for k, v in part.items():
                 losses[f"frame_{k}_{i}"] = cfg.frame_weight * v
         video_matches = None
@@ -460,6 +507,10 @@ class VLMSession(InferenceSession):
         self.descriptors: list[list[torch.Tensor]] = [[] for _ in self.text]  # track grounding: per window (n, Q, D)
         self.track_text = model.track_text(text) if model.track_head is not None else None
         self.perms: list[torch.Tensor] = []  # track grounding: per sentence (T, Q), each frame's slot order
+        # frame_decoder.propagate: per sentence the queries each window starts from (None: the first), by start frame,
+        # so that pass two decodes a window again exactly as pass one did
+        self.inits: list[dict[int, torch.Tensor | None]] = [{} for _ in self.text]
+        self.carry: list[torch.Tensor | None] = [None] * len(self.text)
 
     def _text(self, k: int, n: int):
         words, padding, sentence = self.text[k]
@@ -472,7 +523,9 @@ class VLMSession(InferenceSession):
             images = F.interpolate(frames, size=(frames.shape[-2] // stride, frames.shape[-1] // stride), mode="area")
         cached = []
         for k in range(len(self.text)):
-            fo = self.model.encode_frames(features, *self._text(k, frames.shape[0]))
+            self.inits[k][start] = self.carry[k]
+            fo = self.model.encode_frames(features, *self._text(k, frames.shape[0]), init=self.carry[k])
+            self.carry[k] = fo.last[-1:]
             self.queries[k].append(fo.queries)
             enhanced = fo.words.sum(0)
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
@@ -508,7 +561,8 @@ class VLMSession(InferenceSession):
         if self.model.track_head is not None:  # the slots' frame masks
             def encode():
                 features = self.model.image_features(frames)
-                return [self.model.encode_frames(features, *self._text(k, n)).masks[-1] for k in range(len(self.text))]
+                return [self.model.encode_frames(features, *self._text(k, n), init=self.inits[k][start]).masks[-1]
+                        for k in range(len(self.text))]
 
             masks = self.cache.get(start, encode)
             return [(self.probs[k][start:start + n], reorder(m[None], self.perms[k][None, start:start + n])[0])

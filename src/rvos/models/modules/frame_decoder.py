@@ -9,6 +9,10 @@ With ``boxes`` (an option for learning on a CPU, not in the report) every predic
 which the set criterion supervises and matches with (DETR's L1 and GIoU terms). A query that must say where its
 object is keeps to one of several identical objects, which a mask made only of a query's embedding dotted with
 pixel features tends to cover together.
+
+:meth:`FrameQueryDecoder.propagate` decodes the frames of a clip in order, each frame's queries starting from the
+previous frame's (tracking by query, as TrackFormer and MOTR do; a CPU-size option of ``vlm``): query q is then one
+lineage over the clip, so the slots need no linking after decoding.
 """
 
 from __future__ import annotations
@@ -47,12 +51,20 @@ class FrameQueryDecoder(QueryLayerStack):
         boxes = self.box_head(out).sigmoid() if self.box_head is not None else None
         return scores, masks, boxes, masked_attention(masks, attn_size, self.heads), out
 
+    def initial_queries(self, sentence: torch.Tensor) -> torch.Tensor:
+        """The queries a frame (or a clip's first frame) starts from: the sentence (N, C), plus a learned content per
+        query with ``query_content`` -> (N, Q, C)."""
+        queries = sentence[:, None].expand(-1, self.num_queries, -1)
+        return queries + self.query_content.weight[None] if self.query_content is not None else queries
+
     def forward(self, maps: list[torch.Tensor], mask_features: torch.Tensor, sentence: torch.Tensor,
-                words: torch.Tensor, word_padding: torch.Tensor):
-        """maps: encoded maps from coarse to fine (N, C, h, w); sentence (N, C); words (N, L, C).
+                words: torch.Tensor, word_padding: torch.Tensor, init: torch.Tensor | None = None):
+        """maps: encoded maps from coarse to fine (N, C, h, w); sentence (N, C); words (N, L, C); init (N, Q, C)
+        the queries to start from (default :meth:`initial_queries`).
 
         Returns per-prediction lists of scores (N, Q), masks (N, Q, H/4, W/4) and boxes (N, Q, 4) (None without
-        ``boxes``), and the last layer's normalised queries (N, Q, C)."""
+        ``boxes``), the last layer's normalised queries (N, Q, C) and its raw ones (N, Q, C), which
+        :meth:`propagate` hands to the next frame."""
         n = sentence.shape[0]
         memories, poss, sizes = [], [], []
         for level, m in enumerate(maps):
@@ -61,9 +73,7 @@ class FrameQueryDecoder(QueryLayerStack):
             memories.append(m.flatten(2).transpose(1, 2) + self.level_embed.weight[level])
             poss.append(sine_2d(h, w, c // 2, device=m.device, dtype=m.dtype).flatten(1).transpose(0, 1)[None])
         query_pos = self.query_pos.weight[None].expand(n, -1, -1)
-        queries = sentence[:, None].expand(-1, self.num_queries, -1)
-        if self.query_content is not None:
-            queries = queries + self.query_content.weight[None]
+        queries = self.initial_queries(sentence) if init is None else init
         scores, masks, boxes, attn, out = self.predict(queries, mask_features, sizes[0], sentence)
         all_scores, all_masks, all_boxes = [scores], [masks], [boxes]
         for i in range(self.num_layers):
@@ -75,4 +85,23 @@ class FrameQueryDecoder(QueryLayerStack):
             all_scores.append(scores)
             all_masks.append(masks)
             all_boxes.append(boxes)
-        return all_scores, all_masks, (all_boxes if self.box_head is not None else None), out
+        return all_scores, all_masks, (all_boxes if self.box_head is not None else None), out, queries
+
+    def propagate(self, maps: list[torch.Tensor], mask_features: torch.Tensor, sentence: torch.Tensor,
+                  words: torch.Tensor, word_padding: torch.Tensor, clip_length: int, init: torch.Tensor | None = None):
+        """:meth:`forward` on clips of ``clip_length`` frames (inputs frame by frame, clip major: N = B * T), one
+        frame after the other: frame t starts from frame t-1's raw last-layer queries, the first frame from ``init``
+        (B, Q, C) (a previous window's last queries) or :meth:`initial_queries`. Same returns, frames in the input's
+        order."""
+        b = sentence.shape[0] // clip_length
+        at = lambda x, t: x.view(b, clip_length, *x.shape[1:])[:, t]  # noqa: E731
+        steps, queries = [], init
+        for t in range(clip_length):
+            step = self([at(m, t) for m in maps], at(mask_features, t), at(sentence, t), at(words, t),
+                        at(word_padding, t), queries)
+            steps.append(step)
+            queries = step[-1]
+        joined = lambda xs: torch.stack(xs, 1).flatten(0, 1)  # noqa: E731  (B, T, ...) -> (B * T, ...)
+        per_prediction = lambda i: [joined([s[i][k] for s in steps]) for k in range(len(steps[0][i]))]  # noqa: E731
+        boxes = per_prediction(2) if self.box_head is not None else None
+        return per_prediction(0), per_prediction(1), boxes, joined([s[3] for s in steps]), joined([s[4] for s in steps])
