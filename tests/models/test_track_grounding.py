@@ -27,7 +27,7 @@ def test_a_box_mask_reads_its_colour_place_size_and_fill():
     masks[0, 0, 4:10, 6:18] = 1.0
     d = frame_descriptors(images, masks)
     assert d.shape == (1, 2, FRAME_DIM)
-    presence, colour, (cx, cy, sx, sy, area, fill) = d[0, 0, 0], d[0, 0, 1:4], d[0, 0, 4:]
+    presence, colour, (cx, cy, sx, sy, area, fill) = d[0, 0, 0], d[0, 0, 1:4], d[0, 0, 4:10]
     assert presence == pytest.approx(1.0) and colour.tolist() == pytest.approx([1.0, 0.0, 0.0], abs=1e-4)
     assert cx == pytest.approx(11.5 / 29, abs=1e-4) and cy == pytest.approx(6.5 / 19, abs=1e-4)
     assert area == pytest.approx(72 / 600 * 10, abs=1e-4)
@@ -35,6 +35,30 @@ def test_a_box_mask_reads_its_colour_place_size_and_fill():
     assert sx == pytest.approx(4 * (143 / 12) ** 0.5 / 29, abs=1e-4) and sy == pytest.approx(4 * (35 / 12) ** 0.5 / 19, abs=1e-4)
     assert 0.9 < fill <= 1.2  # a box fills its spread box (a discrete box slightly more than a continuous one)
     assert d[0, 1, 0] < 1e-6  # the empty mask is absent
+
+
+def test_shape_terms_tell_a_square_from_a_diamond_which_fill_their_spread_box_alike():
+    import cv2
+    import numpy as np
+
+    canvas = {}
+    for shape, points in {"square": [(20, 20), (60, 20), (60, 60), (20, 60)],
+                          "diamond": [(40, 12), (68, 40), (40, 68), (12, 40)],
+                          "triangle": [(40, 15), (70, 65), (10, 65)]}.items():
+        mask = np.zeros((80, 80), np.uint8)
+        cv2.fillPoly(mask, [np.array(points, np.int32)], 1)
+        canvas[shape] = torch.from_numpy(mask).float()
+    mask = np.zeros((80, 80), np.uint8)
+    cv2.circle(mask, (40, 40), 25, 1, -1)
+    canvas["disc"] = torch.from_numpy(mask).float()
+    d = frame_descriptors(torch.zeros(1, 3, 80, 80), torch.stack(list(canvas.values()))[None])[0]
+    fill, kx, ky, skew = d[:, 9], d[:, 10], d[:, 11], d[:, 12]
+    square, diamond, triangle, disc = range(4)
+    assert abs(fill[square] - fill[diamond]) < 0.05  # the spread and the fill alone cannot tell them apart
+    assert kx[square] == pytest.approx(1.8, abs=0.05) and ky[square] == pytest.approx(1.8, abs=0.05)
+    assert kx[diamond] == pytest.approx(2.4, abs=0.1) and ky[diamond] == pytest.approx(2.4, abs=0.1)
+    assert kx[disc] == pytest.approx(2.0, abs=0.05)
+    assert skew[triangle] < -0.4 and abs(skew[square]) < 0.05  # apex up: the rows pile up at the base
 
 
 def test_tracks_resample_over_time_and_step_between_points():

@@ -9,8 +9,9 @@ head reading, per frame, the colour under an object's mask and the mask's geomet
 time, learns the benchmark's language from perfect masks in one pass when every sentence of the clip's video labels
 the clip's objects (top-1 0.81 against 0.63 with the clip's own sentence).
 
-So, per frame and query: its mask's presence, the mean colour of the frame under it, its centroid, spread, area and
-how much of its spread box it fills (:func:`frame_descriptors`, from the mask probabilities, without gradient);
+So, per frame and query: its mask's presence, the mean colour of the frame under it, its centroid, spread, area, how
+much of its spread box it fills, and its shape as the kurtosis of its x and y profiles and the skewness of its y
+profile (:func:`frame_descriptors`, from the mask probabilities, without gradient);
 over the clip, each query slot's descriptors in the slot order of the video queries, resampled to ``samples`` time
 points (so a track reads the same from 8 frames as from a whole video), with the centroid's steps between them
 (:func:`tracks`); a small network turns a track into an embedding, whose dot product with the sentence's is the
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FRAME_DIM = 10  # presence, colour (3), centroid (2), spread (2), area, fill
+FRAME_DIM = 13  # presence, colour (3), centroid (2), spread (2), area, fill, shape (3)
 TRACK_DIM = FRAME_DIM + 2  # and the centroid's step
 
 
@@ -66,7 +67,13 @@ class TrackGroundingConfig:
 
 def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """images (N, 3, h, w) in [0, 1] at the masks' resolution, masks (N, Q, h, w) in [0, 1] (a query's probabilities,
-    or an annotated object's 0 / 1) -> (N, Q, FRAME_DIM)."""
+    or an annotated object's 0 / 1) -> (N, Q, FRAME_DIM).
+
+    The shape terms tell apart what the spread and the fill cannot: a square and a diamond fill their spread box
+    alike, but a square's x profile is flat (kurtosis 1.8), a diamond's a tent (2.4), a disc's a half circle (2.0),
+    and a triangle's y profile is skewed. A head trained on the annotated objects' tracks (1000 steps of 2 clips, every
+    sentence of the video) picks the referred object of appearance sentences 0.93 of the time with them, 0.75
+    without (``benchmarks/results/synth_learning.md``)."""
     m = masks.detach().float()
     n, q, h, w = m.shape
     ys = torch.linspace(0, 1, h, device=m.device)[:, None].expand(h, w)
@@ -75,13 +82,18 @@ def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     weights = m / area.clamp(min=1e-3)[..., None, None]
     colour = torch.einsum("nqhw,nchw->nqc", weights, images.float())
     cx, cy = (weights * xs).flatten(2).sum(-1), (weights * ys).flatten(2).sum(-1)
-    sx = (weights * (xs - cx[..., None, None]) ** 2).flatten(2).sum(-1).clamp(min=0).sqrt()
-    sy = (weights * (ys - cy[..., None, None]) ** 2).flatten(2).sum(-1).clamp(min=0).sqrt()
+    dx, dy = xs - cx[..., None, None], ys - cy[..., None, None]
+    moment = lambda d, k: (weights * d**k).flatten(2).sum(-1)  # noqa: E731
+    var_x, var_y = moment(dx, 2).clamp(min=0), moment(dy, 2).clamp(min=0)
+    sx, sy = var_x.sqrt(), var_y.sqrt()
     # a uniform w x h box has spreads w / sqrt(12), h / sqrt(12): fill = area / (12 sx sy), in pixels
     fill = (area / (12 * (sx * (w - 1)) * (sy * (h - 1))).clamp(min=1.0)).clamp(max=2.0)
     presence = m.flatten(2).amax(-1)
+    var_x, var_y = var_x.clamp(min=1e-6), var_y.clamp(min=1e-6)  # an empty mask: shape terms 0
+    shape = torch.stack([(moment(dx, 4) / var_x**2).clamp(0, 5), (moment(dy, 4) / var_y**2).clamp(0, 5),
+                         (moment(dy, 3) / var_y**1.5).clamp(-3, 3)], -1)
     return torch.cat([presence[..., None], colour, torch.stack([cx, cy, sx * 4, sy * 4, area / (h * w) * 10, fill],
-                                                               -1)], -1)
+                                                               -1), shape], -1)
 
 
 def tracks(descriptors: torch.Tensor, samples: int) -> torch.Tensor:
