@@ -3,6 +3,7 @@
     python benchmarks/grounding_probe.py symbolic [--data DIR]
     python benchmarks/grounding_probe.py descriptors [--data DIR] [--train 2500] [--test 340]
     python benchmarks/grounding_probe.py features RUN_DIR [--train 2500] [--test 340]
+    python benchmarks/grounding_probe.py track-head [--data DIR] [--steps 1000] [--test 340] [--seeds 3]
 
 ``symbolic`` gives a fresh score head perfect inputs: each object of the synthetic benchmark as the one-hot of its
 generator facts (size, colour, shape, motion facts) and each sentence as its bag of words. Trained on the
@@ -16,6 +17,12 @@ centroid, spread, area and how much of its box it fills, the centroid's step fro
 as its bag of words; trained with the clip's own sentence (one pass), with every sentence of the clip's video for
 the same clips (one pass, 7 labels a clip), and with many passes; top-1 accuracy on ``valid_u`` clips. It measures
 whether the pixels under good masks are enough to ground the sentences, and how many labels a clip that takes.
+
+``track-head`` isolates ``vlm``'s track grounding head (:mod:`rvos.models.modules.track_grounding`) from the masks:
+a fresh head reads the annotated objects' exact tracks through the model's own descriptors (at the stride-4 mask
+grid, as the track loss computes them), trained as the model trains it (every sentence of the clip's video, 2 clips a
+step, a replay of the last 512 clips with 128 drawn a step, ``--steps`` steps); top-1 accuracy on ``valid_u`` clips,
+with every descriptor and with the shape terms (kurtosis, skewness) held at zero, over ``--seeds`` seeds.
 
 ``features`` freezes a trained run, extracts for training clips and for ``valid_u`` clips the inputs a score head
 could read, and trains fresh heads on them (listwise cross-entropy towards the query that best overlaps the
@@ -44,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rvos.data.clips import ClipDataset, collate
+from rvos.data.schema import normalize_text
 from rvos.data.splits import open_split
 from rvos.data.synth.generate import make_video, read_spec
 from rvos.data.transforms import ClipTransform
@@ -51,6 +59,7 @@ from rvos.engine.checkpoint import find_model, load_model
 from rvos.engine.diagnose import mean_iou
 from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.query_init import match_adjacent, reorder
+from rvos.models.modules.track_grounding import FRAME_DIM, TrackGrounding, frame_descriptors, tracks
 
 RESULTS = Path(__file__).parent / "results" / "grounding_probe.json"
 
@@ -234,6 +243,77 @@ def descriptors(data: Path, n_train: int, n_test: int) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------------- track head
+
+def exact_track_rows(split_dir: Path, n: int, seed: int) -> list[dict]:
+    """The first ``n`` clips of a split (no flip): the annotated objects' exact tracks through the model's descriptors,
+    every sentence of the video with its labels, and the clip's own sentence."""
+    split = open_split(split_dir)
+    dataset = ClipDataset(split, 8, "global", 8, ClipTransform(96, 160, 0.0), seed=seed)
+    rows = []
+    for position in range(min(n, len(dataset))):
+        item = dataset[position]
+        video = split.video(item["video"])
+        images = item["frames"].float() / 255
+        h, w = images.shape[-2] // 4, images.shape[-1] // 4  # the mask grid, as the track loss reads exact tracks
+        images = F.interpolate(images, size=(h, w), mode="area")
+        masks = F.interpolate(item["instances"].float().flatten(0, 1)[:, None], size=(h, w), mode="area")[:, 0] > 0.5
+        masks = masks.view(*item["instances"].shape[:2], h, w).transpose(0, 1).float()
+        expressions = [(normalize_text(e.text), set(e.anno_ids)) for e in video.expressions.values()]
+        own = video.expressions[item["expression"]]
+        rows.append({"tracks": tracks(frame_descriptors(images, masks)[None], 8)[0],
+                     "sentences": [t for t, _ in expressions],
+                     "labels": torch.tensor([[float(i in ids) for i in item["instance_ids"]] for _, ids in expressions]),
+                     "text": normalize_text(own.text), "referred": item["referred"].float(), "kind": own.kind})
+    return rows
+
+
+def track_head(data: Path, steps: int, n_test: int, seeds: int) -> dict:
+    train = exact_track_rows(data / "train", 2 * steps, seed=1)
+    test = exact_track_rows(data / "valid_u", n_test, seed=0)
+    vocab = sorted({w for r in train + test for t in r["sentences"] + [r["text"]] for w in t.split()})
+    shape = slice(FRAME_DIM - 3, FRAME_DIM)  # the shape terms, the last three descriptors
+
+    def run(seed: int, with_shape: bool) -> dict:
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        head = TrackGrounding(len(vocab), 64, 8)
+        optimizer = torch.optim.AdamW(head.parameters(), 1e-3, weight_decay=0.05)
+
+        def inputs(t: torch.Tensor) -> torch.Tensor:
+            if with_shape:
+                return t
+            t = t.clone()
+            t[..., shape] = 0.0  # constant: the head's normalisation leaves it nothing to read
+            return t
+
+        replay: list[dict] = []
+        for step in range(steps):
+            clips = train[2 * step:2 * step + 2]
+            drawn = [replay[i] for i in rng.choice(len(replay), min(128, len(replay)), replace=False)] if replay else []
+            replay = (replay + clips)[-512:]
+            batch = clips + drawn
+            embeds = head.embed(inputs(torch.cat([r["tracks"] for r in batch]))).split([len(r["tracks"]) for r in batch])
+            loss = torch.stack([F.binary_cross_entropy_with_logits(head.score(e, bag_of_words(r["sentences"], vocab)),
+                                                                   r["labels"]) for r, e in zip(batch, embeds)]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        head.eval()
+        with torch.no_grad():
+            hits = [float(r["referred"][head.score(head.embed(inputs(r["tracks"])), bag_of_words([r["text"]], vocab))[0]
+                                        .argmax()]) for r in test]
+        return by_kind(hits, [r["kind"] for r in test])
+
+    out = {"train_clips": len(train), "test_clips": len(test), "steps": steps}
+    for name, with_shape in (("every descriptor", True), ("without the shape terms", False)):
+        runs = [run(seed, with_shape) for seed in range(seeds)]
+        out[name] = {k: round(float(np.mean([r[k] for r in runs])), 3) for k in runs[0]}
+        out[name + " (per seed, all)"] = [r["all"] for r in runs]
+        print(f"track head, {name}: top-1 accuracy {json.dumps(out[name])} (seeds: {out[name + ' (per seed, all)']})")
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------ features
 
 def _geometry(m: torch.Tensor) -> torch.Tensor:
@@ -342,6 +422,11 @@ def main() -> None:
     d.add_argument("--data", type=Path, default=Path("runs/synth_learning/data"))
     d.add_argument("--train", type=int, default=2500)
     d.add_argument("--test", type=int, default=340)
+    h = sub.add_parser("track-head")
+    h.add_argument("--data", type=Path, default=Path("runs/synth_learning/data"))
+    h.add_argument("--steps", type=int, default=1000)
+    h.add_argument("--test", type=int, default=340)
+    h.add_argument("--seeds", type=int, default=3)
     f = sub.add_parser("features")
     f.add_argument("run", type=Path)
     f.add_argument("--train", type=int, default=2500)
@@ -355,6 +440,8 @@ def main() -> None:
         record["symbolic"] = symbolic(args.data)
     elif args.probe == "descriptors":
         record["descriptors"] = descriptors(args.data, args.train, args.test)
+    elif args.probe == "track-head":
+        record["track_head"] = track_head(args.data, args.steps, args.test, args.seeds)
     else:
         config = json.loads((args.run / "config.json").read_text())["config"]
         record["features"] = features(args.run, args.train, args.test) | {"run_model_config": config["model"]}
