@@ -263,7 +263,8 @@ def exact_track_rows(split_dir: Path, n: int, seed: int) -> list[dict]:
         own = video.expressions[item["expression"]]
         rows.append({"tracks": tracks(frame_descriptors(images, masks)[None], 8)[0],
                      "sentences": [t for t, _ in expressions],
-                     "labels": torch.tensor([[float(i in ids) for i in item["instance_ids"]] for _, ids in expressions]),
+                     "labels": torch.tensor([[float(i in ids) for i in item["instance_ids"]]
+                                             for _, ids in expressions]),
                      "text": normalize_text(own.text), "referred": item["referred"].float(), "kind": own.kind})
     return rows
 
@@ -293,7 +294,8 @@ def track_head(data: Path, steps: int, n_test: int, seeds: int) -> dict:
             drawn = [replay[i] for i in rng.choice(len(replay), min(128, len(replay)), replace=False)] if replay else []
             replay = (replay + clips)[-512:]
             batch = clips + drawn
-            embeds = head.embed(inputs(torch.cat([r["tracks"] for r in batch]))).split([len(r["tracks"]) for r in batch])
+            sizes = [len(r["tracks"]) for r in batch]
+            embeds = head.embed(inputs(torch.cat([r["tracks"] for r in batch]))).split(sizes)
             loss = torch.stack([F.binary_cross_entropy_with_logits(head.score(e, bag_of_words(r["sentences"], vocab)),
                                                                    r["labels"]) for r, e in zip(batch, embeds)]).mean()
             optimizer.zero_grad()

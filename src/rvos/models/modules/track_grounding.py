@@ -71,9 +71,9 @@ def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
 
     The shape terms tell apart what the spread and the fill cannot: a square and a diamond fill their spread box
     alike, but a square's x profile is flat (kurtosis 1.8), a diamond's a tent (2.4), a disc's a half circle (2.0),
-    and a triangle's y profile is skewed. A head trained on the annotated objects' tracks as the model trains it (1000 steps of 2
-    clips, every sentence of the video, replay) picks the referred object of appearance sentences 0.88 of the time
-    with them, 0.75 without (``benchmarks/grounding_probe.py track-head``, mean of 3 seeds)."""
+    and a triangle's y profile is skewed. A head trained on the annotated objects' tracks as the model trains it
+    (1000 steps of 2 clips, every sentence of the video, replay) picks the referred object of appearance sentences
+    0.88 of the time with them, 0.75 without (``benchmarks/grounding_probe.py track-head``, mean of 3 seeds)."""
     m = masks.detach().float()
     n, q, h, w = m.shape
     ys = torch.linspace(0, 1, h, device=m.device)[:, None].expand(h, w)
