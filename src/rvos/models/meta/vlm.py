@@ -326,9 +326,10 @@ class VLMModel(RvosModel):
         propagated = self.propagating
         boxed = targets if propagated else frame_targets
         target_boxes = [boxes_from_masks(t) for t in boxed] if self.cfg.frame_decoder.boxes else None
+        # (B*T, Q, ...) -> (B, Q, T, ...)
+        as_clip = lambda x: x.view(-1, t_len, *x.shape[1:]).transpose(1, 2)  # noqa: E731
         for i, (s, m, box) in enumerate(zip(outputs["frame_scores"], outputs["frame_masks"], frame_boxes)):
             if propagated:  # query q follows one object over the clip: matched to the clip's objects as tracks
-                as_clip = lambda x: x.view(-1, t_len, *x.shape[1:]).transpose(1, 2)  # noqa: E731 (B, Q, T, ...)
                 part, matches = self.frame_criterion(
                     s.view(-1, t_len, s.shape[1]).mean(1), as_clip(m), targets, None if box is None else as_clip(box),
                     labels=labels, target_boxes=target_boxes)
@@ -507,10 +508,9 @@ class VLMSession(InferenceSession):
         self.descriptors: list[list[torch.Tensor]] = [[] for _ in self.text]  # track grounding: per window (n, Q, D)
         self.track_text = model.track_text(text) if model.track_head is not None else None
         self.perms: list[torch.Tensor] = []  # track grounding: per sentence (T, Q), each frame's slot order
-        # frame_decoder.propagate: per sentence the queries each window starts from (None: the first), by start frame,
-        # so that pass two decodes a window again exactly as pass one did
-        self.inits: list[dict[int, torch.Tensor | None]] = [{} for _ in self.text]
-        self.carry: list[torch.Tensor | None] = [None] * len(self.text)
+        # frame_decoder.propagate: per sentence, by start frame, the queries a window starts from (the previous
+        # window's last; none for the first), so that pass two decodes a window again exactly as pass one did
+        self.inits: list[dict[int, torch.Tensor]] = [{} for _ in self.text]
 
     def _text(self, k: int, n: int):
         words, padding, sentence = self.text[k]
@@ -523,9 +523,8 @@ class VLMSession(InferenceSession):
             images = F.interpolate(frames, size=(frames.shape[-2] // stride, frames.shape[-1] // stride), mode="area")
         cached = []
         for k in range(len(self.text)):
-            self.inits[k][start] = self.carry[k]
-            fo = self.model.encode_frames(features, *self._text(k, frames.shape[0]), init=self.carry[k])
-            self.carry[k] = fo.last[-1:]
+            fo = self.model.encode_frames(features, *self._text(k, frames.shape[0]), init=self.inits[k].get(start))
+            self.inits[k][start + frames.shape[0]] = fo.last[-1:]
             self.queries[k].append(fo.queries)
             enhanced = fo.words.sum(0)
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
@@ -561,7 +560,7 @@ class VLMSession(InferenceSession):
         if self.model.track_head is not None:  # the slots' frame masks
             def encode():
                 features = self.model.image_features(frames)
-                return [self.model.encode_frames(features, *self._text(k, n), init=self.inits[k][start]).masks[-1]
+                return [self.model.encode_frames(features, *self._text(k, n), init=self.inits[k].get(start)).masks[-1]
                         for k in range(len(self.text))]
 
             masks = self.cache.get(start, encode)
