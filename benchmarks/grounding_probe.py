@@ -59,7 +59,7 @@ from rvos.engine.checkpoint import find_model, load_model
 from rvos.engine.diagnose import mean_iou
 from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.query_init import match_adjacent, reorder
-from rvos.models.modules.track_grounding import FRAME_DIM, TrackGrounding, frame_descriptors, tracks
+from rvos.models.modules.track_grounding import FRAME_DIM, TrackGrounding, frame_descriptors, on_mask_grid, tracks
 
 RESULTS = Path(__file__).parent / "results" / "grounding_probe.json"
 
@@ -257,8 +257,7 @@ def exact_track_rows(split_dir: Path, n: int, seed: int) -> list[dict]:
         images = item["frames"].float() / 255
         h, w = images.shape[-2] // 4, images.shape[-1] // 4  # the mask grid, as the track loss reads exact tracks
         images = F.interpolate(images, size=(h, w), mode="area")
-        masks = F.interpolate(item["instances"].float().flatten(0, 1)[:, None], size=(h, w), mode="area")[:, 0] > 0.5
-        masks = masks.view(*item["instances"].shape[:2], h, w).transpose(0, 1).float()
+        masks = on_mask_grid(item["instances"], (h, w)).transpose(0, 1).float()
         expressions = [(normalize_text(e.text), set(e.anno_ids)) for e in video.expressions.values()]
         own = video.expressions[item["expression"]]
         rows.append({"tracks": tracks(frame_descriptors(images, masks)[None], 8)[0],

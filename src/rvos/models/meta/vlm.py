@@ -37,7 +37,7 @@ from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
-                                                 frame_descriptors, slot_labels, tracks)
+                                                 frame_descriptors, on_mask_grid, slot_labels, tracks)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -382,9 +382,8 @@ class VLMModel(RvosModel):
         for b, instances in enumerate(batch.instances):
             sentences, referred = self._video_sentences(batch, b)
             flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred])  # (E, M+1)
-            m, t_len = instances.shape[:2]
-            gt = F.interpolate(self.pad(instances).float().flatten(0, 1)[:, None], size=(h, w), mode="area")
-            gt = gt[:, 0].view(m, t_len, h, w) > 0.5
+            t_len = instances.shape[1]
+            gt = on_mask_grid(self.pad(instances), (h, w))
             for start in range(0, t_len, frames):
                 n = (b * t_len + start) // frames  # the track clip
                 part = gt[:, start:start + frames]

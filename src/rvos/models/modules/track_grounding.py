@@ -96,6 +96,14 @@ def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
                                                                -1), shape], -1)
 
 
+def on_mask_grid(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Annotated masks (M, T, H, W) -> (M, T, h, w) bool on the mask grid, a cell in the mask when more than half of it
+    is: the masks the exact tracks' descriptors read."""
+    m, t_len = masks.shape[:2]
+    grid = F.interpolate(masks.float().flatten(0, 1)[:, None], size=size, mode="area")[:, 0]
+    return grid.view(m, t_len, *size) > 0.5
+
+
 def tracks(descriptors: torch.Tensor, samples: int) -> torch.Tensor:
     """Per-frame descriptors (B, T, Q, FRAME_DIM), slots in video-query order -> tracks (B, Q, samples, TRACK_DIM)."""
     b, t_len, q, d = descriptors.shape
