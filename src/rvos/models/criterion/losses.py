@@ -45,6 +45,7 @@ class LossConfig:
     similarity_weight: float = 0.5
     no_object_weight: float = 0.1  # weight of the unmatched queries' score loss (bce)
     frame_weight: float = 1.0  # weight of the per-frame losses of the frame query decoder
+    centre_weight: float = 1.0  # the centre heatmap of a frame decoder with proposals (vlm's frame_decoder.proposals)
     # every annotated object of the clip is a target: the queries learn to segment every object, and the referring
     # score is positive only on the referred ones (an option for learning on a CPU; the papers supervise only the
     # referred objects)

@@ -35,6 +35,7 @@ from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastW
                                    union_of_queries)
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
+from rvos.models.modules.proposals import centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
                                                  frame_descriptors, on_mask_grid, slot_labels, tracks)
@@ -83,6 +84,10 @@ class FrameDecoderConfig:
     # linked after decoding (:meth:`FrameQueryDecoder.propagate`; a CPU-size option, not the report's; off in the
     # per-frame control, which has no temporal path)
     propagate: bool = False
+    # each frame's queries start at the peaks of a class-agnostic centre heatmap (learnt with loss.centre_weight), and
+    # a query's mask has a term on the coordinates relative to its peak; adjacent frames are linked by query and peak
+    # distance (:mod:`rvos.models.modules.proposals`; a CPU-size option, not the report's)
+    proposals: bool = False
 
 
 @dataclass
@@ -117,6 +122,9 @@ class VLMConfig:
         if self.frame_decoder.boxes != has_boxes:
             raise ValueError("model.frame_decoder.boxes predicts boxes that loss.box_weight / loss.giou_weight "
                              "supervise (the frame level only): set both or neither")
+        if self.frame_decoder.proposals and self.frame_decoder.propagate:
+            raise ValueError("model.frame_decoder.proposals starts every frame's queries from that frame's heatmap, "
+                             "model.frame_decoder.propagate from the previous frame's queries: set one of them")
 
 
 @dataclass
@@ -128,6 +136,8 @@ class FrameOutputs:
     masks: list[torch.Tensor]  # per prediction (N, Q, H/4, W/4)
     boxes: list[torch.Tensor] | None  # per prediction (N, Q, 4) (cx, cy, w, h) with frame_decoder.boxes
     last: torch.Tensor  # (N, Q, C) the last layer's raw queries (what the next frame starts from when propagating)
+    objectness: torch.Tensor | None  # (N, 1, H/4, W/4) centre heatmap logits with frame_decoder.proposals
+    anchors: torch.Tensor | None  # (N, Q, 2) the queries' peaks on the mask grid with frame_decoder.proposals
 
 
 @dataclass
@@ -175,7 +185,7 @@ class VLMModel(RvosModel):
         f = cfg.frame_decoder
         self.frame_decoder = FrameQueryDecoder(c, f.queries, f.layers, f.heads, f.ffn, cfg.mask_dim, cfg.dropout,
                                                text_score=cfg.text_score, query_content=f.query_content,
-                                               boxes=f.boxes)
+                                               boxes=f.boxes, proposals=f.proposals)
         self.query_init = VideoQueryInitializer(c)
         v = cfg.video_decoder
         self.video_decoder = VideoQueryDecoder(c, v.queries, v.layers, v.heads, v.ffn, cfg.mask_dim, cfg.dropout,
@@ -229,23 +239,26 @@ class VLMModel(RvosModel):
                                                clip_length or sentence.shape[0], init)
         else:
             out = self.frame_decoder(maps, mask_features, sentence, words, padding)
-        scores, masks, boxes, queries, last = out
-        return FrameOutputs(mask_features, queries, words, scores, masks, boxes, last)
+        return FrameOutputs(mask_features, out.queries, words, out.scores, out.masks, out.boxes, out.last,
+                            out.objectness, out.anchors)
 
     def decode_video(self, frame_queries: torch.Tensor, words: torch.Tensor, padding: torch.Tensor,
-                     sentence: torch.Tensor) -> VideoOutputs:
-        """frame_queries (B, T, Q, C); words (B, L, C) (the clip's mean enhanced words); sentence (B, C)."""
+                     sentence: torch.Tensor, anchors: torch.Tensor | None = None) -> VideoOutputs:
+        """frame_queries (B, T, Q, C); words (B, L, C) (the clip's mean enhanced words); sentence (B, C); anchors
+        (B, T, Q, 2) the proposals' peaks on the mask grid (``frame_decoder.proposals``), which the linking reads."""
         b, t_len = frame_queries.shape[:2]
         if not self.cfg.video_decoder.temporal:  # every frame its own clip of one frame
             frame_queries = frame_queries.flatten(0, 1)[:, None]
+            anchors = anchors.flatten(0, 1)[:, None] if anchors is not None else None
             words = words.repeat_interleave(t_len, dim=0)
             padding = padding.repeat_interleave(t_len, dim=0)
             sentence = sentence.repeat_interleave(t_len, dim=0)
         if self.propagating:  # slot q is query q's lineage
             slots = torch.arange(frame_queries.shape[2], device=frame_queries.device)
             perms = slots.expand(frame_queries.shape[:3]).contiguous()
-        else:
-            perms = match_adjacent(frame_queries)
+        else:  # peaks a relative-coordinate unit apart cost as much as orthogonal queries
+            positions = anchors / self.frame_decoder.proposals.scale if anchors is not None else None
+            perms = match_adjacent(frame_queries, positions)
         ordered = reorder(frame_queries, perms)
         init = self.query_init(frame_queries, perms)
         scores, embeds, queries = self.video_decoder(init, ordered, words, padding, sentence)
@@ -279,7 +292,8 @@ class VLMModel(RvosModel):
         fo = self.encode_frames(features, per_frame(words), per_frame(padding), per_frame(sentence), t_len)
         q, c = fo.queries.shape[1:]
         clip_words = fo.words.view(b, t_len, *fo.words.shape[1:]).mean(1)
-        vo = self.decode_video(fo.queries.view(b, t_len, q, c), clip_words, padding, sentence)
+        anchors = fo.anchors.view(b, t_len, q, 2) if fo.anchors is not None else None
+        vo = self.decode_video(fo.queries.view(b, t_len, q, c), clip_words, padding, sentence, anchors)
         t_clip = vo.mask_embeds[-1].shape[1]
         features = fo.mask_features.view(-1, t_clip, *fo.mask_features.shape[1:])
         track = {}
@@ -297,6 +311,7 @@ class VLMModel(RvosModel):
             "frame_scores": fo.scores,  # per prediction (B*T, Q)
             "frame_masks": fo.masks,  # per prediction (B*T, Q, h, w)
             "frame_boxes": fo.boxes,  # per prediction (B*T, Q, 4), or None
+            "frame_objectness": fo.objectness,  # (B*T, 1, h, w), or None
             "frame_embeds": self.frame_sim(fo.queries),  # (B*T, Q, C)
             "video_scores": vo.scores,  # per layer (B', Q)
             "video_masks": [self.video_masks(e, features) for e in vo.mask_embeds],  # (B', Q, T', h, w)
@@ -347,6 +362,8 @@ class VLMModel(RvosModel):
                 losses[f"video_{k}_{i}"] = v
         losses["similarity"] = cfg.similarity_weight * self._similarity(outputs, frame_matches, frame_ids,
                                                                         video_matches, clip_ids, t_len, t_clip)
+        if outputs["frame_objectness"] is not None:
+            losses["centre"] = cfg.centre_weight * self._centre_loss(outputs["frame_objectness"], targets, t_len)
         if self.track_head is not None:
             losses["track"] = self.cfg.track.weight * self._track_loss(outputs, batch)
             if self.cfg.track.slot_weight:
@@ -355,6 +372,17 @@ class VLMModel(RvosModel):
                 losses["slot_mask"] = self.cfg.track.slot_weight * part["mask"]
                 losses["slot_dice"] = self.cfg.track.slot_weight * part["dice"]
         return losses
+
+    @staticmethod
+    def _centre_loss(objectness: torch.Tensor, targets: list[torch.Tensor], t_len: int) -> torch.Tensor:
+        """The proposals' heatmap loss (:func:`centre_focal_loss`) of each clip, against its target objects' centres
+        (every annotated object with ``loss.instance_targets``), a mean over clips."""
+        size = objectness.shape[-2:]
+        losses = []
+        for b, target in enumerate(targets):
+            heat = torch.stack([centre_heatmap(target[:, t], size) for t in range(t_len)])
+            losses.append(centre_focal_loss(objectness[b * t_len:(b + 1) * t_len], heat))
+        return torch.stack(losses).mean()
 
     def prepare_training(self, split) -> None:
         """Every expression of each training video, with the objects it refers to (the track grounding's labels)."""
@@ -500,6 +528,7 @@ class VLMSession(InferenceSession):
         words, padding, sentence = model.encode_text(text)
         self.text = [(words[k:k + 1], padding[k:k + 1], sentence[k:k + 1]) for k in range(words.shape[0])]
         self.queries: list[list[torch.Tensor]] = [[] for _ in self.text]  # per sentence, per window (n, Q, C)
+        self.anchors: list[list[torch.Tensor]] = [[] for _ in self.text]  # frame_decoder.proposals: (n, Q, 2) each
         self.enhanced: list[torch.Tensor | None] = [None] * len(self.text)  # per sentence, sum over frames (L, C)
         self.cache = LastWindow()  # per sentence the mask features (with model.track: the frame masks)
         self.probs: list[torch.Tensor] = []  # per sentence (T, Q)
@@ -525,6 +554,8 @@ class VLMSession(InferenceSession):
             fo = self.model.encode_frames(features, *self._text(k, frames.shape[0]), init=self.inits[k].get(start))
             self.inits[k][start + frames.shape[0]] = fo.last[-1:]
             self.queries[k].append(fo.queries)
+            if fo.anchors is not None:
+                self.anchors[k].append(fo.anchors)
             enhanced = fo.words.sum(0)
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
             if self.model.track_head is not None:
@@ -538,8 +569,9 @@ class VLMSession(InferenceSession):
     def decode(self) -> None:
         for k, (_, padding, sentence) in enumerate(self.text):
             queries = torch.cat(self.queries[k])[None]  # (1, T, Q, C)
+            anchors = torch.cat(self.anchors[k])[None] if self.anchors[k] else None
             t_len = queries.shape[1]
-            vo = self.model.decode_video(queries, (self.enhanced[k] / t_len)[None], padding, sentence)
+            vo = self.model.decode_video(queries, (self.enhanced[k] / t_len)[None], padding, sentence, anchors)
             probs = vo.scores[-1].sigmoid()  # (1, Q), or (T, Q) when every frame is decoded alone
             if self.model.track_head is not None:
                 temporal = self.model.cfg.video_decoder.temporal
@@ -551,7 +583,7 @@ class VLMSession(InferenceSession):
             embeds = vo.mask_embeds[-1]  # (1, T, Q, D), or (T, 1, Q, D)
             self.probs.append(probs.expand(t_len, -1) if probs.shape[0] == 1 else probs)
             self.embeds.append(embeds[0] if embeds.shape[0] == 1 else embeds[:, 0])
-        self.queries, self.descriptors = [], []
+        self.queries, self.descriptors, self.anchors = [], [], []
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]

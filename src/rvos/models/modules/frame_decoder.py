@@ -13,9 +13,14 @@ pixel features tends to cover together.
 :meth:`FrameQueryDecoder.propagate` decodes the frames of a clip in order, each frame's queries starting from the
 previous frame's (tracking by query, as TrackFormer and MOTR do; a CPU-size option of ``vlm``): query q is then one
 lineage over the clip, so the slots need no linking after decoding.
+
+With ``proposals`` (a CPU-size option of ``vlm``) a frame's queries start at the peaks of an objectness heatmap
+and each query's mask gets a term on the coordinates relative to its peak (:mod:`rvos.models.modules.proposals`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,13 +28,25 @@ from torch import nn
 from rvos.models.layers.attention import MLP
 from rvos.models.layers.position_encoding import sine_2d
 from rvos.models.layers.score_head import ScoreHead
+from rvos.models.modules.proposals import ProposalHead
 from rvos.models.modules.query_stack import QueryLayerStack, masked_attention
+
+
+@dataclass
+class FrameDecoding:
+    scores: list[torch.Tensor]  # per prediction (N, Q)
+    masks: list[torch.Tensor]  # per prediction (N, Q, H/4, W/4)
+    boxes: list[torch.Tensor] | None  # per prediction (N, Q, 4), with ``boxes``
+    queries: torch.Tensor  # (N, Q, C) the last layer's, normalised
+    last: torch.Tensor  # (N, Q, C) the last layer's raw queries (what :meth:`FrameQueryDecoder.propagate` carries)
+    objectness: torch.Tensor | None = None  # (N, 1, H/4, W/4) heatmap logits, with ``proposals``
+    anchors: torch.Tensor | None = None  # (N, Q, 2) the queries' peaks (x, y) on the mask grid, with ``proposals``
 
 
 class FrameQueryDecoder(QueryLayerStack):
     def __init__(self, dim: int = 256, num_queries: int = 20, layers: int = 9, heads: int = 8, ffn: int = 2048,
                  mask_dim: int = 256, dropout: float = 0.0, levels: int = 3, text_score: bool = True,
-                 query_content: bool = False, boxes: bool = False):
+                 query_content: bool = False, boxes: bool = False, proposals: bool = False):
         super().__init__(dim, layers, heads, ffn, dropout, memories=("text", "image"))
         self.num_queries, self.heads, self.levels = num_queries, heads, levels
         self.query_pos = nn.Embedding(num_queries, dim)
@@ -40,14 +57,17 @@ class FrameQueryDecoder(QueryLayerStack):
         self.score_head = ScoreHead(dim, text_score)
         self.mask_head = MLP(dim, dim, mask_dim, 3)
         self.box_head = MLP(dim, dim, 4, 3) if boxes else None  # (cx, cy, w, h) in [0, 1] of the padded frame
+        self.proposals = ProposalHead(mask_dim, dim, num_queries) if proposals else None
 
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int],
-                sentence: torch.Tensor):
+                sentence: torch.Tensor, anchors: torch.Tensor | None = None):
         """Scores (N, Q), masks (N, Q, H/4, W/4), boxes (N, Q, 4) or None, the attention mask for the next layer and
-        the normalised queries."""
+        the normalised queries; ``anchors`` (N, Q, 2): the proposals' peaks."""
         out = self.norm(queries)
         scores = self.score_head(out, sentence)
         masks = torch.einsum("nqc,nchw->nqhw", self.mask_head(out), mask_features)
+        if anchors is not None:
+            masks = masks + self.proposals.mask_term(out, anchors, masks.shape[-2:])
         boxes = self.box_head(out).sigmoid() if self.box_head is not None else None
         return scores, masks, boxes, masked_attention(masks, attn_size, self.heads), out
 
@@ -60,11 +80,8 @@ class FrameQueryDecoder(QueryLayerStack):
     def forward(self, maps: list[torch.Tensor], mask_features: torch.Tensor, sentence: torch.Tensor,
                 words: torch.Tensor, word_padding: torch.Tensor, init: torch.Tensor | None = None):
         """maps: encoded maps from coarse to fine (N, C, h, w); sentence (N, C); words (N, L, C); init (N, Q, C)
-        the queries to start from (default :meth:`initial_queries`).
-
-        Returns per-prediction lists of scores (N, Q), masks (N, Q, H/4, W/4) and boxes (N, Q, 4) (None without
-        ``boxes``), the last layer's normalised queries (N, Q, C) and its raw ones (N, Q, C), which
-        :meth:`propagate` hands to the next frame."""
+        the queries to start from (default :meth:`initial_queries`, or with ``proposals`` the heatmap's peaks) ->
+        a :class:`FrameDecoding`."""
         n = sentence.shape[0]
         memories, poss, sizes = [], [], []
         for level, m in enumerate(maps):
@@ -74,25 +91,33 @@ class FrameQueryDecoder(QueryLayerStack):
             poss.append(sine_2d(h, w, c // 2, device=m.device, dtype=m.dtype).flatten(1).transpose(0, 1)[None])
         query_pos = self.query_pos.weight[None].expand(n, -1, -1)
         queries = self.initial_queries(sentence) if init is None else init
-        scores, masks, boxes, attn, out = self.predict(queries, mask_features, sizes[0], sentence)
+        objectness = anchors = None
+        if self.proposals is not None and init is None:
+            objectness, anchors, content, query_pos = self.proposals(mask_features)
+            queries = queries + content
+        scores, masks, boxes, attn, out = self.predict(queries, mask_features, sizes[0], sentence, anchors)
         all_scores, all_masks, all_boxes = [scores], [masks], [boxes]
         for i in range(self.num_layers):
             level = i % self.levels
             queries = self.layer(i, queries, query_pos, text={"memory": words, "key_padding_mask": word_padding},
                                  image={"memory": memories[level], "pos": poss[level], "attn_mask": attn})
             scores, masks, boxes, attn, out = self.predict(queries, mask_features, sizes[(i + 1) % self.levels],
-                                                           sentence)
+                                                           sentence, anchors)
             all_scores.append(scores)
             all_masks.append(masks)
             all_boxes.append(boxes)
-        return all_scores, all_masks, (all_boxes if self.box_head is not None else None), out, queries
+        return FrameDecoding(all_scores, all_masks, all_boxes if self.box_head is not None else None, out, queries,
+                             objectness, anchors)
 
     def propagate(self, maps: list[torch.Tensor], mask_features: torch.Tensor, sentence: torch.Tensor,
                   words: torch.Tensor, word_padding: torch.Tensor, clip_length: int, init: torch.Tensor | None = None):
         """:meth:`forward` on clips of ``clip_length`` frames (inputs frame by frame, clip major: N = B * T), one
         frame after the other: frame t starts from frame t-1's raw last-layer queries, the first frame from ``init``
-        (B, Q, C) (a previous window's last queries) or :meth:`initial_queries`. Same returns, frames in the input's
-        order."""
+        (B, Q, C) (a previous window's last queries) or :meth:`initial_queries`. The same :class:`FrameDecoding`,
+        frames in the input's order."""
+        if self.proposals is not None:
+            raise ValueError("a frame decoder with proposals starts every frame from its own heatmap: it does not "
+                             "propagate queries")
         b = sentence.shape[0] // clip_length
         at = lambda x, t: x.view(b, clip_length, *x.shape[1:])[:, t]  # noqa: E731
         steps, queries = [], init
@@ -100,8 +125,10 @@ class FrameQueryDecoder(QueryLayerStack):
             step = self([at(m, t) for m in maps], at(mask_features, t), at(sentence, t), at(words, t),
                         at(word_padding, t), queries)
             steps.append(step)
-            queries = step[-1]
+            queries = step.last
         joined = lambda xs: torch.stack(xs, 1).flatten(0, 1)  # noqa: E731  (B, T, ...) -> (B * T, ...)
-        per_prediction = lambda i: [joined([s[i][k] for s in steps]) for k in range(len(steps[0][i]))]  # noqa: E731
-        boxes = per_prediction(2) if self.box_head is not None else None
-        return per_prediction(0), per_prediction(1), boxes, joined([s[3] for s in steps]), joined([s[4] for s in steps])
+        per_prediction = lambda key: [joined([getattr(s, key)[k] for s in steps])  # noqa: E731
+                                      for k in range(len(getattr(steps[0], key)))]
+        boxes = per_prediction("boxes") if self.box_head is not None else None
+        return FrameDecoding(per_prediction("scores"), per_prediction("masks"), boxes,
+                             joined([s.queries for s in steps]), joined([s.last for s in steps]))

@@ -1,0 +1,100 @@
+"""Query proposals from an objectness heatmap, a CPU-size option of the frame decoder (``frame_decoder.proposals``).
+
+A frame's queries start at the peaks of a class-agnostic centre heatmap read from the mask features, as CenterNet
+finds objects and as two-stage Deformable DETR and Mask DINO take their first queries from the encoder's best
+tokens: each query's content is the mask feature at its peak (plus the sentence), its position embedding the peak's.
+Each query's mask also gets a dynamic term on the coordinates relative to its peak (CondInst's relative
+coordinates, here five weights per query on dx, dy, dx², dy², dx·dy, starting at zero), so that a query can segment
+the object at its peak and not every object that looks like it: a mask made only of a query embedding dotted with
+pixel features covers identical objects together.
+
+The heatmap learns a Gaussian at the mask centroid of every visible target object (CenterNet's penalty-reduced focal
+loss, :func:`centre_focal_loss`); the queries start from the predicted peaks in training as at inference.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rvos.models.layers.position_encoding import sine_2d
+
+RELATIVE_TERMS = 5  # dx, dy, dx², dy², dx·dy
+
+
+class ProposalHead(nn.Module):
+    def __init__(self, mask_dim: int, dim: int, num_queries: int, scale: float = 8.0):
+        """``scale``: the relative coordinates' unit, in cells of the mask grid."""
+        super().__init__()
+        self.num_queries, self.scale = num_queries, scale
+        self.objectness = nn.Sequential(nn.Conv2d(mask_dim, mask_dim, 3, padding=1), nn.ReLU(),
+                                        nn.Conv2d(mask_dim, 1, 1))
+        nn.init.constant_(self.objectness[-1].bias, -2.19)  # a prior of 0.1 (CenterNet's)
+        self.content = nn.Linear(mask_dim, dim)
+        self.pos = nn.Linear(dim, dim)
+        self.relative = nn.Linear(dim, RELATIVE_TERMS)
+        nn.init.zeros_(self.relative.weight)
+        nn.init.zeros_(self.relative.bias)
+
+    def forward(self, mask_features: torch.Tensor):
+        """mask_features (N, D, h, w) -> heatmap logits (N, 1, h, w), peaks (N, Q, 2) as (x, y) on the mask grid, the
+        queries' content (N, Q, C) and position embeddings (N, Q, C). The peaks are the ``num_queries`` best local
+        maxima (3 x 3) of the heatmap, best first."""
+        n, d, h, w = mask_features.shape
+        if h * w < self.num_queries:
+            raise ValueError(f"a {h}x{w} mask grid has fewer cells than the {self.num_queries} queries to propose")
+        logits = self.objectness(mask_features)
+        with torch.no_grad():
+            heat = logits.sigmoid()
+            peaks = torch.where(F.max_pool2d(heat, 3, 1, 1) == heat, heat, torch.zeros_like(heat))
+            index = peaks.flatten(1).topk(self.num_queries, dim=1).indices  # (N, Q)
+        features = mask_features.flatten(2).gather(2, index[:, None].expand(-1, d, -1)).transpose(1, 2)
+        grid = sine_2d(h, w, self.pos.in_features // 2, device=mask_features.device, dtype=mask_features.dtype)
+        pos = self.pos(grid.flatten(1).T[index])
+        anchors = torch.stack([index % w, index // w], dim=-1).to(mask_features.dtype)
+        return logits, anchors, self.content(features), pos
+
+    def mask_term(self, queries: torch.Tensor, anchors: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The relative-coordinate term (N, Q, h, w) added to the mask logits of queries (N, Q, C) at ``anchors``."""
+        h, w = size
+        weights = self.relative(queries)  # (N, Q, 5)
+        dx = (torch.arange(w, device=queries.device, dtype=queries.dtype) - anchors[..., :1]) / self.scale  # (N, Q, w)
+        dy = (torch.arange(h, device=queries.device, dtype=queries.dtype) - anchors[..., 1:]) / self.scale  # (N, Q, h)
+        dx, dy = dx[:, :, None, :], dy[:, :, :, None]
+        wt = [weights[..., k, None, None] for k in range(RELATIVE_TERMS)]
+        return wt[0] * dx + wt[1] * dy + wt[2] * dx * dx + wt[3] * dy * dy + wt[4] * dx * dy
+
+
+def centre_heatmap(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Target masks (M, H, W) of one frame -> the heatmap target (h, w) on the mask grid: per object with any pixel, a
+    Gaussian of height 1 at the grid cell nearest its mask centroid, sigma a quarter of the square root of its area in
+    cells (at least half a cell); the maximum over objects (0 without any)."""
+    h, w = size
+    target = torch.zeros(h, w, device=masks.device)
+    if masks.shape[0] == 0:
+        return target
+    grid = F.interpolate(masks.float()[:, None], size=size, mode="area")[:, 0]  # (M, h, w) fraction of each cell
+    area = grid.flatten(1).sum(1)
+    present = area > 0
+    grid, area = grid[present], area[present]
+    ys = torch.arange(h, device=masks.device, dtype=grid.dtype)
+    xs = torch.arange(w, device=masks.device, dtype=grid.dtype)
+    cy = ((grid.sum(2) * ys).sum(1) / area).round()
+    cx = ((grid.sum(1) * xs).sum(1) / area).round()
+    sigma = (area.sqrt() / 4).clamp(min=0.5)
+    d2 = (ys[None, :, None] - cy[:, None, None]) ** 2 + (xs[None, None, :] - cx[:, None, None]) ** 2
+    gauss = torch.exp(-d2 / (2 * sigma[:, None, None] ** 2))
+    return torch.cat([target[None], gauss]).amax(0)
+
+
+def centre_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss (alpha 2, beta 4) of heatmap logits (N, 1, h, w) against targets
+    (N, h, w): summed over cells and divided by the number of centres (cells at exactly 1), at least 1."""
+    logits = logits[:, 0].float()
+    centre = target == 1
+    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+    p = logits.sigmoid()
+    positive = (1 - p) ** 2 * log_p * centre
+    negative = p ** 2 * (1 - target) ** 4 * log_not_p * ~centre
+    return -(positive.sum() + negative.sum()) / centre.sum().clamp(min=1)

@@ -1,0 +1,119 @@
+"""The frame decoder's query proposals (``model.frame_decoder.proposals``): heatmap targets and loss, peaks,
+relative-coordinate mask term, linking by position, and the option in ``vlm``."""
+
+import pytest
+import torch
+
+from rvos.config import load_config
+from rvos.errors import ConfigError
+from rvos.models.build import build_model
+from rvos.models.modules.proposals import ProposalHead, centre_focal_loss, centre_heatmap
+from rvos.models.modules.query_init import match_adjacent
+
+from test_contract import SIZE, clip_batch
+
+PROPOSALS = [*SIZE, "model.frame_decoder.proposals=true"]
+
+
+def test_the_heatmap_peaks_at_one_at_each_objects_centroid_cell():
+    masks = torch.zeros(3, 32, 48, dtype=torch.bool)
+    masks[0, 4:12, 8:16] = True  # 8x8 pixels: cells 1-2 x 2-3 at stride 4, centroid (2.5, 1.5) -> rounded (2, 2)
+    masks[1, 16:32, 24:40] = True  # 16x16: cells 4-7 x 6-9, centroid (7.5, 5.5) -> (8, 6)
+    heat = centre_heatmap(masks, (8, 12))  # the third object has no pixel
+    assert heat.shape == (8, 12) and heat.max() == 1
+    assert (heat == 1).nonzero().tolist() == [[2, 2], [6, 8]]
+    assert heat[6, 9] > heat[2, 3]  # the bigger object's Gaussian is wider (sigma 1 against 0.5 cells)
+    assert heat[0, 11] < 1e-6
+    assert not centre_heatmap(masks[2:], (8, 12)).any()
+
+
+def test_the_focal_loss_is_small_for_the_target_heatmap_and_counts_centres():
+    target = torch.zeros(2, 8, 8)
+    target[0, 2, 3] = target[1, 5, 5] = 1.0
+    target[0, 2, 4] = 0.6
+    right = torch.where(target == 1, 8.0, -8.0)[:, None]
+    wrong = torch.where(target == 1, -8.0, 8.0)[:, None]
+    assert centre_focal_loss(right, target) < 1e-3 < 10 < centre_focal_loss(wrong, target)
+    # the loss is a sum divided by the number of centres: one frame's loss doubled, over two centres
+    one = centre_focal_loss(wrong[:1], target[:1])
+    both = centre_focal_loss(wrong[[0, 0]], torch.stack([target[0], target[0]]))
+    torch.testing.assert_close(one, both)
+    # near a centre the negative cells are forgiven: a high prediction at 0.6 costs less than far away
+    near, far = torch.full((1, 1, 8, 8), -8.0), torch.full((1, 1, 8, 8), -8.0)
+    near[0, 0, 2, 4] = far[0, 0, 6, 0] = 2.0
+    assert centre_focal_loss(near, target[:1]) < centre_focal_loss(far, target[:1])
+
+
+def test_peaks_are_distinct_local_maxima_best_first_and_the_relative_term_starts_at_zero():
+    torch.manual_seed(0)
+    head = ProposalHead(mask_dim=4, dim=8, num_queries=3)
+    features = torch.randn(1, 4, 6, 10)
+    with torch.no_grad():
+        head.objectness[0].weight.zero_()
+        head.objectness[0].bias.zero_()
+        bias = torch.full((6, 10), -5.0)
+        bias[1, 2], bias[1, 3], bias[4, 7], bias[3, 0] = 3.0, 2.0, 4.0, 1.0  # (1, 3) is beside the higher (1, 2)
+        head.objectness[-1].bias.zero_()
+    head.objectness.register_forward_hook(lambda m, i, o: o + bias)
+    logits, anchors, content, pos = head(features)
+    assert anchors[0].tolist() == [[7, 4], [2, 1], [0, 3]]  # (x, y), best first; (3, 1) is no local maximum
+    assert content.shape == pos.shape == (1, 3, 8)
+    torch.testing.assert_close(content[0, 0], head.content(features[0, :, 4, 7]))
+    queries = torch.randn(1, 3, 8)
+    assert not head.mask_term(queries, anchors, (6, 10)).any()
+    with torch.no_grad():
+        head.relative.bias.copy_(torch.tensor([0.0, 0.0, -1.0, -1.0, 0.0]))  # -(dx² + dy²)
+    term = head.mask_term(queries, anchors, (6, 10))[0, 0]
+    assert term.argmax().item() == 4 * 10 + 7 and term[4, 7] == 0
+
+
+def test_linking_reads_the_positions_of_identical_queries():
+    """Two identical queries that swap places in the index: cosine alone cannot tell them apart, positions can."""
+    queries = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]]).expand(2, -1, -1)[None]  # (1, T=2, Q=3, 2)
+    positions = torch.tensor([[[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]],
+                              [[5.2, 5.0], [0.1, 0.0], [9.0, 0.0]]])[None]
+    perms = match_adjacent(queries, positions)
+    assert perms[0, 1].tolist() == [1, 0, 2]
+
+
+def test_vlm_with_proposals_learns_its_heatmap_and_windows_decode_as_one():
+    torch.manual_seed(0)
+    model = build_model(load_config("vlm_tiny_synth", PROPOSALS).model)
+    batch = clip_batch(model)
+    out = model(batch)
+    assert out["frame_objectness"].shape == (8, 1, 16, 16)
+    losses = model.loss(out, batch)
+    assert losses["centre"] > 0
+    losses["centre"].backward(retain_graph=True)
+    assert model.frame_decoder.proposals.objectness[-1].weight.grad.abs().sum() > 0
+    model.zero_grad()
+    sum(v for k, v in losses.items() if k.startswith("frame_mask")).backward()
+    assert model.frame_decoder.proposals.content.weight.grad.abs().sum() > 0  # the queries start from the peaks
+    model.eval()
+    frames = model.pad(batch.frames[0])
+    sentences = model.prepare_text(["the red square", "the thing that moves left"])
+    with torch.no_grad():
+        whole = model.start_session(sentences, None)
+        whole.observe(frames, 0)
+        whole.decode()
+        one = whole.candidates(frames, 0)
+        windowed = model.start_session(sentences, None)
+        for start in (0, 3):
+            windowed.observe(frames[start:start + 3], start)
+        windowed.decode()
+        parts = [windowed.candidates(frames[start:start + 3], start) for start in (0, 3)]
+    for k, (probs, logits) in enumerate(one):
+        torch.testing.assert_close(torch.cat([p[k][1] for p in parts]), logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(torch.cat([p[k][0] for p in parts]), probs, atol=1e-6, rtol=1e-6)
+
+
+def test_per_frame_control_with_proposals():
+    model = build_model(load_config("vlm_tiny_synth", [*PROPOSALS, "model.video_decoder.temporal=false"]).model)
+    batch = clip_batch(model)
+    out = model(batch)
+    assert out["frames_per_clip"] == 1 and torch.isfinite(sum(model.loss(out, batch).values()))
+
+
+def test_proposals_and_propagated_queries_exclude_each_other():
+    with pytest.raises(ConfigError, match="set one of them"):
+        load_config("vlm_tiny_synth", [*PROPOSALS, "model.frame_decoder.propagate=true"])
