@@ -44,7 +44,7 @@ def test_the_focal_loss_is_small_for_the_target_heatmap_and_counts_centres():
     assert centre_focal_loss(near, target[:1]) < centre_focal_loss(far, target[:1])
 
 
-def test_peaks_are_distinct_local_maxima_best_first_and_the_relative_term_starts_at_zero():
+def test_peaks_are_distinct_local_maxima_best_first_and_the_relative_term_starts_as_a_bowl_at_the_peak():
     torch.manual_seed(0)
     head = ProposalHead(mask_dim=4, dim=8, num_queries=3)
     features = torch.randn(1, 4, 6, 10)
@@ -59,12 +59,8 @@ def test_peaks_are_distinct_local_maxima_best_first_and_the_relative_term_starts
     assert anchors[0].tolist() == [[7, 4], [2, 1], [0, 3]]  # (x, y), best first; (3, 1) is no local maximum
     assert content.shape == pos.shape == (1, 3, 8)
     torch.testing.assert_close(content[0, 0], head.content(features[0, :, 4, 7]))
-    queries = torch.randn(1, 3, 8)
-    assert not head.mask_term(queries, anchors, (6, 10)).any()
-    with torch.no_grad():
-        head.relative.bias.copy_(torch.tensor([0.0, 0.0, -1.0, -1.0, 0.0]))  # -(dx² + dy²)
-    term = head.mask_term(queries, anchors, (6, 10))[0, 0]
-    assert term.argmax().item() == 4 * 10 + 7 and term[4, 7] == 0
+    term = head.mask_term(torch.randn(1, 3, 8), anchors, (6, 10))[0, 0]  # -(dx² + dy²) / 16 at the start
+    assert term[4, 7] == 0 and term[0, 7] == -1 and term[4, 3] == -1 and term[0, 3] == -2
 
 
 def test_linking_reads_the_positions_of_identical_queries():

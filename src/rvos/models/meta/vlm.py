@@ -35,7 +35,7 @@ from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastW
                                    union_of_queries)
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
-from rvos.models.modules.proposals import centre_focal_loss, centre_heatmap
+from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
                                                  frame_descriptors, on_mask_grid, slot_labels, tracks)
@@ -256,8 +256,8 @@ class VLMModel(RvosModel):
         if self.propagating:  # slot q is query q's lineage
             slots = torch.arange(frame_queries.shape[2], device=frame_queries.device)
             perms = slots.expand(frame_queries.shape[:3]).contiguous()
-        else:  # peaks a relative-coordinate unit apart cost as much as orthogonal queries
-            positions = anchors / self.frame_decoder.proposals.scale if anchors is not None else None
+        else:
+            positions = anchors / LINK_UNIT if anchors is not None else None
             perms = match_adjacent(frame_queries, positions)
         ordered = reorder(frame_queries, perms)
         init = self.query_init(frame_queries, perms)

@@ -4,9 +4,10 @@ A frame's queries start at the peaks of a class-agnostic centre heatmap read fro
 finds objects and as two-stage Deformable DETR and Mask DINO take their first queries from the encoder's best
 tokens: each query's content is the mask feature at its peak (plus the sentence), its position embedding the peak's.
 Each query's mask also gets a dynamic term on the coordinates relative to its peak (CondInst's relative
-coordinates, here five weights per query on dx, dy, dx², dy², dx·dy, starting at zero), so that a query can segment
-the object at its peak and not every object that looks like it: a mask made only of a query embedding dotted with
-pixel features covers identical objects together.
+coordinates, here five weights per query on dx, dy, dx², dy², dx·dy, starting as the bowl -(dx² + dy²) in units of
+4 cells: -0.6 at the tip of the biggest synthetic object, -6 ten cells away), so that a query can segment the object
+at its peak and not every object that looks like it: a mask made only of a query embedding dotted with pixel features
+covers identical objects together. Adjacent frames are linked by query and peak distance (:data:`LINK_UNIT`).
 
 The heatmap learns a Gaussian at the mask centroid of every visible target object (CenterNet's penalty-reduced focal
 loss, :func:`centre_focal_loss`); the queries start from the predicted peaks in training as at inference.
@@ -21,10 +22,11 @@ from torch import nn
 from rvos.models.layers.position_encoding import sine_2d
 
 RELATIVE_TERMS = 5  # dx, dy, dx², dy², dx·dy
+LINK_UNIT = 8.0  # cells of the mask grid between two peaks that cost as much, in the linking, as orthogonal queries
 
 
 class ProposalHead(nn.Module):
-    def __init__(self, mask_dim: int, dim: int, num_queries: int, scale: float = 8.0):
+    def __init__(self, mask_dim: int, dim: int, num_queries: int, scale: float = 4.0):
         """``scale``: the relative coordinates' unit, in cells of the mask grid."""
         super().__init__()
         self.num_queries, self.scale = num_queries, scale
@@ -35,7 +37,8 @@ class ProposalHead(nn.Module):
         self.pos = nn.Linear(dim, dim)
         self.relative = nn.Linear(dim, RELATIVE_TERMS)
         nn.init.zeros_(self.relative.weight)
-        nn.init.zeros_(self.relative.bias)
+        with torch.no_grad():
+            self.relative.bias.copy_(torch.tensor([0.0, 0.0, -1.0, -1.0, 0.0]))
 
     def forward(self, mask_features: torch.Tensor):
         """mask_features (N, D, h, w) -> heatmap logits (N, 1, h, w), peaks (N, Q, 2) as (x, y) on the mask grid, the
