@@ -55,8 +55,9 @@ def test_peaks_are_distinct_local_maxima_best_first_and_the_relative_term_starts
         bias[1, 2], bias[1, 3], bias[4, 7], bias[3, 0] = 3.0, 2.0, 4.0, 1.0  # (1, 3) is beside the higher (1, 2)
         head.objectness[-1].bias.zero_()
     head.objectness.register_forward_hook(lambda m, i, o: o + bias)
-    logits, anchors, content, pos = head(features)
+    logits, anchors, objectness, content, pos = head(features)
     assert anchors[0].tolist() == [[7, 4], [2, 1], [0, 3]]  # (x, y), best first; (3, 1) is no local maximum
+    torch.testing.assert_close(objectness[0], torch.tensor([4.0, 3.0, 1.0]).sigmoid())
     assert content.shape == pos.shape == (1, 3, 8)
     torch.testing.assert_close(content[0, 0], head.content(features[0, :, 4, 7]))
     term = head.mask_term(torch.randn(1, 3, 8), anchors, (6, 10))[0, 0]  # -(dx² + dy²) / 16 at the start
@@ -113,3 +114,36 @@ def test_per_frame_control_with_proposals():
 def test_proposals_and_propagated_queries_exclude_each_other():
     with pytest.raises(ConfigError, match="set one of them"):
         load_config("vlm_tiny_synth", [*PROPOSALS, "model.frame_decoder.propagate=true"])
+
+
+def test_candidate_probs_drop_slots_under_the_objectness_limit_unless_none_passes():
+    model = build_model(load_config("vlm_tiny_synth", [*PROPOSALS, "model.track.min_objectness=0.3"]).model)
+    probs = torch.tensor([[0.9, 0.6, 0.2], [0.9, 0.6, 0.2]])
+    objectness = torch.tensor([[0.1, 0.5, 0.4], [0.1, 0.2, 0.25]])
+    expected = torch.tensor([[0.0, 0.6, 0.2], [0.9, 0.6, 0.2]])
+    assert torch.equal(model.candidate_probs(probs, objectness), expected)
+
+
+@pytest.mark.parametrize("temporal", [True, False])
+def test_the_session_drops_the_slots_the_model_drops(temporal):
+    torch.manual_seed(0)
+    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, f"model.video_decoder.temporal={str(temporal).lower()}"])
+    model = build_model(cfg.model).eval()
+    batch = clip_batch(model)
+    with torch.no_grad():
+        out = model(batch)
+        objectness = out["slot_objectness"][0 if temporal else slice(0, 4)]
+        model.cfg.track.min_objectness = float(objectness.median())  # about half the slots pass
+        expected = model.postprocess(out, 0.0)
+        session = model.start_session(batch.text, 0.0)
+        frames = model.pad(batch.frames[0])
+        for start in (0, 2):
+            session.observe(frames[start:start + 2], start)
+        session.decode()
+        got = session.predict(frames, 0)
+    dropped = objectness < model.cfg.track.min_objectness
+    assert dropped.any() and not dropped.all()
+    torch.testing.assert_close(got[0].logits, expected[0].logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got[0].scores, expected[0].scores, atol=1e-5, rtol=1e-4)
+    kept = (expected[0].logits > -1e3).flatten(2).any(-1)  # (T, K) of the kept slots' masks
+    assert kept.shape[1] == int((~dropped).sum(-1).max())

@@ -35,6 +35,10 @@ def test_a_box_mask_reads_its_colour_place_size_and_fill():
     assert sx == pytest.approx(4 * (143 / 12) ** 0.5 / 29, abs=1e-4) and sy == pytest.approx(4 * (35 / 12) ** 0.5 / 19, abs=1e-4)
     assert 0.9 < fill <= 1.2  # a box fills its spread box (a discrete box slightly more than a continuous one)
     assert d[0, 1, 0] < 1e-6  # the empty mask is absent
+    # a query's probabilities: 0.9 on the box, 0.02 on the rest of the frame (as much weight as 11 box cells):
+    # described as the box the output shows
+    probs = torch.where(masks > 0, 0.9, 0.02)
+    torch.testing.assert_close(frame_descriptors(images, probs), d)
 
 
 def test_shape_terms_tell_a_square_from_a_diamond_which_fill_their_spread_box_alike():

@@ -138,6 +138,7 @@ class FrameOutputs:
     last: torch.Tensor  # (N, Q, C) the last layer's raw queries (what the next frame starts from when propagating)
     objectness: torch.Tensor | None  # (N, 1, H/4, W/4) centre heatmap logits with frame_decoder.proposals
     anchors: torch.Tensor | None  # (N, Q, 2) the queries' peaks on the mask grid with frame_decoder.proposals
+    peaks: torch.Tensor | None  # (N, Q) the heatmap's probability at those peaks
 
 
 @dataclass
@@ -240,7 +241,7 @@ class VLMModel(RvosModel):
         else:
             out = self.frame_decoder(maps, mask_features, sentence, words, padding)
         return FrameOutputs(mask_features, out.queries, words, out.scores, out.masks, out.boxes, out.last,
-                            out.objectness, out.anchors)
+                            out.objectness, out.anchors, out.peaks)
 
     def decode_video(self, frame_queries: torch.Tensor, words: torch.Tensor, padding: torch.Tensor,
                      sentence: torch.Tensor, anchors: torch.Tensor | None = None) -> VideoOutputs:
@@ -275,6 +276,21 @@ class VLMModel(RvosModel):
         return slot_tracks, self.track_head.score(self.track_head.embed(slot_tracks), sentence[:, None])[:, 0]
 
     @staticmethod
+    def slot_objectness(peaks: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
+        """The heatmap's probability at each query's peak (B, T, Q), in frame-query order -> each slot's mean over
+        the clip (B, Q)."""
+        return reorder(peaks[..., None], perms)[..., 0].mean(1)
+
+    def candidate_probs(self, probs: torch.Tensor, objectness: torch.Tensor | None) -> torch.Tensor:
+        """The slots' referring probabilities (B, Q) with those under ``track.min_objectness`` set to 0 (in a clip
+        where some slot passes)."""
+        limit = self.cfg.track.min_objectness
+        if objectness is None or not limit:
+            return probs
+        passes = objectness >= limit
+        return torch.where(passes | ~passes.any(1, keepdim=True), probs, torch.zeros_like(probs))
+
+    @staticmethod
     def video_masks(mask_embeds: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
         """(B', T', Q, D) x (B', T', D, h, w) -> (B', Q, T', h, w) logits."""
         return torch.einsum("btqd,btdhw->bqthw", mask_embeds, mask_features)
@@ -307,6 +323,8 @@ class VLMModel(RvosModel):
             slot_logits = reorder(masks.view(clips, frames, q, *masks.shape[-2:]), vo.perms)  # (B', T', Q, h, w)
             track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_logits": slot_logits,
                      "slot_masks": slot_logits > 0, "mask_images": images.view(clips, frames, *images.shape[1:])}
+            if fo.peaks is not None:
+                track["slot_objectness"] = self.slot_objectness(fo.peaks.view(clips, frames, q), vo.perms)
         return track | {
             "frame_scores": fo.scores,  # per prediction (B*T, Q)
             "frame_masks": fo.masks,  # per prediction (B*T, Q, h, w)
@@ -482,10 +500,12 @@ class VLMModel(RvosModel):
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
         scores, masks = outputs["video_scores"][-1], outputs["video_masks"][-1]  # (B', Q), (B', Q, T', h, w)
+        probs = scores.sigmoid()
         if self.track_head is not None:  # the slots' frame masks, as (B, Q, T, h, w)
-            scores, masks = outputs["track_logits"], outputs["slot_logits"].transpose(1, 2)
+            probs = self.candidate_probs(outputs["track_logits"].sigmoid(), outputs.get("slot_objectness"))
+            masks = outputs["slot_logits"].transpose(1, 2)
         t_len, t_clip = outputs["clip_length"], outputs["frames_per_clip"]
-        probs = scores.sigmoid()[:, None].expand(-1, t_clip, -1).reshape(-1, t_len, scores.shape[1])
+        probs = probs[:, None].expand(-1, t_clip, -1).reshape(-1, t_len, scores.shape[1])
         masks = masks.transpose(1, 2).reshape(-1, t_len, *masks.shape[1:2], *masks.shape[-2:])
         return [self.select(p, m, score_threshold) for p, m in zip(probs, masks)]
 
@@ -529,6 +549,7 @@ class VLMSession(InferenceSession):
         self.text = [(words[k:k + 1], padding[k:k + 1], sentence[k:k + 1]) for k in range(words.shape[0])]
         self.queries: list[list[torch.Tensor]] = [[] for _ in self.text]  # per sentence, per window (n, Q, C)
         self.anchors: list[list[torch.Tensor]] = [[] for _ in self.text]  # frame_decoder.proposals: (n, Q, 2) each
+        self.peaks: list[list[torch.Tensor]] = [[] for _ in self.text]  # and the objectness there, (n, Q) each
         self.enhanced: list[torch.Tensor | None] = [None] * len(self.text)  # per sentence, sum over frames (L, C)
         self.cache = LastWindow()  # per sentence the mask features (with model.track: the frame masks)
         self.probs: list[torch.Tensor] = []  # per sentence (T, Q)
@@ -556,6 +577,7 @@ class VLMSession(InferenceSession):
             self.queries[k].append(fo.queries)
             if fo.anchors is not None:
                 self.anchors[k].append(fo.anchors)
+                self.peaks[k].append(fo.peaks)
             enhanced = fo.words.sum(0)
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
             if self.model.track_head is not None:
@@ -579,11 +601,15 @@ class VLMSession(InferenceSession):
                 descriptors = descriptors[None] if temporal else descriptors[:, None]
                 text = self.track_text[k:k + 1].expand(descriptors.shape[0], -1)
                 probs = self.model.track_logits(descriptors, vo.perms, text)[1].sigmoid()  # (1, Q) or (T, Q)
+                if self.peaks[k]:
+                    peaks = torch.cat(self.peaks[k])
+                    peaks = peaks[None] if temporal else peaks[:, None]
+                    probs = self.model.candidate_probs(probs, self.model.slot_objectness(peaks, vo.perms))
                 self.perms.append(vo.perms[0] if temporal else vo.perms[:, 0])
             embeds = vo.mask_embeds[-1]  # (1, T, Q, D), or (T, 1, Q, D)
             self.probs.append(probs.expand(t_len, -1) if probs.shape[0] == 1 else probs)
             self.embeds.append(embeds[0] if embeds.shape[0] == 1 else embeds[:, 0])
-        self.queries, self.descriptors, self.anchors = [], [], []
+        self.queries, self.descriptors, self.anchors, self.peaks = [], [], [], []
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]

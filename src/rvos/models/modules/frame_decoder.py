@@ -41,6 +41,7 @@ class FrameDecoding:
     last: torch.Tensor  # (N, Q, C) the last layer's raw queries (what :meth:`FrameQueryDecoder.propagate` carries)
     objectness: torch.Tensor | None = None  # (N, 1, H/4, W/4) heatmap logits, with ``proposals``
     anchors: torch.Tensor | None = None  # (N, Q, 2) the queries' peaks (x, y) on the mask grid, with ``proposals``
+    peaks: torch.Tensor | None = None  # (N, Q) the heatmap's probability at the queries' peaks, with ``proposals``
 
 
 class FrameQueryDecoder(QueryLayerStack):
@@ -91,9 +92,9 @@ class FrameQueryDecoder(QueryLayerStack):
             poss.append(sine_2d(h, w, c // 2, device=m.device, dtype=m.dtype).flatten(1).transpose(0, 1)[None])
         query_pos = self.query_pos.weight[None].expand(n, -1, -1)
         queries = self.initial_queries(sentence) if init is None else init
-        objectness = anchors = None
+        objectness = anchors = peaks = None
         if self.proposals is not None and init is None:
-            objectness, anchors, content, query_pos = self.proposals(mask_features)
+            objectness, anchors, peaks, content, query_pos = self.proposals(mask_features)
             queries = queries + content
         scores, masks, boxes, attn, out = self.predict(queries, mask_features, sizes[0], sentence, anchors)
         all_scores, all_masks, all_boxes = [scores], [masks], [boxes]
@@ -107,7 +108,7 @@ class FrameQueryDecoder(QueryLayerStack):
             all_masks.append(masks)
             all_boxes.append(boxes)
         return FrameDecoding(all_scores, all_masks, all_boxes if self.box_head is not None else None, out, queries,
-                             objectness, anchors)
+                             objectness, anchors, peaks)
 
     def propagate(self, maps: list[torch.Tensor], mask_features: torch.Tensor, sentence: torch.Tensor,
                   words: torch.Tensor, word_padding: torch.Tensor, clip_length: int, init: torch.Tensor | None = None):

@@ -41,9 +41,9 @@ class ProposalHead(nn.Module):
             self.relative.bias.copy_(torch.tensor([0.0, 0.0, -1.0, -1.0, 0.0]))
 
     def forward(self, mask_features: torch.Tensor):
-        """mask_features (N, D, h, w) -> heatmap logits (N, 1, h, w), peaks (N, Q, 2) as (x, y) on the mask grid, the
-        queries' content (N, Q, C) and position embeddings (N, Q, C). The peaks are the ``num_queries`` best local
-        maxima (3 x 3) of the heatmap, best first."""
+        """mask_features (N, D, h, w) -> heatmap logits (N, 1, h, w), peaks (N, Q, 2) as (x, y) on the mask grid, their
+        objectness (N, Q) (the heatmap's probability there), the queries' content (N, Q, C) and position embeddings
+        (N, Q, C). The peaks are the ``num_queries`` best local maxima (3 x 3) of the heatmap, best first."""
         n, d, h, w = mask_features.shape
         if h * w < self.num_queries:
             raise ValueError(f"a {h}x{w} mask grid has fewer cells than the {self.num_queries} queries to propose")
@@ -51,12 +51,13 @@ class ProposalHead(nn.Module):
         with torch.no_grad():
             heat = logits.sigmoid()
             peaks = torch.where(F.max_pool2d(heat, 3, 1, 1) == heat, heat, torch.zeros_like(heat))
-            index = peaks.flatten(1).topk(self.num_queries, dim=1).indices  # (N, Q)
+            best = peaks.flatten(1).topk(self.num_queries, dim=1)
+            index, objectness = best.indices, heat.flatten(1).gather(1, best.indices)  # (N, Q)
         features = mask_features.flatten(2).gather(2, index[:, None].expand(-1, d, -1)).transpose(1, 2)
         grid = sine_2d(h, w, self.pos.in_features // 2, device=mask_features.device, dtype=mask_features.dtype)
         pos = self.pos(grid.flatten(1).T[index])
         anchors = torch.stack([index % w, index // w], dim=-1).to(mask_features.dtype)
-        return logits, anchors, self.content(features), pos
+        return logits, anchors, objectness, self.content(features), pos
 
     def mask_term(self, queries: torch.Tensor, anchors: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The relative-coordinate term (N, Q, h, w) added to the mask logits of queries (N, Q, C) at ``anchors``."""

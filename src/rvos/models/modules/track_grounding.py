@@ -11,7 +11,7 @@ the clip's objects (top-1 0.81 against 0.63 with the clip's own sentence).
 
 So, per frame and query: its mask's presence, the mean colour of the frame under it, its centroid, spread, area, how
 much of its spread box it fills, and its shape as the kurtosis of its x and y profiles and the skewness of its y
-profile (:func:`frame_descriptors`, from the mask probabilities, without gradient);
+profile (:func:`frame_descriptors`, of the mask the output would show: probabilities over 0.5, without gradient);
 over the clip, each query slot's descriptors in the slot order of the video queries, resampled to ``samples`` time
 points (so a track reads the same from 8 frames as from a whole video), with the centroid's steps between them
 (:func:`tracks`); a small network turns a track into an embedding, whose dot product with the sentence's is the
@@ -57,6 +57,9 @@ class TrackGroundingConfig:
     # the slots' frame masks (the output) matched to the clip's objects as tracks and given the mask and Dice losses
     # over the whole clip, so the frame queries linked into a slot keep to one object (0: no such loss)
     slot_weight: float = 0.0
+    # with model.frame_decoder.proposals: a slot whose queries' peaks have a mean objectness under this is no candidate
+    # (probability 0; unless no slot passes), so that a query linked over background peaks is never the output
+    min_objectness: float = 0.0
 
     def __post_init__(self):
         if self.text not in ("bag", "sentence"):
@@ -67,14 +70,17 @@ class TrackGroundingConfig:
 
 def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """images (N, 3, h, w) in [0, 1] at the masks' resolution, masks (N, Q, h, w) in [0, 1] (a query's probabilities,
-    or an annotated object's 0 / 1) -> (N, Q, FRAME_DIM).
+    or an annotated object's 0 / 1) -> (N, Q, FRAME_DIM), of the cells over 0.5: the mask the output shows.
+
+    A query's probabilities are never 0 in the background: at 0.01 over the 960 cells of a 96 x 160 frame's mask grid
+    they weigh as much as a small object's 9 cells, and its colour, centroid and area would read the background.
 
     The shape terms tell apart what the spread and the fill cannot: a square and a diamond fill their spread box
     alike, but a square's x profile is flat (kurtosis 1.8), a diamond's a tent (2.4), a disc's a half circle (2.0),
     and a triangle's y profile is skewed. A head trained on the annotated objects' tracks as the model trains it
     (1000 steps of 2 clips, every sentence of the video, replay) picks the referred object of appearance sentences
     0.88 of the time with them, 0.75 without (``benchmarks/grounding_probe.py track-head``, mean of 3 seeds)."""
-    m = masks.detach().float()
+    m = (masks.detach() > 0.5).float()
     n, q, h, w = m.shape
     ys = torch.linspace(0, 1, h, device=m.device)[:, None].expand(h, w)
     xs = torch.linspace(0, 1, w, device=m.device)[None].expand(h, w)
