@@ -82,7 +82,7 @@ def test_the_slot_loss_supervises_the_slots_masks_over_the_clip(temporal):
     assert model.video_decoder.mask_head.layers[-1].weight.grad is None  # the video queries' masks are not the slots'
 
 
-PROPAGATE = [*SIZE, *BOXES, "model.frame_decoder.propagate=true"]
+PROPAGATE = [*SIZE, *BOXES, "model.frame_decoder.proposals=false", "model.frame_decoder.propagate=true"]
 
 
 def test_propagated_queries_are_the_slots_and_windows_decode_as_one():
@@ -159,7 +159,8 @@ def test_state_dict_names_are_those_of_earlier_run_folders():
     # folder trained then still loads
     saved = json.loads((Path(__file__).parents[1] / "fixtures" / "vlm_tiny_synth_0.1_state_dict.json").read_text())
     model = build_model(load_config("vlm_tiny_synth", ["model.track.enabled=false",  # as 0.1 had it
-                                                     "model.frame_decoder.query_content=false"]).model)
+                                                     "model.frame_decoder.query_content=false",
+                                                     "model.frame_decoder.proposals=false"]).model)
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == saved
 
 

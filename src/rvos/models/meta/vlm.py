@@ -16,6 +16,8 @@ the output (the video query of a slot may segment another object than the slot's
 Every stage before the video decoder works on each frame alone, so long videos can be encoded in windows and
 only the small frame queries kept (see :mod:`rvos.engine.inference`). With ``model.frame_decoder.propagate`` (a
 CPU-size option) each frame's queries start from the previous frame's, across windows too, and query q is slot q.
+With ``model.frame_decoder.proposals`` (a CPU-size option) each frame's queries start at the peaks of a learnt centre
+heatmap, and the linking of adjacent frames reads the peaks' distance too.
 """
 
 from __future__ import annotations
@@ -528,7 +530,8 @@ class VLMModel(RvosModel):
             "backbone": {"model": cfg.backbone.model, "frozen_setting": cfg.backbone.frozen, "image_channels": self.backbone.channels,
                          "text_width": self.backbone.width, "text_parameters": text_params},
             "encoder": {"layers": len(self.encoder.layers), "hidden": cfg.hidden_dim},
-            "frame_decoder": {"layers": self.frame_decoder.num_layers, "queries": self.frame_decoder.num_queries},
+            "frame_decoder": {"layers": self.frame_decoder.num_layers, "queries": self.frame_decoder.num_queries,
+                              "proposals": cfg.frame_decoder.proposals},
             "video_decoder": {"layers": self.video_decoder.num_layers, "queries": self.video_decoder.num_queries,
                               "temporal": cfg.video_decoder.temporal},
             "selection": {"rule": f"union of queries with probability > {cfg.score_threshold}"

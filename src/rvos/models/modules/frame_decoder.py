@@ -50,7 +50,8 @@ class FrameQueryDecoder(QueryLayerStack):
                  query_content: bool = False, boxes: bool = False, proposals: bool = False):
         super().__init__(dim, layers, heads, ffn, dropout, memories=("text", "image"))
         self.num_queries, self.heads, self.levels = num_queries, heads, levels
-        self.query_pos = nn.Embedding(num_queries, dim)
+        # a learned position per query, or with proposals the embedding of the query's peak
+        self.query_pos = nn.Embedding(num_queries, dim) if not proposals else None
         # a learned content per query added to the sentence, so the queries differ from the first prediction on
         self.query_content = nn.Embedding(num_queries, dim) if query_content else None
         self.level_embed = nn.Embedding(levels, dim)
@@ -90,12 +91,13 @@ class FrameQueryDecoder(QueryLayerStack):
             sizes.append((h, w))
             memories.append(m.flatten(2).transpose(1, 2) + self.level_embed.weight[level])
             poss.append(sine_2d(h, w, c // 2, device=m.device, dtype=m.dtype).flatten(1).transpose(0, 1)[None])
-        query_pos = self.query_pos.weight[None].expand(n, -1, -1)
         queries = self.initial_queries(sentence) if init is None else init
         objectness = anchors = peaks = None
-        if self.proposals is not None and init is None:
+        if self.proposals is not None:
             objectness, anchors, peaks, content, query_pos = self.proposals(mask_features)
             queries = queries + content
+        else:
+            query_pos = self.query_pos.weight[None].expand(n, -1, -1)
         scores, masks, boxes, attn, out = self.predict(queries, mask_features, sizes[0], sentence, anchors)
         all_scores, all_masks, all_boxes = [scores], [masks], [boxes]
         for i in range(self.num_layers):
