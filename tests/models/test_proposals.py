@@ -11,6 +11,7 @@ from rvos.models.modules.proposals import ProposalHead, centre_focal_loss, centr
 from rvos.models.modules.query_init import match_adjacent
 
 from test_contract import SIZE, clip_batch
+from test_vlm import assert_windows_decode_as_one
 
 PROPOSALS = [*SIZE, "model.frame_decoder.proposals=true"]
 
@@ -87,21 +88,8 @@ def test_vlm_with_proposals_learns_its_heatmap_and_windows_decode_as_one():
     sum(v for k, v in losses.items() if k.startswith("frame_mask")).backward()
     assert model.frame_decoder.proposals.content.weight.grad.abs().sum() > 0  # the queries start from the peaks
     model.eval()
-    frames = model.pad(batch.frames[0])
     sentences = model.prepare_text(["the red square", "the thing that moves left"])
-    with torch.no_grad():
-        whole = model.start_session(sentences, None)
-        whole.observe(frames, 0)
-        whole.decode()
-        one = whole.candidates(frames, 0)
-        windowed = model.start_session(sentences, None)
-        for start in (0, 3):
-            windowed.observe(frames[start:start + 3], start)
-        windowed.decode()
-        parts = [windowed.candidates(frames[start:start + 3], start) for start in (0, 3)]
-    for k, (probs, logits) in enumerate(one):
-        torch.testing.assert_close(torch.cat([p[k][1] for p in parts]), logits, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(torch.cat([p[k][0] for p in parts]), probs, atol=1e-6, rtol=1e-6)
+    assert_windows_decode_as_one(model, model.pad(batch.frames[0]), sentences, 3)
 
 
 def test_per_frame_control_with_proposals():

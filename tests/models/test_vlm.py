@@ -85,6 +85,26 @@ def test_the_slot_loss_supervises_the_slots_masks_over_the_clip(temporal):
 PROPAGATE = [*SIZE, *BOXES, "model.frame_decoder.proposals=false", "model.frame_decoder.propagate=true"]
 
 
+def assert_windows_decode_as_one(model, frames, sentences, window: int) -> list:
+    """A session observing ``frames`` in windows of ``window`` frames gives the candidates (scores and masks) of one
+    window of every frame; returns the windows' candidates."""
+    with torch.no_grad():
+        whole = model.start_session(sentences, None)
+        whole.observe(frames, 0)
+        whole.decode()
+        one = whole.candidates(frames, 0)
+        windowed = model.start_session(sentences, None)
+        starts = range(0, len(frames), window)
+        for start in starts:
+            windowed.observe(frames[start:start + window], start)
+        windowed.decode()
+        parts = [windowed.candidates(frames[start:start + window], start) for start in starts]
+    for k, (probs, logits) in enumerate(one):
+        torch.testing.assert_close(torch.cat([p[k][1] for p in parts]), logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(torch.cat([p[k][0] for p in parts]), probs, atol=1e-6, rtol=1e-6)
+    return parts
+
+
 def test_propagated_queries_are_the_slots_and_windows_decode_as_one():
     """With ``frame_decoder.propagate`` each frame starts from the previous frame's queries: the slots are the
     queries themselves (no linking), and a clip of 4 frames observed in windows of 3 and 1 frames carries them
@@ -98,20 +118,7 @@ def test_propagated_queries_are_the_slots_and_windows_decode_as_one():
     model.eval()
     frames = model.pad(batch.frames[0])
     sentences = model.prepare_text(["the red square", "the thing that moves left"])
-    with torch.no_grad():
-        whole = model.start_session(sentences, None)
-        whole.observe(frames, 0)
-        whole.decode()
-        one = whole.candidates(frames, 0)
-        windowed = model.start_session(sentences, None)
-        starts = range(0, len(frames), 3)
-        for start in starts:
-            windowed.observe(frames[start:start + 3], start)
-        windowed.decode()
-        parts = [windowed.candidates(frames[start:start + 3], start) for start in starts]
-    for k, (probs, logits) in enumerate(one):
-        torch.testing.assert_close(torch.cat([p[k][1] for p in parts]), logits, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(torch.cat([p[k][0] for p in parts]), probs, atol=1e-6, rtol=1e-6)
+    parts = assert_windows_decode_as_one(model, frames, sentences, 3)
     # frame 0 of the second window starts from the first window's last queries: decoded alone it differs
     fresh = model.start_session(sentences, None)
     with torch.no_grad():
