@@ -59,9 +59,10 @@ def run_demo(out: str | os.PathLike = "demo", run: str | os.PathLike | None = No
         raise RvosError(f"--minutes must be positive, got {minutes:g}")
     if run is None:
         run_dir = out / "run"
-        # the cosine schedule is sized to end with the time budget on a 2-core CPU (about 100 steps a minute);
-        # a slower machine stops at the budget, a faster one finishes early
-        iterations = max(1, round(100 * minutes))
+        # the config's cosine schedule is sized to end with its time budget on a 2-core CPU; the demo's budget scales
+        # it (a slower machine stops at the budget, a faster one finishes early)
+        tiny = load_config("vlm_tiny_synth").train
+        iterations = max(1, round(tiny.iterations * minutes / tiny.max_minutes))
         cfg = load_config("vlm_tiny_synth", [f"data.root={out / 'data'}", f"train.max_minutes={minutes}",
                                              f"train.iterations={iterations}",
                                              "data.eval_split=none", *overrides])
