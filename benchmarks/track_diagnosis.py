@@ -7,6 +7,9 @@ For a run trained with ``model.track.enabled`` (``vlm_tiny_synth``), on an annot
 * segmentation, per annotated object (IoU at the input resolution): the best slot over the whole video (what the
   output can be), the best query in each frame on its own (what perfect linking of the frames' queries would give),
   and how the per-frame IoUs spread (a query that covers several identical objects at once lands at 0.3 to 0.5);
+  by object size, the best query in each frame against the object itself squeezed through the mask grid (the
+  ceiling of any query); an object is small when its median visible area is under ``SMALL`` of the short side
+  squared (the synthetic benchmark's small shapes cover 0.009 to 0.017 of it, its big ones 0.024 to 0.048);
 * grounding, per expression (top-1 accuracy: the best-scored one is a referred object): the track head on the
   annotated objects' own tracks (the head alone, with perfect masks), and on the model's slots (the best-scored slot's
   masks cover a referred object, IoU over the video at least 0.3).
@@ -33,6 +36,7 @@ from rvos.models.meta.base import upsample_masks
 from rvos.models.modules.track_grounding import frame_descriptors, tracks
 
 BINS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01]
+SMALL = 0.02
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -49,6 +53,7 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
         raise SystemExit(f"{run} was trained without model.track")
     split = open_split(split_dir)
     slot_iou, frame_iou, frame_values = [], [], []
+    by_size: dict[tuple[str, str], list[float]] = defaultdict(list)  # (size, row) -> per object-frame IoU
     top1: dict[tuple[str, str], list[bool]] = defaultdict(list)
     for name in list(split.videos)[:n_videos]:
         video, frames = split.video(name), split.read_frames(name)
@@ -72,6 +77,17 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
         frame_iou += best.mean(-1).tolist()
         shown = objects[visible].flatten(2).any(-1)  # the frames where each object is seen
         frame_values += best[shown].tolist()
+        # by size: the best query and the object squeezed through the mask grid, in the frames where it is seen
+        area = objects[visible].flatten(2).sum(-1).float() / min(size) ** 2  # (M', T)
+        grid = model.pad(F.interpolate(objects[visible].float(), size=model_size, mode="bilinear", align_corners=False))
+        low = F.interpolate(grid, size=(grid.shape[-2] // model.mask_stride, grid.shape[-1] // model.mask_stride),
+                            mode="area")
+        squeezed = upsample_masks(low - 0.5, model.mask_stride, model_size, size) > 0
+        ceiling = iou(squeezed, objects[visible])  # (M', T)
+        for m in range(len(area)):
+            label = "small" if float(area[m][shown[m]].median()) < SMALL else "big"
+            by_size[(label, "best query in each frame")] += best[m][shown[m]].tolist()
+            by_size[(label, "squeezed through the mask grid")] += ceiling[m][shown[m]].tolist()
         # grounding: the head on the annotated objects' own tracks, at the mask grid
         h, w = x.shape[-2] // model.mask_stride, x.shape[-1] // model.mask_stride
         images = F.interpolate(x, size=(h, w), mode="area")
@@ -98,6 +114,9 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
             "best query in each frame (mean IoU)": round(float(np.mean(frame_iou)), 3),
             "per-frame best IoU, share of object-frames": {f"{lo:.1f}-{min(hi, 1.0):.1f}": round(float(v), 3)
                                                            for lo, hi, v in zip(BINS[:-1], BINS[1:], hist)},
+            "by size (mean IoU over object-frames; share over 0.9)": {
+                f"{label}, {row}": [round(float(np.mean(v)), 3), round(float(np.mean(np.array(v) > 0.9)), 3)]
+                for (label, row), v in sorted(by_size.items())},
         },
         "grounding top-1": {row: {"all": round(float(np.mean([v for (r, _), vs in top1.items() if r == row
                                                                for v in vs])), 3)}
