@@ -85,9 +85,12 @@ def test_damaged_frames_are_reported(tmp_path):
     (tmp_path / "damaged.avi").write_bytes(data)
     source = open_video(tmp_path / "damaged.avi")
     assert source.num_frames == 30 and source.unreadable_frames == []
-    # the error is logged as the decoder meets it, up to a few frames before frame 12 leaves it (threads)
-    (first,) = source.damaged_frames
-    assert 12 - 4 <= first <= 12 and f"errors from about frame {first} on" in source.warnings[0]
+    # the errors are logged as the decoder meets them, up to a few frames before frame 12 leaves it (threads), and one
+    # damaged frame can be logged at more than one point (CI once saw frames 10 and 12)
+    damaged = source.damaged_frames
+    assert damaged and all(12 - 4 <= k <= 12 for k in damaged)
+    warning = source.warnings[0]
+    assert "the decoder reported errors from about frame" in warning and f" {damaged[0]}" in warning
 
 
 def test_opencv_prints_nothing_of_its_own(tmp_path):
