@@ -65,6 +65,25 @@ def test_peaks_are_distinct_local_maxima_best_first_and_the_relative_term_starts
     assert term[4, 7] == 0 and term[0, 7] == -1 and term[4, 3] == -1 and term[0, 3] == -2
 
 
+def test_a_pooled_heatmap_keeps_its_peaks_and_units_on_the_coarse_grid_of_a_finer_mask_grid():
+    """With ``pool`` 2 (stride-2 mask features, ``encoder.fine``) the heatmap reads the mean of each 2 x 2 block, the
+    peaks are cells of that coarse grid, and the relative term is centred on the peak's block of the mask grid, in
+    coarse cells."""
+    torch.manual_seed(0)
+    head = ProposalHead(mask_dim=4, dim=8, num_queries=2, pool=2)
+    features = torch.randn(1, 4, 12, 20)
+    logits, anchors, _, content, _ = head(features)
+    assert logits.shape == (1, 1, 6, 10) and (anchors[0, :, 0] < 10).all() and (anchors[0, :, 1] < 6).all()
+    x, y = anchors[0, 0].long().tolist()
+    block = features[0, :, 2 * y:2 * y + 2, 2 * x:2 * x + 2].mean((1, 2))
+    torch.testing.assert_close(content[0, 0], head.content(block))
+    term = head.mask_term(torch.randn(1, 1, 8), torch.tensor([[[5.0, 3.0]]]), (12, 20))[0, 0]
+    # coarse cell (x 5, y 3) is fine cells x 10-11, y 6-7, whose centres lie a quarter of a coarse cell from its centre
+    top = torch.tensor(-2 * 0.25**2 / 16)
+    assert term.max() == top and (term[6:8, 10:12] == top).all()
+    torch.testing.assert_close(term[6, 14], top - (1.75**2 - 0.25**2) / 16)  # fine cell 14: 2 coarse cells right of 10
+
+
 def test_linking_reads_the_positions_of_identical_queries():
     """Two identical queries that swap places in the index: cosine alone cannot tell them apart, positions can."""
     queries = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]]).expand(2, -1, -1)[None]  # (1, T=2, Q=3, 2)

@@ -161,6 +161,34 @@ def test_frame_boxes_and_box_weights_come_together(overrides):
         load_config("vlm_tiny_synth", overrides)
 
 
+def test_fine_mask_features_are_at_stride_2_start_as_the_stride_4_ones_and_decode_in_windows():
+    """``encoder.fine``: the masks are at stride 2 of the padded input and the proposals' heatmap stays at stride 4;
+    the stem's projection starts at zero (the stem changes nothing yet) and learns; a session (which computes the stem
+    with the backbone's maps) decodes windows as one, and its output is brought to the frame's size."""
+    torch.manual_seed(0)
+    model = build_model(load_config("vlm_tiny_synth", [*SIZE, "model.encoder.fine=8"]).model)
+    assert model.mask_stride == 2 and model.describe()["encoder"]["mask_stride"] == 2
+    batch = clip_batch(model)
+    out = model(batch)
+    assert out["frame_masks"][-1].shape == (8, 8, 32, 32) and out["frame_objectness"].shape == (8, 1, 16, 16)
+    assert out["video_masks"][-1].shape == (2, 8, 4, 32, 32) and out["slot_logits"].shape[-2:] == (32, 32)
+    frames = model.pad(batch.frames[0])
+    features = model.image_features(frames)
+    assert [tuple(f.shape[-2:]) for f in features] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
+    words, padding, _ = model.encode_text(batch.text)
+    words, padding = words[:1].expand(4, -1, -1), padding[:1].expand(4, -1)
+    start = model.encoder(features, words, padding)[0]
+    torch.testing.assert_close(model.encoder([torch.randn_like(features[0]), *features[1:]], words, padding)[0], start)
+    sum(model.loss(out, batch).values()).backward()
+    assert model.encoder.fine.weight.grad.abs().sum() > 0
+    model.eval()
+    sentences = model.prepare_text(["the red square", "the thing that moves left"])
+    parts = assert_windows_decode_as_one(model, frames, sentences, 3)
+    probs, logits = parts[0][0]
+    assert logits.shape == (3, 8, 32, 32)
+    assert model.select(probs, logits).masks(model.mask_stride, (48, 64), (96, 128)).shape == (3, 96, 128)
+
+
 def test_state_dict_names_are_those_of_earlier_run_folders():
     # the names and shapes of vlm_tiny_synth's weights as rvos 0.1 saved them, before the model contract: a run
     # folder trained then still loads

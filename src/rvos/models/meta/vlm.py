@@ -36,7 +36,7 @@ from rvos.models.criterion.terms import boxes_from_masks
 from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel, TextInputs,
                                    union_of_queries)
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
-from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder
+from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
@@ -69,6 +69,10 @@ class EncoderConfig:
     points: int = 4  # deformable sampling points per head and level
     ffn: int = 1024
     norm_groups: int = 32  # GroupNorm groups of the input projections
+    # channels of a small stem on the frames at stride 2 (0: none): with it the mask features, and so the masks, are at
+    # stride 2, the stride-4 ones upsampled plus the stem's projection (:class:`FineStem`; a CPU-size option, not the
+    # report's); the proposals' heatmap stays at stride 4
+    fine: int = 0
 
 
 @dataclass
@@ -131,15 +135,15 @@ class VLMConfig:
 
 @dataclass
 class FrameOutputs:
-    mask_features: torch.Tensor  # (N, D, H/4, W/4)
+    mask_features: torch.Tensor  # (N, D, h, w) at the model's mask_stride (4, or 2 with encoder.fine)
     queries: torch.Tensor  # (N, Q, C), last frame-decoder layer, normalised
     words: torch.Tensor  # (N, L, C), enhanced by the cross-modal encoder
     scores: list[torch.Tensor]  # per prediction (N, Q)
-    masks: list[torch.Tensor]  # per prediction (N, Q, H/4, W/4)
+    masks: list[torch.Tensor]  # per prediction (N, Q, h, w)
     boxes: list[torch.Tensor] | None  # per prediction (N, Q, 4) (cx, cy, w, h) with frame_decoder.boxes
     last: torch.Tensor  # (N, Q, C) the last layer's raw queries (what the next frame starts from when propagating)
     objectness: torch.Tensor | None  # (N, 1, H/4, W/4) centre heatmap logits with frame_decoder.proposals
-    anchors: torch.Tensor | None  # (N, Q, 2) the queries' peaks on the mask grid with frame_decoder.proposals
+    anchors: torch.Tensor | None  # (N, Q, 2) the queries' peaks on the heatmap's grid with frame_decoder.proposals
     peaks: torch.Tensor | None  # (N, Q) the heatmap's probability at those peaks
 
 
@@ -184,11 +188,14 @@ class VLMModel(RvosModel):
         self.sentence_proj = nn.Linear(self.backbone.sentence_dim, c)
         e = cfg.encoder
         self.encoder = CrossModalPixelDecoder(self.backbone.channels, c, cfg.mask_dim, e.layers, e.heads, e.points,
-                                              e.ffn, cfg.dropout, e.norm_groups)
+                                              e.ffn, cfg.dropout, e.norm_groups, e.fine)
+        self.fine_stem = FineStem(e.fine, e.norm_groups) if e.fine else None
+        self.mask_stride = 2 if e.fine else 4
         f = cfg.frame_decoder
         self.frame_decoder = FrameQueryDecoder(c, f.queries, f.layers, f.heads, f.ffn, cfg.mask_dim, cfg.dropout,
                                                text_score=cfg.text_score, query_content=f.query_content,
-                                               boxes=f.boxes, proposals=f.proposals)
+                                               boxes=f.boxes, proposals=f.proposals,
+                                               proposal_pool=4 // self.mask_stride)
         self.query_init = VideoQueryInitializer(c)
         v = cfg.video_decoder
         self.video_decoder = VideoQueryDecoder(c, v.queries, v.layers, v.heads, v.ffn, cfg.mask_dim, cfg.dropout,
@@ -216,12 +223,15 @@ class VLMModel(RvosModel):
         return self.word_proj(t.words), t.padding, self.sentence_proj(t.sentence)
 
     def image_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """images (N, 3, H, W) in [0, 1], H and W multiples of 32 -> CLIP features at strides 4..32 (the only
-        text-independent stage: shared by every sentence about a video)."""
-        return self.backbone.forward_image(images)
+        """images (N, 3, H, W) in [0, 1], H and W multiples of 32 -> CLIP features at strides 4..32, after the fine
+        stem's map at stride 2 with ``encoder.fine`` (the only text-independent stage: shared by every sentence about
+        a video)."""
+        features = self.backbone.forward_image(images)
+        return [self.fine_stem(images)] + features if self.fine_stem is not None else features
 
     def mask_features(self, features: list[torch.Tensor], words: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        """The cross-modal encoder's mask features (N, D, H/4, W/4) for text per frame (N, L, C)."""
+        """The cross-modal encoder's mask features (N, D, h, w) at :attr:`mask_stride` for text per frame (N, L,
+        C)."""
         return self.encoder(features, words, padding)[0]
 
     @property
@@ -248,7 +258,8 @@ class VLMModel(RvosModel):
     def decode_video(self, frame_queries: torch.Tensor, words: torch.Tensor, padding: torch.Tensor,
                      sentence: torch.Tensor, anchors: torch.Tensor | None = None) -> VideoOutputs:
         """frame_queries (B, T, Q, C); words (B, L, C) (the clip's mean enhanced words); sentence (B, C); anchors
-        (B, T, Q, 2) the proposals' peaks on the mask grid (``frame_decoder.proposals``), which the linking reads."""
+        (B, T, Q, 2) the proposals' peaks on the heatmap's grid (``frame_decoder.proposals``), which the linking
+        reads."""
         b, t_len = frame_queries.shape[:2]
         if not self.cfg.video_decoder.temporal:  # every frame its own clip of one frame
             frame_queries = frame_queries.flatten(0, 1)[:, None]
@@ -529,7 +540,7 @@ class VLMModel(RvosModel):
         return {
             "backbone": {"model": cfg.backbone.model, "frozen_setting": cfg.backbone.frozen, "image_channels": self.backbone.channels,
                          "text_width": self.backbone.width, "text_parameters": text_params},
-            "encoder": {"layers": len(self.encoder.layers), "hidden": cfg.hidden_dim},
+            "encoder": {"layers": len(self.encoder.layers), "hidden": cfg.hidden_dim, "mask_stride": self.mask_stride},
             "frame_decoder": {"layers": self.frame_decoder.num_layers, "queries": self.frame_decoder.num_queries,
                               "proposals": cfg.frame_decoder.proposals},
             "video_decoder": {"layers": self.video_decoder.num_layers, "queries": self.video_decoder.num_queries,

@@ -35,19 +35,20 @@ from rvos.models.modules.query_stack import QueryLayerStack, masked_attention
 @dataclass
 class FrameDecoding:
     scores: list[torch.Tensor]  # per prediction (N, Q)
-    masks: list[torch.Tensor]  # per prediction (N, Q, H/4, W/4)
+    masks: list[torch.Tensor]  # per prediction (N, Q, h, w) on the mask features' grid
     boxes: list[torch.Tensor] | None  # per prediction (N, Q, 4), with ``boxes``
     queries: torch.Tensor  # (N, Q, C) the last layer's, normalised
     last: torch.Tensor  # (N, Q, C) the last layer's raw queries (what :meth:`FrameQueryDecoder.propagate` carries)
-    objectness: torch.Tensor | None = None  # (N, 1, H/4, W/4) heatmap logits, with ``proposals``
-    anchors: torch.Tensor | None = None  # (N, Q, 2) the queries' peaks (x, y) on the mask grid, with ``proposals``
+    objectness: torch.Tensor | None = None  # (N, 1, h', w') heatmap logits, with ``proposals``
+    anchors: torch.Tensor | None = None  # (N, Q, 2) the queries' peaks (x, y) on the heatmap's grid, with ``proposals``
     peaks: torch.Tensor | None = None  # (N, Q) the heatmap's probability at the queries' peaks, with ``proposals``
 
 
 class FrameQueryDecoder(QueryLayerStack):
     def __init__(self, dim: int = 256, num_queries: int = 20, layers: int = 9, heads: int = 8, ffn: int = 2048,
                  mask_dim: int = 256, dropout: float = 0.0, levels: int = 3, text_score: bool = True,
-                 query_content: bool = False, boxes: bool = False, proposals: bool = False):
+                 query_content: bool = False, boxes: bool = False, proposals: bool = False, proposal_pool: int = 1):
+        """``proposal_pool``: the proposals' heatmap cell in cells of the mask grid (:class:`ProposalHead`)."""
         super().__init__(dim, layers, heads, ffn, dropout, memories=("text", "image"))
         self.num_queries, self.heads, self.levels = num_queries, heads, levels
         # a learned position per query, or with proposals the embedding of the query's peak
@@ -59,11 +60,11 @@ class FrameQueryDecoder(QueryLayerStack):
         self.score_head = ScoreHead(dim, text_score)
         self.mask_head = MLP(dim, dim, mask_dim, 3)
         self.box_head = MLP(dim, dim, 4, 3) if boxes else None  # (cx, cy, w, h) in [0, 1] of the padded frame
-        self.proposals = ProposalHead(mask_dim, dim, num_queries) if proposals else None
+        self.proposals = ProposalHead(mask_dim, dim, num_queries, pool=proposal_pool) if proposals else None
 
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int],
                 sentence: torch.Tensor, anchors: torch.Tensor | None = None):
-        """Scores (N, Q), masks (N, Q, H/4, W/4), boxes (N, Q, 4) or None, the attention mask for the next layer and
+        """Scores (N, Q), masks (N, Q, h, w), boxes (N, Q, 4) or None, the attention mask for the next layer and
         the normalised queries; ``anchors`` (N, Q, 2): the proposals' peaks."""
         out = self.norm(queries)
         scores = self.score_head(out, sentence)

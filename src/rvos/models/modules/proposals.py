@@ -22,14 +22,16 @@ from torch import nn
 from rvos.models.layers.position_encoding import sine_2d
 
 RELATIVE_TERMS = 5  # dx, dy, dx², dy², dx·dy
-LINK_UNIT = 8.0  # cells of the mask grid between two peaks that cost as much, in the linking, as orthogonal queries
+LINK_UNIT = 8.0  # cells of the heatmap grid between two peaks that cost as much, in the linking, as orthogonal queries
 
 
 class ProposalHead(nn.Module):
-    def __init__(self, mask_dim: int, dim: int, num_queries: int, scale: float = 4.0):
-        """``scale``: the relative coordinates' unit, in cells of the mask grid."""
+    def __init__(self, mask_dim: int, dim: int, num_queries: int, scale: float = 4.0, pool: int = 1):
+        """``scale``: the relative coordinates' unit, in cells of the heatmap's grid; ``pool``: a heatmap cell in cells
+        of the mask grid (the mask features are average-pooled by it before the heatmap reads them, so that stride-2
+        mask features keep a stride-4 heatmap: peaks, their units and the linking's are those of the stride-4 grid)."""
         super().__init__()
-        self.num_queries, self.scale = num_queries, scale
+        self.num_queries, self.scale, self.pool = num_queries, scale, pool
         self.objectness = nn.Sequential(nn.Conv2d(mask_dim, mask_dim, 3, padding=1), nn.ReLU(),
                                         nn.Conv2d(mask_dim, 1, 1))
         nn.init.constant_(self.objectness[-1].bias, -2.19)  # a prior of 0.1 (CenterNet's)
@@ -41,9 +43,14 @@ class ProposalHead(nn.Module):
             self.relative.bias.copy_(torch.tensor([0.0, 0.0, -1.0, -1.0, 0.0]))
 
     def forward(self, mask_features: torch.Tensor):
-        """mask_features (N, D, h, w) -> heatmap logits (N, 1, h, w), peaks (N, Q, 2) as (x, y) on the mask grid, their
-        objectness (N, Q) (the heatmap's probability there), the queries' content (N, Q, C) and position embeddings
-        (N, Q, C). The peaks are the ``num_queries`` best local maxima (3 x 3) of the heatmap, best first."""
+        """mask_features (N, D, H, W) -> heatmap logits (N, 1, h, w) (h = H / pool), peaks (N, Q, 2) as (x, y) on the
+        heatmap's grid, their objectness (N, Q) (the heatmap's probability there), the queries' content (N, Q, C) and
+        position embeddings (N, Q, C). The peaks are the ``num_queries`` best local maxima (3 x 3) of the heatmap, best
+        first."""
+        if self.pool > 1:  # a mean over each pool x pool block (avg_pool2d's backward is slow on a CPU)
+            n, d, h, w = mask_features.shape
+            p = self.pool
+            mask_features = mask_features.view(n, d, h // p, p, w // p, p).mean((3, 5))
         n, d, h, w = mask_features.shape
         if h * w < self.num_queries:
             raise ValueError(f"a {h}x{w} mask grid has fewer cells than the {self.num_queries} queries to propose")
@@ -60,11 +67,17 @@ class ProposalHead(nn.Module):
         return logits, anchors, objectness, self.content(features), pos
 
     def mask_term(self, queries: torch.Tensor, anchors: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """The relative-coordinate term (N, Q, h, w) added to the mask logits of queries (N, Q, C) at ``anchors``."""
+        """The relative-coordinate term (N, Q, h, w) on the mask grid of ``size``, added to the mask logits of queries
+        (N, Q, C) at ``anchors`` (on the heatmap's grid)."""
         h, w = size
         weights = self.relative(queries)  # (N, Q, 5)
-        dx = (torch.arange(w, device=queries.device, dtype=queries.dtype) - anchors[..., :1]) / self.scale  # (N, Q, w)
-        dy = (torch.arange(h, device=queries.device, dtype=queries.dtype) - anchors[..., 1:]) / self.scale  # (N, Q, h)
+
+        def at(n: int) -> torch.Tensor:
+            """The mask grid's cell centres along a side of n cells, in heatmap cells (the same when pool is 1)."""
+            return (torch.arange(n, device=queries.device, dtype=queries.dtype) + 0.5) / self.pool - 0.5
+
+        dx = (at(w) - anchors[..., :1]) / self.scale  # (N, Q, w)
+        dy = (at(h) - anchors[..., 1:]) / self.scale  # (N, Q, h)
         dx, dy = dx[:, :, None, :], dy[:, :, :, None]
         wt = [weights[..., k, None, None] for k in range(RELATIVE_TERMS)]
         return wt[0] * dx + wt[1] * dy + wt[2] * dx * dx + wt[3] * dy * dy + wt[4] * dx * dy
