@@ -32,6 +32,7 @@ from rvos.data.schema import normalize_text
 from rvos.data.splits import open_split
 from rvos.data.transforms import resize_frames, resized_shape
 from rvos.engine.checkpoint import find_model, load_model
+from rvos.engine.diagnose import squeeze_through_mask_grid
 from rvos.models.meta.base import upsample_masks
 from rvos.models.modules.track_grounding import frame_descriptors, tracks
 
@@ -78,12 +79,9 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
         shown = objects[visible].flatten(2).any(-1)  # the frames where each object is seen
         frame_values += best[shown].tolist()
         # by size: the best query and the object squeezed through the mask grid, in the frames where it is seen
-        area = objects[visible].flatten(2).sum(-1).float() / min(size) ** 2  # (M', T)
-        grid = model.pad(F.interpolate(objects[visible].float(), size=model_size, mode="bilinear", align_corners=False))
-        low = F.interpolate(grid, size=(grid.shape[-2] // model.mask_stride, grid.shape[-1] // model.mask_stride),
-                            mode="area")
-        squeezed = upsample_masks(low - 0.5, model.mask_stride, model_size, size) > 0
-        ceiling = iou(squeezed, objects[visible])  # (M', T)
+        seen = objects[visible]
+        area = seen.flatten(2).sum(-1).float() / min(size) ** 2  # (M', T)
+        ceiling = iou(squeeze_through_mask_grid(model, seen, model_size, size), seen)  # (M', T)
         for m in range(len(area)):
             label = "small" if float(area[m][shown[m]].median()) < SMALL else "big"
             by_size[(label, "best query in each frame")] += best[m][shown[m]].tolist()

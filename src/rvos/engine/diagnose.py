@@ -40,6 +40,17 @@ def mean_iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean(-1)
 
 
+def squeeze_through_mask_grid(model, masks: torch.Tensor, model_size: tuple[int, int],
+                              size: tuple[int, int]) -> torch.Tensor:
+    """masks (..., H, W) at the input's ``size`` -> bool (..., H, W): resized to ``model_size``, padded, averaged down
+    to the model's mask grid and brought back up as its masks are (the ``ceiling`` row)."""
+    grid = model.pad(F.interpolate(masks.float().flatten(0, -3)[None], size=model_size, mode="bilinear",
+                                   align_corners=False)[0])
+    h, w = grid.shape[-2:]
+    low = F.interpolate(grid[None], size=(h // model.mask_stride, w // model.mask_stride), mode="area")[0]
+    return (upsample_masks(low - 0.5, model.mask_stride, model_size, size) > 0).view(masks.shape)
+
+
 @torch.inference_mode()
 def diagnose(model, cfg, split_dir: str | os.PathLike, videos: list[str] | None = None,
              progress: bool = True) -> dict:
@@ -74,15 +85,12 @@ def diagnose(model, cfg, split_dir: str | os.PathLike, videos: list[str] | None 
         for exp, out, (probs, logits) in zip(exps, selected, candidates):
             gt = split.target_masks(name, exp.exp_id)
             gt_t = torch.from_numpy(gt)
-            grid = model.pad(F.interpolate(gt_t[None].float(), size=model_size, mode="bilinear", align_corners=False)[0])
-            h, w = grid.shape[-2:]
-            low = F.interpolate(grid[None], size=(h // model.mask_stride, w // model.mask_stride), mode="area")[0]
             queries = upsample_masks(logits.transpose(0, 1), model.mask_stride, model_size, size) > 0  # (Q, T, H, W)
             preds = {
                 "model": out.masks(model.mask_stride, model_size, size).cpu().numpy(),
                 "top1": queries[probs.mean(0).argmax()].cpu().numpy(),
                 "oracle": queries[mean_iou(queries.cpu(), gt_t).argmax()].cpu().numpy(),
-                "ceiling": (upsample_masks(low - 0.5, model.mask_stride, model_size, size) > 0).cpu().numpy(),
+                "ceiling": squeeze_through_mask_grid(model, gt_t, model_size, size).cpu().numpy(),
             }
             for row, pred in preds.items():
                 j, f = jaccard_and_f(gt, pred)
