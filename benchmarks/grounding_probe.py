@@ -22,7 +22,9 @@ whether the pixels under good masks are enough to ground the sentences, and how 
 a fresh head reads the annotated objects' exact tracks through the model's own descriptors (at the stride-4 mask
 grid, as the track loss computes them), trained as the model trains it (every sentence of the clip's video, 2 clips a
 step, a replay of the last 512 clips with 128 drawn a step, ``--steps`` steps); top-1 accuracy on ``valid_u`` clips,
-with every descriptor and with the shape terms (kurtosis, skewness) held at zero, over ``--seeds`` seeds.
+with every descriptor, with the shape terms (kurtosis, skewness) held at zero, and with the centroid read relative to
+its mean with and without dropout (``model.track.relative_centre``, ``model.track.dropout``), over ``--seeds`` seeds;
+and the same on the first training clips (what the head learnt by heart).
 
 ``features`` freezes a trained run, extracts for training clips and for ``valid_u`` clips the inputs a score head
 could read, and trains fresh heads on them (listwise cross-entropy towards the query that best overlaps the
@@ -272,12 +274,13 @@ def track_head(data: Path, steps: int, n_test: int, seeds: int) -> dict:
     train = exact_track_rows(data / "train", 2 * steps, seed=1)
     test = exact_track_rows(data / "valid_u", n_test, seed=0)
     vocab = sorted({w for r in train + test for t in r["sentences"] + [r["text"]] for w in t.split()})
+    test_size = len(test)
     shape = slice(FRAME_DIM - 3, FRAME_DIM)  # the shape terms, the last three descriptors
 
-    def run(seed: int, with_shape: bool) -> dict:
+    def run(seed: int, with_shape: bool, relative_centre: bool, dropout: float) -> dict:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        head = TrackGrounding(len(vocab), 64, 8)
+        head = TrackGrounding(len(vocab), 64, 8, relative_centre, dropout)
         optimizer = torch.optim.AdamW(head.parameters(), 1e-3, weight_decay=0.05)
 
         def inputs(t: torch.Tensor) -> torch.Tensor:
@@ -304,14 +307,23 @@ def track_head(data: Path, steps: int, n_test: int, seeds: int) -> dict:
         with torch.no_grad():
             hits = [float(r["referred"][head.score(head.embed(inputs(r["tracks"])), bag_of_words([r["text"]], vocab))[0]
                                         .argmax()]) for r in test]
-        return by_kind(hits, [r["kind"] for r in test])
+            seen = [float(r["referred"][head.score(head.embed(inputs(r["tracks"])), bag_of_words([r["text"]], vocab))[0]
+                                        .argmax()]) for r in train[:test_size]]
+        return by_kind(hits, [r["kind"] for r in test]) | {"train clips": float(np.mean(seen))}
 
     out = {"train_clips": len(train), "test_clips": len(test), "steps": steps}
-    for name, with_shape in (("every descriptor", True), ("without the shape terms", False)):
-        runs = [run(seed, with_shape) for seed in range(seeds)]
+    for name, with_shape, relative_centre, dropout in (
+            ("every descriptor", True, False, 0.0), ("without the shape terms", False, False, 0.0),
+            ("every descriptor, centroid relative to its mean", True, True, 0.0),
+            ("every descriptor, centroid relative to its mean, dropout 0.3", True, True, 0.3),
+            ("every descriptor, centroid relative to its mean, dropout 0.5", True, True, 0.5)):
+        runs = [run(seed, with_shape, relative_centre, dropout) for seed in range(seeds)]
+        train_hits = [r.pop("train clips") for r in runs]
         out[name] = {k: round(float(np.mean([r[k] for r in runs])), 3) for k in runs[0]}
         out[name + " (per seed, all)"] = [r["all"] for r in runs]
-        print(f"track head, {name}: top-1 accuracy {json.dumps(out[name])} (seeds: {out[name + ' (per seed, all)']})")
+        out[name + " (training clips, all)"] = round(float(np.mean(train_hits)), 3)
+        print(f"track head, {name}: top-1 accuracy {json.dumps(out[name])} (seeds: {out[name + ' (per seed, all)']}; "
+              f"training clips: {out[name + ' (training clips, all)']})")
     return out
 
 

@@ -12,7 +12,8 @@ from rvos.data.schema import Expression, Video
 from rvos.errors import ConfigError
 from rvos.models.build import build_model
 from rvos.models.meta.base import ClipBatch
-from rvos.models.modules.track_grounding import FRAME_DIM, TRACK_DIM, frame_descriptors, slot_labels, tracks
+from rvos.models.modules.track_grounding import (FRAME_DIM, TRACK_DIM, TrackGrounding, frame_descriptors,
+                                                 relative_to_mean, slot_labels, tracks)
 
 from contract import tiny_config
 
@@ -75,6 +76,28 @@ def test_tracks_resample_over_time_and_step_between_points():
     assert t[0, 0, 1:, FRAME_DIM].tolist() == pytest.approx([1.0] * 4)  # 0.1 a step, x 10
     assert t[0, 0, 0, FRAME_DIM] == 0 and (t[0, 0, :, FRAME_DIM + 1] == 0).all()
     assert tracks(d[:, :1], samples=4).shape == (1, 1, 4, TRACK_DIM)  # one frame: a constant track
+
+
+def test_the_head_can_read_a_track_relative_to_its_mean_position():
+    d = torch.zeros(2, 3, 1, FRAME_DIM)  # the same motion in two places; absent in the last frame
+    d[..., 0] = torch.tensor([1.0, 1.0, 0.0])[:, None]
+    d[0, :, 0, 4] = torch.tensor([0.1, 0.3, 0.9])
+    d[1, :, 0, 4] = torch.tensor([0.5, 0.7, 0.2])
+    t = tracks(d, samples=3)
+    r = relative_to_mean(t)
+    assert r[0, 0, :, 4].tolist() == pytest.approx([-0.1, 0.1, 0.0])  # the mean of the present samples, 0 elsewhere
+    torch.testing.assert_close(r[0], r[1])  # where it is no longer tells the two apart
+    keep = [k for k in range(TRACK_DIM) if k not in (4, 5)]
+    torch.testing.assert_close(r[..., keep], t[..., keep])  # presence, colour, shape and the steps unchanged
+    head = TrackGrounding(text_dim=4, hidden=8, samples=3, relative_centre=True, dropout=0.5).eval()
+    torch.testing.assert_close(head.embed(t)[0], head.embed(t)[1])
+    plain = TrackGrounding(text_dim=4, hidden=8, samples=3)
+    assert plain.state_dict().keys() == head.state_dict().keys()  # dropout adds no parameter
+    head.train()
+    torch.manual_seed(0)
+    assert not torch.equal(head.embed(t.repeat(4, 1, 1, 1)), head.embed(t.repeat(4, 1, 1, 1)))  # dropout in training
+    with pytest.raises(ConfigError, match="dropout"):
+        tiny_config("vlm", *TRACK, "model.track.dropout=1.0")
 
 
 def test_a_slot_is_labelled_with_the_object_it_covers():
