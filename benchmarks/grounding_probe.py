@@ -23,8 +23,9 @@ a fresh head reads the annotated objects' exact tracks through the model's own d
 grid, as the track loss computes them), trained as the model trains it (every sentence of the clip's video, 2 clips a
 step, a replay of the last 512 clips with 128 drawn a step, ``--steps`` steps); top-1 accuracy on ``valid_u`` clips,
 with every descriptor, with the shape terms (kurtosis, skewness) held at zero, and with the centroid read relative to
-its mean with and without dropout (``model.track.relative_centre``, ``model.track.dropout``), over ``--seeds`` seeds;
-and the same on the first training clips (what the head learnt by heart).
+its mean with and without dropout (``model.track.relative_centre``, ``model.track.dropout``), and at the frames'
+resolution (``model.track.full_resolution``), over ``--seeds`` seeds; and the same on the first training clips (what
+the head learnt by heart).
 
 ``features`` freezes a trained run, extracts for training clips and for ``valid_u`` clips the inputs a score head
 could read, and trains fresh heads on them (listwise cross-entropy towards the query that best overlaps the
@@ -247,9 +248,10 @@ def descriptors(data: Path, n_train: int, n_test: int) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- track head
 
-def exact_track_rows(split_dir: Path, n: int, seed: int) -> list[dict]:
-    """The first ``n`` clips of a split (no flip): the annotated objects' exact tracks through the model's descriptors,
-    every sentence of the video with its labels, and the clip's own sentence."""
+def exact_track_rows(split_dir: Path, n: int, seed: int, stride: int = 4) -> list[dict]:
+    """The first ``n`` clips of a split (no flip): the annotated objects' exact tracks through the model's descriptors
+    at ``stride`` (4: the mask grid, as the track loss reads them; 1: the frames' resolution, as it reads them with
+    ``model.track.full_resolution``), every sentence of the video with its labels, and the clip's own sentence."""
     split = open_split(split_dir)
     dataset = ClipDataset(split, 8, "global", 8, ClipTransform(96, 160, 0.0), seed=seed)
     rows = []
@@ -257,7 +259,7 @@ def exact_track_rows(split_dir: Path, n: int, seed: int) -> list[dict]:
         item = dataset[position]
         video = split.video(item["video"])
         images = item["frames"].float() / 255
-        h, w = images.shape[-2] // 4, images.shape[-1] // 4  # the mask grid, as the track loss reads exact tracks
+        h, w = images.shape[-2] // stride, images.shape[-1] // stride
         images = F.interpolate(images, size=(h, w), mode="area")
         masks = on_mask_grid(item["instances"], (h, w)).transpose(0, 1).float()
         expressions = [(normalize_text(e.text), set(e.anno_ids)) for e in video.expressions.values()]
@@ -271,13 +273,15 @@ def exact_track_rows(split_dir: Path, n: int, seed: int) -> list[dict]:
 
 
 def track_head(data: Path, steps: int, n_test: int, seeds: int) -> dict:
-    train = exact_track_rows(data / "train", 2 * steps, seed=1)
-    test = exact_track_rows(data / "valid_u", n_test, seed=0)
+    rows = {stride: (exact_track_rows(data / "train", 2 * steps, seed=1, stride=stride),
+                     exact_track_rows(data / "valid_u", n_test, seed=0, stride=stride)) for stride in (4, 1)}
+    train, test = rows[4]
     vocab = sorted({w for r in train + test for t in r["sentences"] + [r["text"]] for w in t.split()})
     test_size = len(test)
     shape = slice(FRAME_DIM - 3, FRAME_DIM)  # the shape terms, the last three descriptors
 
-    def run(seed: int, with_shape: bool, relative_centre: bool, dropout: float) -> dict:
+    def run(seed: int, with_shape: bool, relative_centre: bool, dropout: float, stride: int) -> dict:
+        train, test = rows[stride]
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         head = TrackGrounding(len(vocab), 64, 8, relative_centre, dropout)
@@ -312,12 +316,13 @@ def track_head(data: Path, steps: int, n_test: int, seeds: int) -> dict:
         return by_kind(hits, [r["kind"] for r in test]) | {"train clips": float(np.mean(seen))}
 
     out = {"train_clips": len(train), "test_clips": len(test), "steps": steps}
-    for name, with_shape, relative_centre, dropout in (
-            ("every descriptor", True, False, 0.0), ("without the shape terms", False, False, 0.0),
-            ("every descriptor, centroid relative to its mean", True, True, 0.0),
-            ("every descriptor, centroid relative to its mean, dropout 0.3", True, True, 0.3),
-            ("every descriptor, centroid relative to its mean, dropout 0.5", True, True, 0.5)):
-        runs = [run(seed, with_shape, relative_centre, dropout) for seed in range(seeds)]
+    for name, with_shape, relative_centre, dropout, stride in (
+            ("every descriptor", True, False, 0.0, 4), ("without the shape terms", False, False, 0.0, 4),
+            ("every descriptor, centroid relative to its mean", True, True, 0.0, 4),
+            ("every descriptor, centroid relative to its mean, dropout 0.3", True, True, 0.3, 4),
+            ("every descriptor, centroid relative to its mean, dropout 0.5", True, True, 0.5, 4),
+            ("at the frames' resolution, centroid relative to its mean, dropout 0.3", True, True, 0.3, 1)):
+        runs = [run(seed, with_shape, relative_centre, dropout, stride) for seed in range(seeds)]
         train_hits = [r.pop("train clips") for r in runs]
         out[name] = {k: round(float(np.mean([r[k] for r in runs])), 3) for k in runs[0]}
         out[name + " (per seed, all)"] = [r["all"] for r in runs]

@@ -100,6 +100,19 @@ def test_the_head_can_read_a_track_relative_to_its_mean_position():
         tiny_config("vlm", *TRACK, "model.track.dropout=1.0")
 
 
+def test_the_descriptors_read_the_mask_grid_or_the_frames_resolution():
+    images = torch.rand(1, 3, 32, 64)
+    logits = torch.full((1, 2, 8, 16), -10.0)
+    logits[0, 0, 2:6, 4:8] = 10.0  # a 16 x 16 square at stride 4
+    for full, size in ((False, (8, 16)), (True, (32, 64))):
+        cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.track.full_resolution={str(full).lower()}")
+        read, probs = build_model(cfg.model).descriptor_inputs(images, logits)
+        assert read.shape[-2:] == probs.shape[-2:] == size
+        assert torch.equal(read, images) == full
+        area = frame_descriptors(read, probs)[0, :, 8] / 10  # share of the frame
+        assert area[0] == pytest.approx(0.125, abs=0.02) and area[1] == 0
+
+
 def test_a_slot_is_labelled_with_the_object_it_covers():
     inst = torch.zeros(2, 2, 8, 8, dtype=torch.bool)
     inst[0, :, :4, :4] = True
@@ -133,9 +146,10 @@ SPLIT = SimpleNamespace(videos={"v0": Video("v0", ("0",), {
     "3": Expression("3", "the green circle", (), ())})})
 
 
-@pytest.mark.parametrize("temporal", [True, False])
-def test_the_model_trains_on_every_sentence_of_the_video(temporal):
-    cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.video_decoder.temporal={str(temporal).lower()}")
+@pytest.mark.parametrize("temporal, full", [(True, False), (False, False), (True, True)])
+def test_the_model_trains_on_every_sentence_of_the_video(temporal, full):
+    cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.video_decoder.temporal={str(temporal).lower()}",
+                      f"model.track.full_resolution={str(full).lower()}")
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     model.prepare_training(SPLIT)
@@ -155,9 +169,10 @@ def test_the_model_trains_on_every_sentence_of_the_video(temporal):
     assert torch.isfinite(model.loss(model(clip_batch(model, False)), clip_batch(model, False))["track"])
 
 
-@pytest.mark.parametrize("temporal", [True, False])
-def test_the_session_selects_what_the_model_selects(temporal):
-    cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.video_decoder.temporal={str(temporal).lower()}")
+@pytest.mark.parametrize("temporal, full", [(True, False), (False, False), (True, True)])
+def test_the_session_selects_what_the_model_selects(temporal, full):
+    cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.video_decoder.temporal={str(temporal).lower()}",
+                      f"model.track.full_resolution={str(full).lower()}")
     torch.manual_seed(3)
     model = build_model(cfg.model).eval()
     batch = clip_batch(model)

@@ -289,6 +289,15 @@ class VLMModel(RvosModel):
         slot_tracks = tracks(reorder(descriptors, perms), self.track_head.samples)
         return slot_tracks, self.track_head.score(self.track_head.embed(slot_tracks), sentence[:, None])[:, 0]
 
+    def descriptor_inputs(self, images: torch.Tensor, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded frames (N, 3, H, W) and their queries' mask logits (N, Q, h, w) -> the frames and the masks'
+        probabilities as the track descriptors read them: both at the mask grid (the frames area-pooled), or with
+        ``track.full_resolution`` both at the frames' (the masks upsampled bilinearly, as the output is)."""
+        if self.cfg.track.full_resolution:
+            size = images.shape[-2:]
+            return images, F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False).sigmoid()
+        return F.interpolate(images, size=mask_logits.shape[-2:], mode="area"), mask_logits.sigmoid()
+
     @staticmethod
     def slot_objectness(peaks: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
         """The heatmap's probability at each query's peak (B, T, Q), in frame-query order -> each slot's mean over
@@ -330,8 +339,8 @@ class VLMModel(RvosModel):
         if self.track_head is not None:  # per-frame decoding: every frame a track of one frame (no motion to read)
             clips, frames = (b, t_len) if t_clip == t_len else (b * t_len, 1)
             masks = fo.masks[-1]  # (B*T, Q, h, w)
-            images = F.interpolate(padded, size=masks.shape[-2:], mode="area")
-            descriptors = frame_descriptors(images, masks.sigmoid()).view(clips, frames, q, -1)
+            images, probs = self.descriptor_inputs(padded, masks)
+            descriptors = frame_descriptors(images, probs).view(clips, frames, q, -1)
             text = self.track_text(batch.text).repeat_interleave(clips // b, dim=0)
             slot_tracks, logits = self.track_logits(descriptors, vo.perms, text)
             slot_logits = reorder(masks.view(clips, frames, q, *masks.shape[-2:]), vo.perms)  # (B', T', Q, h, w)
@@ -444,6 +453,8 @@ class VLMModel(RvosModel):
             flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred])  # (E, M+1)
             t_len = instances.shape[1]
             gt = on_mask_grid(self.pad(instances), (h, w))
+            # the exact tracks at the descriptors' resolution (the frames', with track.full_resolution)
+            gt_read = gt if images.shape[-2:] == (h, w) else on_mask_grid(self.pad(instances), images.shape[-2:])
             for start in range(0, t_len, frames):
                 n = (b * t_len + start) // frames  # the track clip
                 part = gt[:, start:start + frames]
@@ -451,7 +462,8 @@ class VLMModel(RvosModel):
                 clip_tracks = outputs["slot_tracks"][n]
                 visible = part.flatten(1).any(1).nonzero()[:, 0].cpu()
                 if len(visible):  # the annotated objects' exact tracks
-                    exact = frame_descriptors(images[n], part[visible].float().transpose(0, 1))  # (T', M', D)
+                    read = gt_read[visible, start:start + frames].float().transpose(0, 1)
+                    exact = frame_descriptors(images[n], read)  # (T', M', D)
                     clip_tracks = torch.cat([clip_tracks, tracks(exact[None], head.samples)[0]])
                     slot_of = torch.cat([slot_of, visible])
                 examples.append(TrackExample(clip_tracks, sentences, flags[:, slot_of].float()))  # -1: the False
@@ -582,9 +594,6 @@ class VLMSession(InferenceSession):
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
         features = self.model.image_features(frames)
-        if self.model.track_head is not None:  # the frames at the masks' resolution, for every sentence's descriptors
-            stride = self.model.mask_stride
-            images = F.interpolate(frames, size=(frames.shape[-2] // stride, frames.shape[-1] // stride), mode="area")
         cached = []
         for k in range(len(self.text)):
             fo = self.model.encode_frames(features, *self._text(k, frames.shape[0]), init=self.inits[k].get(start))
@@ -597,7 +606,7 @@ class VLMSession(InferenceSession):
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
             if self.model.track_head is not None:
                 masks = fo.masks[-1]
-                self.descriptors[k].append(frame_descriptors(images, masks.sigmoid()))
+                self.descriptors[k].append(frame_descriptors(*self.model.descriptor_inputs(frames, masks)))
                 cached.append(masks)  # the output masks are the slots' frame masks
             else:
                 cached.append(fo.mask_features)

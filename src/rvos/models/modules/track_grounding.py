@@ -64,6 +64,9 @@ class TrackGroundingConfig:
     # asks about; its steps say how it moves), so that the head cannot learn the training objects' positions
     relative_centre: bool = False
     dropout: float = 0.0  # on the track network's input and hidden layer
+    # the descriptors read the masks upsampled to the frames' resolution (bilinear, as the output is) and the frames
+    # themselves, instead of both at the mask grid, where a small object is 3 x 3 cells and its shape hardly shows
+    full_resolution: bool = False
 
     def __post_init__(self):
         if self.text not in ("bag", "sentence"):
@@ -132,9 +135,9 @@ class TrackGrounding(nn.Module):
     """score(track, sentence) = <f(track), g(sentence)> + bias.
 
     The head sees the few hundred objects of the training videos many times over (replay), and a network over a
-    track's raw descriptors learns them by heart: on the annotated objects' exact tracks it picks every training
-    clip's referred object (0.999) but 0.88 of the unseen ones. Reading the centroid relative to the track's mean
-    (``relative_centre``) and dropout raise the unseen ones to 0.93 (``benchmarks/grounding_probe.py track-head``)."""
+    track's raw descriptors learns them by heart: on the annotated objects' exact tracks it picks the referred object
+    of every training clip but of 0.886 of the unseen ones. Reading the centroid relative to the track's mean
+    (``relative_centre``) and dropout raise the unseen ones to 0.931 (``benchmarks/grounding_probe.py track-head``)."""
 
     def __init__(self, text_dim: int, hidden: int = 64, samples: int = 8, relative_centre: bool = False,
                  dropout: float = 0.0):
