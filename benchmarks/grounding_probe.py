@@ -309,10 +309,11 @@ def track_head(data: Path, steps: int, n_test: int, seeds: int) -> dict:
             optimizer.step()
         head.eval()
         with torch.no_grad():
-            hits = [float(r["referred"][head.score(head.embed(inputs(r["tracks"])), bag_of_words([r["text"]], vocab))[0]
-                                        .argmax()]) for r in test]
-            seen = [float(r["referred"][head.score(head.embed(inputs(r["tracks"])), bag_of_words([r["text"]], vocab))[0]
-                                        .argmax()]) for r in train[:test_size]]
+            def hit(r: dict) -> float:  # the best-scored object of the clip's own sentence is referred
+                logits = head.score(head.embed(inputs(r["tracks"])), bag_of_words([r["text"]], vocab))[0]
+                return float(r["referred"][logits.argmax()])
+
+            hits, seen = [hit(r) for r in test], [hit(r) for r in train[:test_size]]
         return by_kind(hits, [r["kind"] for r in test]) | {"train clips": float(np.mean(seen))}
 
     out = {"train_clips": len(train), "test_clips": len(test), "steps": steps}

@@ -88,9 +88,8 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
             by_size[(label, "squeezed through the mask grid")] += ceiling[m][shown[m]].tolist()
         # grounding: the head on the annotated objects' own tracks, at the mask grid (at the frames' resolution with
         # model.track.full_resolution), as the track loss reads them
-        stride = 1 if model.cfg.track.full_resolution else model.mask_stride
-        h, w = x.shape[-2] // stride, x.shape[-1] // stride
-        images = F.interpolate(x, size=(h, w), mode="area")
+        images = model.descriptor_frames(x)
+        h, w = images.shape[-2:]
         grid = F.interpolate(model.pad(F.interpolate(objects.float(), size=model_size, mode="nearest")), size=(h, w),
                              mode="area") > 0.5
         head = model.track_head

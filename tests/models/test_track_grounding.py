@@ -106,7 +106,9 @@ def test_the_descriptors_read_the_mask_grid_or_the_frames_resolution():
     logits[0, 0, 2:6, 4:8] = 10.0  # a 16 x 16 square at stride 4
     for full, size in ((False, (8, 16)), (True, (32, 64))):
         cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.track.full_resolution={str(full).lower()}")
-        read, probs = build_model(cfg.model).descriptor_inputs(images, logits)
+        model = build_model(cfg.model)
+        read = model.descriptor_frames(images)
+        probs = model.descriptor_probs(logits, read.shape[-2:])
         assert read.shape[-2:] == probs.shape[-2:] == size
         assert torch.equal(read, images) == full
         area = frame_descriptors(read, probs)[0, :, 8] / 10  # share of the frame

@@ -289,14 +289,21 @@ class VLMModel(RvosModel):
         slot_tracks = tracks(reorder(descriptors, perms), self.track_head.samples)
         return slot_tracks, self.track_head.score(self.track_head.embed(slot_tracks), sentence[:, None])[:, 0]
 
-    def descriptor_inputs(self, images: torch.Tensor, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded frames (N, 3, H, W) and their queries' mask logits (N, Q, h, w) -> the frames and the masks'
-        probabilities as the track descriptors read them: both at the mask grid (the frames area-pooled), or with
-        ``track.full_resolution`` both at the frames' (the masks upsampled bilinearly, as the output is)."""
+    def descriptor_frames(self, images: torch.Tensor) -> torch.Tensor:
+        """Padded frames (N, 3, H, W) -> the frames as the track descriptors read them: area-pooled to the mask grid,
+        or as they are with ``track.full_resolution``."""
         if self.cfg.track.full_resolution:
-            size = images.shape[-2:]
-            return images, F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False).sigmoid()
-        return F.interpolate(images, size=mask_logits.shape[-2:], mode="area"), mask_logits.sigmoid()
+            return images
+        h, w = images.shape[-2] // self.mask_stride, images.shape[-1] // self.mask_stride
+        return F.interpolate(images, size=(h, w), mode="area")
+
+    @staticmethod
+    def descriptor_probs(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Queries' mask logits (N, Q, h, w) -> their probabilities at the size of :meth:`descriptor_frames` (upsampled
+        bilinearly, as the output is, when that is the frames')."""
+        if tuple(mask_logits.shape[-2:]) != tuple(size):
+            mask_logits = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
+        return mask_logits.sigmoid()
 
     @staticmethod
     def slot_objectness(peaks: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
@@ -339,8 +346,9 @@ class VLMModel(RvosModel):
         if self.track_head is not None:  # per-frame decoding: every frame a track of one frame (no motion to read)
             clips, frames = (b, t_len) if t_clip == t_len else (b * t_len, 1)
             masks = fo.masks[-1]  # (B*T, Q, h, w)
-            images, probs = self.descriptor_inputs(padded, masks)
-            descriptors = frame_descriptors(images, probs).view(clips, frames, q, -1)
+            images = self.descriptor_frames(padded)
+            descriptors = frame_descriptors(images, self.descriptor_probs(masks, images.shape[-2:]))
+            descriptors = descriptors.view(clips, frames, q, -1)
             text = self.track_text(batch.text).repeat_interleave(clips // b, dim=0)
             slot_tracks, logits = self.track_logits(descriptors, vo.perms, text)
             slot_logits = reorder(masks.view(clips, frames, q, *masks.shape[-2:]), vo.perms)  # (B', T', Q, h, w)
@@ -594,6 +602,8 @@ class VLMSession(InferenceSession):
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
         features = self.model.image_features(frames)
+        if self.model.track_head is not None:  # the frames as every sentence's descriptors read them
+            images = self.model.descriptor_frames(frames)
         cached = []
         for k in range(len(self.text)):
             fo = self.model.encode_frames(features, *self._text(k, frames.shape[0]), init=self.inits[k].get(start))
@@ -606,7 +616,8 @@ class VLMSession(InferenceSession):
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
             if self.model.track_head is not None:
                 masks = fo.masks[-1]
-                self.descriptors[k].append(frame_descriptors(*self.model.descriptor_inputs(frames, masks)))
+                probs = self.model.descriptor_probs(masks, images.shape[-2:])
+                self.descriptors[k].append(frame_descriptors(images, probs))
                 cached.append(masks)  # the output masks are the slots' frame masks
             else:
                 cached.append(fo.mask_features)

@@ -37,6 +37,7 @@ from torch import nn
 
 FRAME_DIM = 13  # presence, colour (3), centroid (2), spread (2), area, fill, shape (3)
 TRACK_DIM = FRAME_DIM + 2  # and the centroid's step
+CENTRE = slice(4, 6)  # the centroid (x, y) among the descriptors
 
 
 @dataclass
@@ -125,7 +126,7 @@ def tracks(descriptors: torch.Tensor, samples: int) -> torch.Tensor:
     x = descriptors.permute(0, 2, 3, 1).reshape(b * q, d, t_len)
     x = x.repeat(1, 1, 2) if t_len == 1 else x
     x = F.interpolate(x, size=samples, mode="linear", align_corners=True).view(b, q, d, samples).transpose(2, 3)
-    presence, centre = x[..., :1], x[..., 4:6]
+    presence, centre = x[..., :1], x[..., CENTRE]
     step = torch.zeros_like(centre)
     step[:, :, 1:] = (centre[:, :, 1:] - centre[:, :, :-1]) * presence[:, :, 1:] * presence[:, :, :-1] * 10
     return torch.cat([x, step], -1)
@@ -170,9 +171,9 @@ class TrackGrounding(nn.Module):
 def relative_to_mean(tracks: torch.Tensor) -> torch.Tensor:
     """Tracks (..., samples, TRACK_DIM) with the centroid as an offset from its mean over the samples where the object
     is present (0 where it is absent)."""
-    presence, centre = tracks[..., :1], tracks[..., 4:6]
+    presence, centre = tracks[..., :1], tracks[..., CENTRE]
     mean = (centre * presence).sum(-2, keepdim=True) / presence.sum(-2, keepdim=True).clamp(min=1e-3)
-    return torch.cat([tracks[..., :4], (centre - mean) * presence, tracks[..., 6:]], -1)
+    return torch.cat([tracks[..., :CENTRE.start], (centre - mean) * presence, tracks[..., CENTRE.stop:]], -1)
 
 
 def slot_labels(slot_masks: torch.Tensor, instances: torch.Tensor, min_iou: float) -> torch.Tensor:
