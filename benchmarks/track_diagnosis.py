@@ -34,7 +34,7 @@ from rvos.data.transforms import resize_frames, resized_shape
 from rvos.engine.checkpoint import find_model, load_model
 from rvos.engine.diagnose import squeeze_through_mask_grid
 from rvos.models.meta.base import upsample_masks
-from rvos.models.modules.track_grounding import frame_descriptors, tracks
+from rvos.models.modules.track_grounding import frame_descriptors
 
 BINS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01]
 SMALL = 0.02
@@ -92,9 +92,11 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
         h, w = images.shape[-2:]
         grid = F.interpolate(model.pad(F.interpolate(objects.float(), size=model_size, mode="nearest")), size=(h, w),
                              mode="area") > 0.5
-        head = model.track_head
-        exact = head.embed(tracks(frame_descriptors(images, grid.float().transpose(0, 1))[None], head.samples))[0]
-        exact_logits = head.score(exact, model.track_text(text))  # (E, M)
+        descriptors = frame_descriptors(images, grid.float().transpose(0, 1))  # (T, M, D)
+        windows = (model.track_head.crop_embed(model.frame_windows(x, descriptors, (h, w)))[None]
+                   if model.cfg.track.crop else None)
+        exact = model.track_embeds(descriptors[None], windows)[1][0]
+        exact_logits = model.track_head.score(exact, model.track_text(text))  # (E, M)
         for k, e in enumerate(exps):
             referred = [ids.index(a) for a in e.anno_ids]
             top1[("exact tracks", e.kind or "all")].append(int(exact_logits[k].argmax()) in referred)

@@ -7,13 +7,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rvos.data.schema import Expression, Video
 from rvos.errors import ConfigError
 from rvos.models.build import build_model
 from rvos.models.meta.base import ClipBatch
-from rvos.models.modules.track_grounding import (FRAME_DIM, TRACK_DIM, TrackGrounding, frame_descriptors,
-                                                 relative_to_mean, slot_labels, tracks)
+from rvos.models.modules.track_grounding import (CROP_DIM, FRAME_DIM, TRACK_DIM, TrackGrounding, crop_windows,
+                                                 frame_descriptors, relative_to_mean, slot_labels, track_frames,
+                                                 tracks)
 
 from contract import tiny_config
 
@@ -115,6 +117,60 @@ def test_the_descriptors_read_the_mask_grid_or_the_frames_resolution():
         assert area[0] == pytest.approx(0.125, abs=0.02) and area[1] == 0
 
 
+def test_a_window_is_the_frame_around_the_masks_centroid():
+    frames = torch.zeros(1, 3, 32, 64)
+    frames[0, 0, 8:16, 20:28] = 1.0  # an 8 x 8 red square at full resolution
+    frames[0, 2, 0:4, 0:4] = 1.0  # a blue corner
+    masks = torch.zeros(1, 2, 8, 16)  # the mask grid, stride 4
+    masks[0, 0, 2:4, 5:7] = 1.0  # the square's cells
+    grid = masks.shape[-2:]
+    windows = crop_windows(frames, frame_descriptors(F.interpolate(frames, size=grid, mode="area"), masks), grid, 12)
+    assert windows.shape == (1, 2, 3, 12, 12)
+    # the square in the middle of its window, two pixels of background around it
+    torch.testing.assert_close(windows[0, 0, 0, 2:10, 2:10], torch.ones(8, 8))
+    assert windows[0, 0, 0].sum() == pytest.approx(64) and windows[0, 0, 1:].abs().max() < 1e-6
+    # an empty mask: its centroid is the first cell; beyond the frame the window reads 0
+    corner = windows[0, 1, 2]
+    assert corner.sum() == pytest.approx(16) and corner[:4].sum() == 0
+    # the same at the frames' resolution (descriptors read at full resolution)
+    full = F.interpolate(masks, size=(32, 64), mode="nearest")
+    torch.testing.assert_close(crop_windows(frames, frame_descriptors(frames, full), (32, 64), 12)[0, 0], windows[0, 0])
+
+
+def test_a_track_reads_frames_spread_over_those_where_it_is_present():
+    presence = torch.zeros(1, 6, 3)  # 6 frames, 3 slots
+    presence[0, :, 0] = 1.0  # slot 0 everywhere
+    presence[0, 3:5, 1] = 1.0  # slot 1 in frames 3 and 4; slot 2 never
+    values = torch.arange(6.0)[None, :, None].expand(1, 6, 3)  # each frame's index
+    chosen, present = track_frames(values, presence, 2)
+    assert chosen[0].tolist() == [[1.0, 4.0], [3.0, 4.0], [0.0, 0.0]]
+    assert present[0].tolist() == [[True, True], [True, True], [False, False]]
+    chosen, present = track_frames(values, presence, 1)
+    assert chosen[0, :, 0].tolist() == [3.0, 4.0, 0.0]  # the middle of the frames where each is present
+
+
+def test_the_head_reads_the_windows_when_asked():
+    head = TrackGrounding(text_dim=4, hidden=8, samples=3, crop=12).eval()
+    plain = TrackGrounding(text_dim=4, hidden=8, samples=3)
+    t = torch.zeros(2, 3, TRACK_DIM)
+    crops = torch.rand(2, 2, 3, 12, 12)
+    embeds = head.crop_embed(crops)
+    assert embeds.shape == (2, 2, CROP_DIM)
+    torch.testing.assert_close(head.crop_embed((crops * 255).round().to(torch.uint8)), embeds, atol=0.02, rtol=0.0)
+    present = torch.tensor([[True, False], [False, False]])
+    appearance = head.appearance(embeds, present)
+    torch.testing.assert_close(appearance[0], embeds[0, 0])  # the frames where the mask is present
+    assert (appearance[1] == 0).all()  # never present: nothing to read
+    out = head.embed(t, appearance)
+    assert out.shape == (2, 8) and not torch.equal(out[0], out[1])
+    with pytest.raises(ValueError, match="appearance"):
+        head.embed(t)
+    with pytest.raises(ValueError, match="appearance"):
+        plain.embed(t, appearance)
+    with pytest.raises(ConfigError, match="crop"):
+        tiny_config("vlm", *TRACK, "model.track.crop=-1")
+
+
 def test_a_slot_is_labelled_with_the_object_it_covers():
     inst = torch.zeros(2, 2, 8, 8, dtype=torch.bool)
     inst[0, :, :4, :4] = True
@@ -148,10 +204,11 @@ SPLIT = SimpleNamespace(videos={"v0": Video("v0", ("0",), {
     "3": Expression("3", "the green circle", (), ())})})
 
 
-@pytest.mark.parametrize("temporal, full", [(True, False), (False, False), (True, True)])
-def test_the_model_trains_on_every_sentence_of_the_video(temporal, full):
+@pytest.mark.parametrize("temporal, full, crop", [(True, False, 0), (False, False, 0), (True, True, 0),
+                                                 (True, False, 12), (False, False, 12), (True, True, 12)])
+def test_the_model_trains_on_every_sentence_of_the_video(temporal, full, crop):
     cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.video_decoder.temporal={str(temporal).lower()}",
-                      f"model.track.full_resolution={str(full).lower()}")
+                      f"model.track.full_resolution={str(full).lower()}", f"model.track.crop={crop}")
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     model.prepare_training(SPLIT)
@@ -171,10 +228,11 @@ def test_the_model_trains_on_every_sentence_of_the_video(temporal, full):
     assert torch.isfinite(model.loss(model(clip_batch(model, False)), clip_batch(model, False))["track"])
 
 
-@pytest.mark.parametrize("temporal, full", [(True, False), (False, False), (True, True)])
-def test_the_session_selects_what_the_model_selects(temporal, full):
+@pytest.mark.parametrize("temporal, full, crop", [(True, False, 0), (False, False, 0), (True, True, 0),
+                                                 (True, False, 12), (False, False, 12), (True, True, 12)])
+def test_the_session_selects_what_the_model_selects(temporal, full, crop):
     cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.video_decoder.temporal={str(temporal).lower()}",
-                      f"model.track.full_resolution={str(full).lower()}")
+                      f"model.track.full_resolution={str(full).lower()}", f"model.track.crop={crop}")
     torch.manual_seed(3)
     model = build_model(cfg.model).eval()
     batch = clip_batch(model)
@@ -224,8 +282,10 @@ def save(obj):
     return buffer
 
 
-def test_the_replay_memory_scores_earlier_clips_again():
-    cfg = tiny_config("vlm", *SIZE, *TRACK, "model.track.replay=3", "model.track.replay_draw=2")
+@pytest.mark.parametrize("crop", [0, 12])
+def test_the_replay_memory_scores_earlier_clips_again(crop):
+    cfg = tiny_config("vlm", *SIZE, *TRACK, "model.track.replay=3", "model.track.replay_draw=2",
+                      f"model.track.crop={crop}")
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     model.prepare_training(SPLIT)
@@ -243,6 +303,11 @@ def test_the_replay_memory_scores_earlier_clips_again():
     redrawn = again.track_replay.draw(5)
     assert [e.sentences for e in redrawn] == [e.sentences for e in drawn]
     assert all(torch.equal(a.tracks, b.tracks) and torch.equal(a.labels, b.labels) for a, b in zip(redrawn, drawn))
+    if crop:  # each track's windows, stored as uint8 as frames are
+        assert all(e.crops.dtype == torch.uint8 and e.crops.shape == (len(e.tracks), 2, 3, 12, 12) for e in drawn)
+        assert all(torch.equal(a.crops, b.crops) and torch.equal(a.present, b.present) for a, b in zip(redrawn, drawn))
+    else:
+        assert all(e.crops is None for e in drawn)
     with pytest.raises(ConfigError, match="replay"):
         tiny_config("vlm", *TRACK, "model.track.replay=-1")
 

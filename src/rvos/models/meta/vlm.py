@@ -40,7 +40,8 @@ from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
-                                                 frame_descriptors, on_mask_grid, slot_labels, tracks)
+                                                 crop_windows, frame_descriptors, on_mask_grid, slot_labels,
+                                                 track_frames, tracks)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -204,7 +205,7 @@ class VLMModel(RvosModel):
         self.video_sim = nn.Linear(c, c)
         track_text = self.backbone.width if cfg.track.text == "bag" else c
         self.track_head = (TrackGrounding(track_text, cfg.track.hidden, cfg.track.samples, cfg.track.relative_centre,
-                                          cfg.track.dropout) if cfg.track.enabled else None)
+                                          cfg.track.dropout, cfg.track.crop) if cfg.track.enabled else None)
         self.track_replay = TrackReplay(cfg.track.replay) if cfg.track.enabled and cfg.track.replay else None
         # boxes are predicted per frame only: the video level is matched and supervised on masks and scores
         self.criterion = SetCriterion(replace(cfg.loss, box_weight=0.0, giou_weight=0.0))
@@ -283,11 +284,29 @@ class VLMModel(RvosModel):
         """The sentences (N, D) as the track score reads them (``model.track.text``)."""
         return self.backbone.bag_of_tokens(text) if self.cfg.track.text == "bag" else self.encode_text(text)[2]
 
-    def track_logits(self, descriptors: torch.Tensor, perms: torch.Tensor, sentence: torch.Tensor):
-        """Per-frame descriptors (B, T, Q, D) in frame-query order, the slot order, sentences (B, C) -> (the slots'
-        tracks (B, Q, samples, D'), referring logits (B, Q))."""
-        slot_tracks = tracks(reorder(descriptors, perms), self.track_head.samples)
-        return slot_tracks, self.track_head.score(self.track_head.embed(slot_tracks), sentence[:, None])[:, 0]
+    def track_embeds(self, descriptors: torch.Tensor, windows: torch.Tensor | None = None):
+        """Per-frame descriptors (B, T, K, D) of K tracks, and with ``track.crop`` their frame windows' embeddings
+        (B, T, K, CROP_DIM) -> (the tracks (B, K, samples, D'), their embeddings (B, K, hidden))."""
+        head = self.track_head
+        track = tracks(descriptors, head.samples)
+        appearance = None
+        if windows is not None:
+            appearance = head.appearance(*track_frames(windows, descriptors[..., 0], self.cfg.track.crop_frames))
+        return track, head.embed(track, appearance)
+
+    def track_logits(self, descriptors: torch.Tensor, perms: torch.Tensor, sentence: torch.Tensor,
+                     windows: torch.Tensor | None = None):
+        """Per-frame descriptors (B, T, Q, D) in frame-query order, the slot order, sentences (B, C), and with
+        ``track.crop`` the frame windows' embeddings (B, T, Q, CROP_DIM) in frame-query order -> (the slots' tracks
+        (B, Q, samples, D'), referring logits (B, Q))."""
+        slot_tracks, embeds = self.track_embeds(reorder(descriptors, perms),
+                                                None if windows is None else reorder(windows, perms))
+        return slot_tracks, self.track_head.score(embeds, sentence[:, None])[:, 0]
+
+    def frame_windows(self, frames: torch.Tensor, descriptors: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Padded frames (N, 3, H, W) and their masks' descriptors (N, Q, D) read on ``grid`` -> the windows around
+        the masks (N, Q, 3, S, S) that ``track.crop`` reads."""
+        return crop_windows(frames, descriptors, grid, self.cfg.track.crop)
 
     def descriptor_frames(self, images: torch.Tensor) -> torch.Tensor:
         """Padded frames (N, 3, H, W) -> the frames as the track descriptors read them: area-pooled to the mask grid,
@@ -348,14 +367,24 @@ class VLMModel(RvosModel):
             masks = fo.masks[-1]  # (B*T, Q, h, w)
             images = self.descriptor_frames(padded)
             descriptors = frame_descriptors(images, self.descriptor_probs(masks, images.shape[-2:]))
+            crops = windows = None
+            if self.cfg.track.crop:
+                crops = self.frame_windows(padded, descriptors, images.shape[-2:])
+                crops = crops.view(clips, frames, *crops.shape[1:])
+                windows = self.track_head.crop_embed(crops)
             descriptors = descriptors.view(clips, frames, q, -1)
             text = self.track_text(batch.text).repeat_interleave(clips // b, dim=0)
-            slot_tracks, logits = self.track_logits(descriptors, vo.perms, text)
+            slot_tracks, logits = self.track_logits(descriptors, vo.perms, text, windows)
             slot_logits = reorder(masks.view(clips, frames, q, *masks.shape[-2:]), vo.perms)  # (B', T', Q, h, w)
             track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_logits": slot_logits,
                      "slot_masks": slot_logits > 0, "mask_images": images.view(clips, frames, *images.shape[1:])}
             if fo.peaks is not None:
                 track["slot_objectness"] = self.slot_objectness(fo.peaks.view(clips, frames, q), vo.perms)
+            if crops is not None:  # what the track loss reads: the windows of each slot's chosen frames, the frames
+                chosen, present = track_frames(reorder(crops, vo.perms), reorder(descriptors, vo.perms)[..., 0],
+                                               self.cfg.track.crop_frames)
+                track |= {"slot_crops": chosen, "slot_present": present,
+                          "crop_frames": padded.view(clips, frames, *padded.shape[1:])}
         return track | {
             "frame_scores": fo.scores,  # per prediction (B*T, Q)
             "frame_masks": fo.masks,  # per prediction (B*T, Q, h, w)
@@ -468,13 +497,23 @@ class VLMModel(RvosModel):
                 part = gt[:, start:start + frames]
                 slot_of = slot_labels(slot_masks[n].transpose(0, 1), part, cfg.match_iou)  # (Q,) instance or -1
                 clip_tracks = outputs["slot_tracks"][n]
+                crops, present = ((outputs["slot_crops"][n], outputs["slot_present"][n]) if cfg.crop
+                                  else (None, None))
                 visible = part.flatten(1).any(1).nonzero()[:, 0].cpu()
                 if len(visible):  # the annotated objects' exact tracks
                     read = gt_read[visible, start:start + frames].float().transpose(0, 1)
                     exact = frame_descriptors(images[n], read)  # (T', M', D)
                     clip_tracks = torch.cat([clip_tracks, tracks(exact[None], head.samples)[0]])
                     slot_of = torch.cat([slot_of, visible])
-                examples.append(TrackExample(clip_tracks, sentences, flags[:, slot_of].float()))  # -1: the False
+                    if cfg.crop:
+                        windows = self.frame_windows(outputs["crop_frames"][n], exact, images.shape[-2:])
+                        exact_crops, exact_present = track_frames(windows[None], exact[None, ..., 0], cfg.crop_frames)
+                        crops = torch.cat([crops, exact_crops[0]])
+                        present = torch.cat([present, exact_present[0]])
+                if crops is not None:  # as the frames are stored: the replay holds thousands
+                    crops = (crops * 255).round().clamp(0, 255).to(torch.uint8)
+                examples.append(TrackExample(clip_tracks, sentences, flags[:, slot_of].float(),  # -1: the False
+                                             crops, present))
         if self.track_replay is not None:
             drawn = self.track_replay.draw(cfg.replay_draw)
             self.track_replay.add(examples)
@@ -501,7 +540,12 @@ class VLMModel(RvosModel):
         unique = list(dict.fromkeys(t for e in examples for t in e.sentences))
         index = {t: i for i, t in enumerate(unique)}
         text = self.track_text(self.prepare_text(unique).to(device))
-        embeds = head.embed(torch.cat([e.tracks.to(device) for e in examples])).split([len(e.tracks) for e in examples])
+        appearance = None
+        if head.crop:
+            windows = head.crop_embed(torch.cat([e.crops.to(device) for e in examples]))
+            appearance = head.appearance(windows, torch.cat([e.present.to(device) for e in examples]))
+        embeds = head.embed(torch.cat([e.tracks.to(device) for e in examples]), appearance)
+        embeds = embeds.split([len(e.tracks) for e in examples])
         losses = []
         for e, emb in zip(examples, embeds):
             logits = head.score(emb, text[[index[t] for t in e.sentences]])
@@ -590,6 +634,7 @@ class VLMSession(InferenceSession):
         self.probs: list[torch.Tensor] = []  # per sentence (T, Q)
         self.embeds: list[torch.Tensor] = []  # per sentence (T, Q, D)
         self.descriptors: list[list[torch.Tensor]] = [[] for _ in self.text]  # track grounding: per window (n, Q, D)
+        self.windows: list[list[torch.Tensor]] = [[] for _ in self.text]  # track.crop: per window (n, Q, CROP_DIM)
         self.track_text = model.track_text(text) if model.track_head is not None else None
         self.perms: list[torch.Tensor] = []  # track grounding: per sentence (T, Q), each frame's slot order
         # frame_decoder.propagate: per sentence, by start frame, the queries a window starts from (the previous
@@ -616,8 +661,11 @@ class VLMSession(InferenceSession):
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
             if self.model.track_head is not None:
                 masks = fo.masks[-1]
-                probs = self.model.descriptor_probs(masks, images.shape[-2:])
-                self.descriptors[k].append(frame_descriptors(images, probs))
+                descriptors = frame_descriptors(images, self.model.descriptor_probs(masks, images.shape[-2:]))
+                self.descriptors[k].append(descriptors)
+                if self.model.cfg.track.crop:
+                    windows = self.model.frame_windows(frames, descriptors, images.shape[-2:])
+                    self.windows[k].append(self.model.track_head.crop_embed(windows))
                 cached.append(masks)  # the output masks are the slots' frame masks
             else:
                 cached.append(fo.mask_features)
@@ -634,8 +682,11 @@ class VLMSession(InferenceSession):
                 temporal = self.model.cfg.video_decoder.temporal
                 descriptors = torch.cat(self.descriptors[k])  # (T, Q, D): one track, or T of one frame
                 descriptors = descriptors[None] if temporal else descriptors[:, None]
+                windows = torch.cat(self.windows[k]) if self.windows[k] else None
+                if windows is not None:
+                    windows = windows[None] if temporal else windows[:, None]
                 text = self.track_text[k:k + 1].expand(descriptors.shape[0], -1)
-                probs = self.model.track_logits(descriptors, vo.perms, text)[1].sigmoid()  # (1, Q) or (T, Q)
+                probs = self.model.track_logits(descriptors, vo.perms, text, windows)[1].sigmoid()  # (1, Q) or (T, Q)
                 if self.peaks[k]:
                     peaks = torch.cat(self.peaks[k])
                     peaks = peaks[None] if temporal else peaks[:, None]
@@ -644,7 +695,7 @@ class VLMSession(InferenceSession):
             embeds = vo.mask_embeds[-1]  # (1, T, Q, D), or (T, 1, Q, D)
             self.probs.append(probs.expand(t_len, -1) if probs.shape[0] == 1 else probs)
             self.embeds.append(embeds[0] if embeds.shape[0] == 1 else embeds[:, 0])
-        self.queries, self.descriptors, self.anchors, self.peaks = [], [], [], []
+        self.queries, self.descriptors, self.windows, self.anchors, self.peaks = [], [], [], [], []
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]

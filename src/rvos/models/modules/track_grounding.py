@@ -37,6 +37,7 @@ from torch import nn
 
 FRAME_DIM = 13  # presence, colour (3), centroid (2), spread (2), area, fill, shape (3)
 TRACK_DIM = FRAME_DIM + 2  # and the centroid's step
+CROP_DIM = 32  # a track's appearance read from its frame windows (``crop``)
 CENTRE = slice(4, 6)  # the centroid (x, y) among the descriptors
 
 
@@ -68,6 +69,11 @@ class TrackGroundingConfig:
     # the descriptors read the masks upsampled to the frames' resolution (bilinear, as the output is) and the frames
     # themselves, instead of both at the mask grid, where a small object is 3 x 3 cells and its shape hardly shows
     full_resolution: bool = False
+    # the side, in frame pixels, of a window of the frame centred on each mask's centroid that a small convolutional
+    # network reads into the track's embedding (0: none): a mask on the 4x-coarser grid is a blob that shows where an
+    # object is, not its shape, while the frame shows both (:func:`crop_windows`)
+    crop: int = 0
+    crop_frames: int = 2  # the windows of this many frames per track, spread over those where it is present
 
     def __post_init__(self):
         if self.text not in ("bag", "sentence"):
@@ -76,6 +82,9 @@ class TrackGroundingConfig:
             raise ValueError(f"model.track.replay and replay_draw: expected >= 0, got {self.replay}, {self.replay_draw}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.track.dropout: expected a probability in [0, 1), got {self.dropout}")
+        if self.crop < 0 or self.crop_frames < 1:
+            raise ValueError(f"model.track.crop and crop_frames: expected >= 0 and >= 1, got {self.crop}, "
+                             f"{self.crop_frames}")
 
 
 def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -132,6 +141,39 @@ def tracks(descriptors: torch.Tensor, samples: int) -> torch.Tensor:
     return torch.cat([x, step], -1)
 
 
+def crop_windows(frames: torch.Tensor, descriptors: torch.Tensor, grid: tuple[int, int], size: int) -> torch.Tensor:
+    """frames (N, 3, H, W), descriptors (N, Q, FRAME_DIM) read on a grid of ``grid`` (h, w) cells over those frames ->
+    (N, Q, 3, size, size): the size x size pixels of the frame centred on each mask's centroid (bilinear; zeros beyond
+    the frame; an empty mask's centroid is the first cell)."""
+    n, q = descriptors.shape[:2]
+    (h, w), (height, width) = grid, frames.shape[-2:]
+    cx, cy = descriptors[..., CENTRE].unbind(-1)
+    # a cell's centre in grid_sample's coordinates (align_corners=False: -1 and 1 are the frame's outer edges)
+    x, y = (cx * (w - 1) + 0.5) / w * 2 - 1, (cy * (h - 1) + 0.5) / h * 2 - 1
+    offsets = torch.arange(size, device=frames.device, dtype=frames.dtype) - (size - 1) / 2
+    gx = (x[..., None, None] + offsets * (2 / width)).expand(n, q, size, size)
+    gy = (y[..., None, None] + offsets[:, None] * (2 / height)).expand(n, q, size, size)
+    points = torch.stack([gx, gy], -1).reshape(n, q * size, size, 2)
+    crops = F.grid_sample(frames.float(), points, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return crops.view(n, 3, q, size, size).transpose(1, 2)
+
+
+def track_frames(values: torch.Tensor, presence: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame values (B, T, Q, ...) in slot order and the masks' presence (B, T, Q) -> the values of k frames of
+    each slot (B, Q, k, ...), spread evenly over the frames where it is present, and whether it is (B, Q, k) (a slot
+    never present: its first frame, False)."""
+    present = (presence > 0.5).transpose(1, 2)  # (B, Q, T)
+    count = present.sum(-1, keepdim=True)
+    rank = present.cumsum(-1) - 1
+    wanted = ((torch.arange(k, device=presence.device) + 0.5) * count / k).floor().long()  # (B, Q, k)
+    hit = present[..., None, :] & (rank[..., None, :] == wanted[..., None])  # (B, Q, k, T)
+    frames = hit.float().argmax(-1)
+    b, q = frames.shape[:2]
+    batch = torch.arange(b, device=frames.device)[:, None, None]
+    slot = torch.arange(q, device=frames.device)[None, :, None]
+    return values[batch, frames, slot], hit.any(-1)
+
+
 class TrackGrounding(nn.Module):
     """score(track, sentence) = <f(track), g(sentence)> + bias.
 
@@ -141,26 +183,48 @@ class TrackGrounding(nn.Module):
     (``relative_centre``) and dropout raise the unseen ones to 0.931 (``benchmarks/grounding_probe.py track-head``)."""
 
     def __init__(self, text_dim: int, hidden: int = 64, samples: int = 8, relative_centre: bool = False,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, crop: int = 0):
         super().__init__()
-        self.samples, self.relative_centre = samples, relative_centre
+        self.samples, self.relative_centre, self.crop = samples, relative_centre, crop
         # the descriptors' scales differ by 100x (a colour against a spread): standardised by their running
         # statistics, without which a head learns 0.40 top-1 where it learns 0.66 (grounding probe, exact tracks)
         self.norm = nn.BatchNorm1d(TRACK_DIM, affine=False)
         self.frame = nn.Sequential(nn.Linear(TRACK_DIM, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
-        self.track = nn.Sequential(nn.Flatten(-2), nn.Linear(samples * hidden, 2 * hidden), nn.ReLU(),
-                                   nn.Linear(2 * hidden, hidden))
+        # the frame windows (``crop``): three stride-2 convolutions and a mean over the window, then over the frames
+        self.crop_net = (nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
+                                       nn.Conv2d(16, CROP_DIM, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                       nn.Flatten()) if crop else None)
+        self.track = nn.Sequential(nn.Flatten(-2), nn.Linear(samples * hidden + (CROP_DIM if crop else 0), 2 * hidden),
+                                   nn.ReLU(), nn.Linear(2 * hidden, hidden))
         self.dropout = nn.Dropout(dropout)  # no parameters: a checkpoint reads the same with or without it
         self.text = nn.Linear(text_dim, hidden)
         self.bias = nn.Parameter(torch.tensor(-2.0))  # most (track, sentence) pairs are not referred
 
-    def embed(self, tracks: torch.Tensor) -> torch.Tensor:
-        """(..., samples, TRACK_DIM) -> (..., hidden)."""
+    def crop_embed(self, crops: torch.Tensor) -> torch.Tensor:
+        """Frame windows (..., 3, S, S) in [0, 1] (float) or [0, 255] (uint8) -> (..., CROP_DIM)."""
+        x = crops.float() / 255 if crops.dtype == torch.uint8 else crops
+        return self.crop_net(x.reshape(-1, *x.shape[-3:]) - 0.5).view(*x.shape[:-3], CROP_DIM)
+
+    @staticmethod
+    def appearance(embeds: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """A track's windows' embeddings (..., k, CROP_DIM) and whether its mask is present in their frames (..., k)
+        -> their mean over those frames (..., CROP_DIM) (0 for a track never present)."""
+        weight = present.float()[..., None]
+        return (embeds * weight).sum(-2) / weight.sum(-2).clamp(min=1)
+
+    def embed(self, tracks: torch.Tensor, appearance: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., samples, TRACK_DIM), and with ``crop`` the appearance (..., CROP_DIM) of :meth:`appearance` ->
+        (..., hidden)."""
+        if (appearance is None) != (self.crop_net is None):
+            raise ValueError("TrackGrounding.embed: the appearance is required with crop, and only then")
         if self.relative_centre:
             tracks = relative_to_mean(tracks)
         x = self.norm(tracks.reshape(-1, tracks.shape[-1])).view_as(tracks) if tracks.numel() else tracks
         flatten, hidden, relu, out = self.track
-        return out(self.dropout(relu(hidden(self.dropout(flatten(self.frame(x)))))))
+        x = flatten(self.frame(x))
+        if appearance is not None:
+            x = torch.cat([x, appearance], -1)
+        return out(self.dropout(relu(hidden(self.dropout(x)))))
 
     def score(self, embeds: torch.Tensor, sentences: torch.Tensor) -> torch.Tensor:
         """embeds (..., K, hidden), sentences (..., E, C) -> logits (..., E, K)."""
@@ -191,11 +255,15 @@ def slot_labels(slot_masks: torch.Tensor, instances: torch.Tensor, min_iou: floa
 
 @dataclass
 class TrackExample:
-    """One clip's scored pairs: its tracks (K, samples, TRACK_DIM), its sentences (E) and their labels (E, K)."""
+    """One clip's scored pairs: its tracks (K, samples, TRACK_DIM), its sentences (E) and their labels (E, K); with
+    ``crop`` each track's frame windows (K, k, 3, S, S) as uint8, and whether its mask is present in their frames
+    (K, k)."""
 
     tracks: torch.Tensor
     sentences: list[str]
     labels: torch.Tensor
+    crops: torch.Tensor | None = None
+    present: torch.Tensor | None = None
 
 
 class TrackReplay:
@@ -210,7 +278,8 @@ class TrackReplay:
         return len(self.examples)
 
     def add(self, examples: list[TrackExample]) -> None:
-        self.examples.extend(TrackExample(e.tracks.detach().cpu(), e.sentences, e.labels.detach().cpu())
+        cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
+        self.examples.extend(TrackExample(cpu(e.tracks), e.sentences, cpu(e.labels), cpu(e.crops), cpu(e.present))
                              for e in examples)
 
     def draw(self, n: int) -> list[TrackExample]:
@@ -218,13 +287,17 @@ class TrackReplay:
 
     def state(self) -> dict:
         version, mt, gauss = self.rng.getstate()
+        crops = {"crops": [e.crops for e in self.examples], "present": [e.present for e in self.examples]}
         return {"tracks": [e.tracks for e in self.examples], "labels": [e.labels for e in self.examples],
                 "sentences": [e.sentences for e in self.examples],
+                **(crops if self.examples and self.examples[0].crops is not None else {}),
                 "rng": {"version": version, "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss}}
 
     def load(self, state: dict) -> None:
         self.examples.clear()
-        self.examples.extend(TrackExample(t, list(s), y) for t, s, y in
-                             zip(state["tracks"], state["sentences"], state["labels"]))
+        n = len(state["tracks"])
+        self.examples.extend(TrackExample(t, list(s), y, c, p) for t, s, y, c, p in
+                             zip(state["tracks"], state["sentences"], state["labels"],
+                                 state.get("crops", [None] * n), state.get("present", [None] * n)))
         r = state["rng"]
         self.rng.setstate((r["version"], tuple(r["state"].tolist()), r["gauss"]))
