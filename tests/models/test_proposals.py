@@ -131,6 +131,18 @@ def test_candidate_probs_drop_slots_under_the_objectness_limit_unless_none_passe
     assert torch.equal(model.candidate_probs(probs, objectness), expected)
 
 
+def test_a_slots_objectness_is_read_where_its_mask_shows():
+    from rvos.models.meta.vlm import VLMModel
+
+    peaks = torch.tensor([[[0.9, 0.1], [0.8, 0.1], [0.1, 0.1], [0.1, 0.1]]])  # (B, T, Q): 4 frames, 2 queries
+    presence = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])  # query 0 leaves after frame 1
+    perms = torch.tensor([[[0, 1], [0, 1], [1, 0], [1, 0]]])  # frames 2 and 3 swap the queries' slots
+    objectness = VLMModel.slot_objectness(peaks, perms, presence)
+    # slot 0: frames 0 and 1 (where its mask shows), not the background peaks it follows while its object is gone;
+    # slot 1 shows nowhere: the mean over the clip
+    torch.testing.assert_close(objectness, torch.tensor([[0.85, 0.1]]))
+
+
 @pytest.mark.parametrize("temporal", [True, False])
 def test_the_session_drops_the_slots_the_model_drops(temporal):
     torch.manual_seed(0)

@@ -325,10 +325,13 @@ class VLMModel(RvosModel):
         return mask_logits.sigmoid()
 
     @staticmethod
-    def slot_objectness(peaks: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
-        """The heatmap's probability at each query's peak (B, T, Q), in frame-query order -> each slot's mean over
-        the clip (B, Q)."""
-        return reorder(peaks[..., None], perms)[..., 0].mean(1)
+    def slot_objectness(peaks: torch.Tensor, perms: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+        """The heatmap's probability at each query's peak and whether its mask shows (B, T, Q), in frame-query order
+        -> each slot's mean over the frames where its mask shows (over the clip where it shows nowhere) (B, Q): a slot
+        following an object that leaves the frame sits on background peaks, with no mask, while it is gone."""
+        peaks, shown = reorder(torch.stack([peaks, presence], -1), perms).unbind(-1)
+        weight = torch.where(shown.sum(1, keepdim=True) > 0, shown, torch.ones_like(shown))
+        return (peaks * weight).sum(1) / weight.sum(1)
 
     def candidate_probs(self, probs: torch.Tensor, objectness: torch.Tensor | None) -> torch.Tensor:
         """The slots' referring probabilities (B, Q) with those under ``track.min_objectness`` set to 0 (in a clip
@@ -379,7 +382,8 @@ class VLMModel(RvosModel):
             track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_logits": slot_logits,
                      "slot_masks": slot_logits > 0, "mask_images": images.view(clips, frames, *images.shape[1:])}
             if fo.peaks is not None:
-                track["slot_objectness"] = self.slot_objectness(fo.peaks.view(clips, frames, q), vo.perms)
+                track["slot_objectness"] = self.slot_objectness(fo.peaks.view(clips, frames, q), vo.perms,
+                                                                descriptors[..., 0])
             if crops is not None:  # what the track loss reads: the windows of each slot's chosen frames, the frames
                 chosen, present = track_frames(reorder(crops, vo.perms), reorder(descriptors, vo.perms)[..., 0],
                                                self.cfg.track.crop_frames)
@@ -690,7 +694,8 @@ class VLMSession(InferenceSession):
                 if self.peaks[k]:
                     peaks = torch.cat(self.peaks[k])
                     peaks = peaks[None] if temporal else peaks[:, None]
-                    probs = self.model.candidate_probs(probs, self.model.slot_objectness(peaks, vo.perms))
+                    objectness = self.model.slot_objectness(peaks, vo.perms, descriptors[..., 0])
+                    probs = self.model.candidate_probs(probs, objectness)
                 self.perms.append(vo.perms[0] if temporal else vo.perms[:, 0])
             embeds = vo.mask_embeds[-1]  # (1, T, Q, D), or (T, 1, Q, D)
             self.probs.append(probs.expand(t_len, -1) if probs.shape[0] == 1 else probs)

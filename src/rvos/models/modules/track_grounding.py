@@ -19,6 +19,10 @@ score (:class:`TrackGrounding`). In training every expression of the clip's vide
 labelled with the annotated object its masks cover (IoU over the clip at least ``match_iou``), and the annotated
 objects' own masks are scored too, so that the head learns from exact tracks from the first step.
 
+With ``crop`` the head also reads, through a small convolutional network, a window of the frame around each mask's
+centroid in a few frames of the track (:func:`crop_windows`, :func:`track_frames`): a mask on the 4x-coarser grid is a
+blob, and the shape the sentence names shows in the frame, not in the mask.
+
 The head is a few small matrix products while a step of the model costs half a second on a CPU, so the head can
 see far more clips than the model: with ``replay`` the tracks and labels of the last ``replay`` clips are kept
 (detached, as the descriptors are) and ``replay_draw`` of them are scored again at every step (the grounding probe's
@@ -59,8 +63,9 @@ class TrackGroundingConfig:
     # the slots' frame masks (the output) matched to the clip's objects as tracks and given the mask and Dice losses
     # over the whole clip, so the frame queries linked into a slot keep to one object (0: no such loss)
     slot_weight: float = 0.0
-    # with model.frame_decoder.proposals: a slot whose queries' peaks have a mean objectness under this is no candidate
-    # (probability 0; unless no slot passes), so that a query linked over background peaks is never the output
+    # with model.frame_decoder.proposals: a slot whose queries' peaks have a mean objectness under this, over the frames
+    # where its mask shows, is no candidate (probability 0; unless no slot passes), so that a query linked over
+    # background peaks is never the output
     min_objectness: float = 0.0
     # the track's centroid read relative to its mean position over the clip (where an object is says nothing a sentence
     # asks about; its steps say how it moves), so that the head cannot learn the training objects' positions
