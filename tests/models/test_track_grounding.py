@@ -13,9 +13,9 @@ from rvos.data.schema import Expression, Video
 from rvos.errors import ConfigError
 from rvos.models.build import build_model
 from rvos.models.meta.base import ClipBatch
-from rvos.models.modules.track_grounding import (CROP_DIM, FRAME_DIM, TRACK_DIM, TrackGrounding, crop_windows,
-                                                 frame_descriptors, relative_to_mean, slot_labels, track_frames,
-                                                 tracks)
+from rvos.models.modules.track_grounding import (CROP_DIM, FRAME_DIM, TRACK_DIM, TrackExample, TrackGrounding,
+                                                 crop_windows, frame_descriptors, relative_to_mean, slot_labels,
+                                                 track_frames, tracks)
 
 from contract import tiny_config
 
@@ -169,6 +169,27 @@ def test_the_head_reads_the_windows_when_asked():
         plain.embed(t, appearance)
     with pytest.raises(ConfigError, match="crop"):
         tiny_config("vlm", *TRACK, "model.track.crop=-1")
+
+
+def test_the_listwise_term_ranks_a_sentences_tracks_against_each_other():
+    cfg = tiny_config("vlm", *SIZE, *TRACK, "model.track.listwise=0.5")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    clip_tracks = torch.randn(3, 8, TRACK_DIM)
+    sentences = ["the red square", "the green circle", "both squares"]
+    labels = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    example = [TrackExample(clip_tracks, sentences, labels)]
+    with_term = model._track_bce(example)
+    model.cfg.track.listwise = 0.0
+    plain = model._track_bce(example)
+    head = model.track_head
+    logits = head.score(head.embed(clip_tracks), model.track_text(model.prepare_text(sentences)))
+    torch.testing.assert_close(plain, F.binary_cross_entropy_with_logits(logits, labels))
+    # the sentence with no object among the tracks is not ranked; "both squares" spreads its target evenly
+    ranked = F.cross_entropy(logits[[0, 2]], torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]))
+    torch.testing.assert_close(with_term - plain, 0.5 * ranked)
+    with pytest.raises(ConfigError, match="listwise"):
+        tiny_config("vlm", *TRACK, "model.track.listwise=-1")
 
 
 def test_a_slot_is_labelled_with_the_object_it_covers():

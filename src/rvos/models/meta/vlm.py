@@ -537,8 +537,9 @@ class VLMModel(RvosModel):
                 [torch.tensor([i in anno for i in ids], dtype=torch.bool) for _, anno in pairs])
 
     def _track_bce(self, examples: list[TrackExample]) -> torch.Tensor:
-        """The mean over examples of the BCE of their (sentence, track) pairs; every track embedded at once (the
-        head's normalisation sees them together) and every distinct sentence read once."""
+        """The mean over examples of the BCE of their (sentence, track) pairs, with ``track.listwise`` plus the
+        cross-entropy of each sentence's softmax over the clip's tracks (its referred tracks the target, evenly); every
+        track embedded at once (the head's normalisation sees them together) and every distinct sentence read once."""
         head = self.track_head
         device = next(head.parameters()).device
         unique = list(dict.fromkeys(t for e in examples for t in e.sentences))
@@ -550,10 +551,15 @@ class VLMModel(RvosModel):
             appearance = head.appearance(windows, torch.cat([e.present.to(device) for e in examples]))
         embeds = head.embed(torch.cat([e.tracks.to(device) for e in examples]), appearance)
         embeds = embeds.split([len(e.tracks) for e in examples])
-        losses = []
+        losses, listwise = [], self.cfg.track.listwise
         for e, emb in zip(examples, embeds):
-            logits = head.score(emb, text[[index[t] for t in e.sentences]])
-            losses.append(F.binary_cross_entropy_with_logits(logits, e.labels.to(device)))
+            logits, labels = head.score(emb, text[[index[t] for t in e.sentences]]), e.labels.to(device)
+            loss = F.binary_cross_entropy_with_logits(logits, labels)
+            referring = labels.sum(1) > 0  # the sentences whose objects are among the clip's tracks
+            if listwise and referring.any():  # each sentence's tracks ranked against each other
+                target = labels[referring] / labels[referring].sum(1, keepdim=True)
+                loss = loss + listwise * F.cross_entropy(logits[referring], target)
+            losses.append(loss)
         return torch.stack(losses).mean()
 
     def _similarity(self, outputs, frame_matches, frame_ids, video_matches, clip_ids, t_len, t_clip):

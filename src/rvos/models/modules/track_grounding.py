@@ -51,6 +51,10 @@ class TrackGroundingConfig:
     hidden: int = 64
     samples: int = 8  # time points a track is resampled to
     weight: float = 2.0
+    # the weight of a listwise term next to the BCE of each (sentence, track) pair: the cross-entropy of each
+    # sentence's softmax over the clip's tracks, so that the head ranks a clip's look-alikes against each other rather
+    # than scoring each alone (0: none)
+    listwise: float = 0.0
     match_iou: float = 0.3  # a slot whose masks cover an annotated object this well is labelled as that object
     # the sentence as the track score reads it: "bag" (the mean of its words' token embeddings: no text transformer
     # to train first) or "sentence" (the model's sentence feature)
@@ -87,6 +91,8 @@ class TrackGroundingConfig:
             raise ValueError(f"model.track.replay and replay_draw: expected >= 0, got {self.replay}, {self.replay_draw}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.track.dropout: expected a probability in [0, 1), got {self.dropout}")
+        if self.listwise < 0:
+            raise ValueError(f"model.track.listwise: expected a weight >= 0, got {self.listwise}")
         if self.crop < 0 or self.crop_frames < 1:
             raise ValueError(f"model.track.crop and crop_frames: expected >= 0 and >= 1, got {self.crop}, "
                              f"{self.crop_frames}")
