@@ -546,7 +546,7 @@ class VLMModel(RvosModel):
         index = {t: i for i, t in enumerate(unique)}
         text = self.track_text(self.prepare_text(unique).to(device))
         appearance = None
-        if head.crop:
+        if self.cfg.track.crop:
             windows = head.crop_embed(torch.cat([e.crops.to(device) for e in examples]))
             appearance = head.appearance(windows, torch.cat([e.present.to(device) for e in examples]))
         embeds = head.embed(torch.cat([e.tracks.to(device) for e in examples]), appearance)

@@ -196,7 +196,7 @@ class TrackGrounding(nn.Module):
     def __init__(self, text_dim: int, hidden: int = 64, samples: int = 8, relative_centre: bool = False,
                  dropout: float = 0.0, crop: int = 0):
         super().__init__()
-        self.samples, self.relative_centre, self.crop = samples, relative_centre, crop
+        self.samples, self.relative_centre = samples, relative_centre
         # the descriptors' scales differ by 100x (a colour against a spread): standardised by their running
         # statistics, without which a head learns 0.40 top-1 where it learns 0.66 (grounding probe, exact tracks)
         self.norm = nn.BatchNorm1d(TRACK_DIM, affine=False)
