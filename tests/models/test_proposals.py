@@ -166,3 +166,48 @@ def test_the_session_drops_the_slots_the_model_drops(temporal):
     torch.testing.assert_close(got[0].scores, expected[0].scores, atol=1e-5, rtol=1e-4)
     kept = (expected[0].logits > -1e3).flatten(2).any(-1)  # (T, K) of the kept slots' masks
     assert kept.shape[1] == int((~dropped).sum(-1).max())
+
+
+def test_linking_objects_needs_proposals_and_an_objectness_limit():
+    with pytest.raises(ConfigError, match="min_objectness"):
+        load_config("vlm_tiny_synth", ["model.track.link=objects", "model.track.min_objectness=0"])
+    with pytest.raises(ConfigError, match="proposals"):
+        load_config("vlm_tiny_synth", ["model.track.link=objects", "model.frame_decoder.proposals=false"])
+    with pytest.raises(ConfigError, match="'adjacent' or 'objects'"):
+        load_config("vlm_tiny_synth", ["model.track.link=peaks"])
+
+
+@pytest.mark.parametrize("temporal", [True, False])
+def test_linking_objects_empties_the_frames_where_a_slots_query_is_off_an_object(temporal):
+    from rvos.models.meta.vlm import EMPTY_LOGIT
+
+    torch.manual_seed(0)
+    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, "model.track.link=objects",
+                                         f"model.video_decoder.temporal={str(temporal).lower()}"])
+    model = build_model(cfg.model).eval()
+    batch = clip_batch(model)
+    seen = []
+    model.frame_decoder.proposals.register_forward_hook(lambda module, args, out: seen.append(out[2]))
+    with torch.no_grad():
+        model(batch)
+        model.cfg.track.min_objectness = float(seen[-1].median())  # about half the queries are on an object
+        out = model(batch)
+    slots = out["slot_logits"].flatten(0, 1)  # (B*T, Q, h, w) in each frame's slot order
+    queries = out["frame_masks"][-1]  # in each frame's query order
+    on_object = model.on_object(seen[-1])  # (B*T, Q)
+    assert on_object.any() and not on_object.all()
+    # the slots hold each frame's queries in another order: the same masks, those of queries off an object emptied
+    emptied = (slots == EMPTY_LOGIT).flatten(2).all(-1)
+    assert torch.equal(emptied.sum(1), (~on_object).sum(1))
+    torch.testing.assert_close(torch.where(emptied[..., None, None], 0.0, slots).sum(1),
+                               torch.where(on_object[..., None, None], queries, 0.0).sum(1))
+    with torch.no_grad():
+        expected = model.postprocess(out, 0.0)
+        session = model.start_session(batch.text, 0.0)
+        frames = model.pad(batch.frames[0])
+        for start in (0, 2):
+            session.observe(frames[start:start + 2], start)
+        session.decode()
+        got = session.predict(frames, 0)
+    torch.testing.assert_close(got[0].logits, expected[0].logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got[0].scores, expected[0].scores, atol=1e-5, rtol=1e-4)

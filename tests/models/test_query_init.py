@@ -1,6 +1,6 @@
 import torch
 
-from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
+from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
 
 
 def test_matching_undoes_a_permutation_of_each_frames_queries():
@@ -33,3 +33,45 @@ def test_initializer_output_ignores_the_order_of_each_frames_queries():
     # frame weights sum to one: equal queries in every frame come out unchanged
     same = torch.randn(1, 1, 6, 16).expand(1, 4, 6, 16)
     torch.testing.assert_close(init(same, match_adjacent(same)), same[:, 0])
+
+
+def _objects_clip(places: list[dict[str, tuple[float, float]]], q: int = 4):
+    """Frames of named objects at (x, y) -> (queries, positions, objects, where) of one clip: the objects take the
+    frame's queries in reverse order of their names (so a query index says nothing of identity); every other query is
+    background at (20, 20). Objects named alike ("a", "a2") have the same embedding."""
+    t_len = len(places)
+    basis = {"a": torch.eye(4)[0], "b": torch.eye(4)[1]}
+    queries = torch.zeros(1, t_len, q, 4) + torch.eye(4)[3]
+    positions = torch.full((1, t_len, q, 2), 20.0)
+    objects = torch.zeros(1, t_len, q, dtype=torch.bool)
+    where = []
+    for t, frame in enumerate(places):
+        where.append({})
+        for k, (name, xy) in zip(range(q - 1, -1, -1), sorted(frame.items())):
+            queries[0, t, k], positions[0, t, k], objects[0, t, k] = basis[name[0]], torch.tensor(xy), True
+            where[t][name] = k
+    return queries, positions, objects, where
+
+
+def test_linking_objects_keeps_a_slot_for_an_object_while_it_is_away():
+    """a is away in frames 1 and 2 and comes back; b stays; b2 (like b) appears in frame 3 next to where a was."""
+    places = [{"a": (0, 0), "b": (6, 0)}, {"b": (6, 0)}, {"b": (6, 1)}, {"a": (0.2, 0), "b": (6, 1), "b2": (1, 1)}]
+    queries, positions, objects, where = _objects_clip(places)
+    perms = link_objects(queries, positions, objects)[0]
+    slot = {name: perms[0].tolist().index(k) for name, k in where[0].items()}
+    for t, frame in enumerate(where):
+        for name, k in frame.items():
+            if name in slot:
+                assert perms[t, slot[name]] == k, (t, name)
+        assert sorted(perms[t].tolist()) == list(range(4))  # every frame's queries, each in one slot
+    assert not objects[0, 1, perms[1, slot["a"]]] and not objects[0, 2, perms[2, slot["a"]]]  # background meanwhile
+    assert perms[3].tolist().index(where[3]["b2"]) not in slot.values()  # a new object starts a new slot
+
+
+def test_linking_objects_expects_an_object_where_its_velocity_takes_it():
+    """a moves right one unit a frame, is away for two frames, and comes back at x = 7; a look-alike appears at
+    x = 4.5, nearer a's last place."""
+    places = [{"a": (x, 0)} for x in range(5)] + [{}, {}, {"a": (7, 0), "a2": (4.5, 0)}]
+    queries, positions, objects, where = _objects_clip(places)
+    perms = link_objects(queries, positions, objects)[0]
+    assert perms[7, perms[0].tolist().index(where[0]["a"])] == where[7]["a"]

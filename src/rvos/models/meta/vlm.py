@@ -17,7 +17,8 @@ Every stage before the video decoder works on each frame alone, so long videos c
 only the small frame queries kept (see :mod:`rvos.engine.inference`). With ``model.frame_decoder.propagate`` (a
 CPU-size option) each frame's queries start from the previous frame's, across windows too, and query q is slot q.
 With ``model.frame_decoder.proposals`` (a CPU-size option) each frame's queries start at the peaks of a learnt centre
-heatmap, and the linking of adjacent frames reads the peaks' distance too.
+heatmap, and the linking of adjacent frames reads the peaks' distance too; with ``model.track.link`` "objects" the
+slots track only the queries whose peak is an object, and the others' masks are emptied in their frame.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastW
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
-from rvos.models.modules.query_init import VideoQueryInitializer, match_adjacent, reorder
+from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
                                                  crop_windows, frame_descriptors, on_mask_grid, slot_labels,
                                                  track_frames, tracks)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
+
+EMPTY_LOGIT = -1.0e4  # an emptied mask's logit (finite, also in half precision)
 
 
 @dataclass
@@ -129,6 +132,8 @@ class VLMConfig:
         if self.frame_decoder.boxes != has_boxes:
             raise ValueError("model.frame_decoder.boxes predicts boxes that loss.box_weight / loss.giou_weight "
                              "supervise (the frame level only): set both or neither")
+        if self.track.enabled and self.track.link == "objects" and not self.frame_decoder.proposals:
+            raise ValueError("model.track.link=objects tracks the proposals' peaks: set model.frame_decoder.proposals")
         if self.frame_decoder.proposals and self.frame_decoder.propagate:
             raise ValueError("model.frame_decoder.proposals starts every frame's queries from that frame's heatmap, "
                              "model.frame_decoder.propagate from the previous frame's queries: set one of them")
@@ -242,6 +247,23 @@ class VLMModel(RvosModel):
         the per-frame control)."""
         return self.cfg.frame_decoder.propagate and self.cfg.video_decoder.temporal
 
+    @property
+    def links_objects(self) -> bool:
+        """Whether slots track the queries on an object (``track.link`` "objects")."""
+        return self.track_head is not None and self.cfg.track.link == "objects"
+
+    def on_object(self, peaks: torch.Tensor) -> torch.Tensor:
+        """The heatmap's probability at each query's peak (...) -> whether the query is on an object in its frame."""
+        return peaks >= self.cfg.track.min_objectness
+
+    def slot_frame_masks(self, fo: "FrameOutputs") -> torch.Tensor:
+        """The frame queries' last masks (N, Q, h, w), the slots' frames: with ``track.link`` "objects", emptied where
+        the query's peak is no object (its query then sits on the background while the slot's object is away)."""
+        masks = fo.masks[-1]
+        if not self.links_objects:
+            return masks
+        return torch.where(self.on_object(fo.peaks)[..., None, None], masks, masks.new_tensor(EMPTY_LOGIT))
+
     def encode_frames(self, features: list[torch.Tensor], words: torch.Tensor, padding: torch.Tensor,
                       sentence: torch.Tensor, clip_length: int | None = None,
                       init: torch.Tensor | None = None) -> FrameOutputs:
@@ -258,20 +280,24 @@ class VLMModel(RvosModel):
                             out.objectness, out.anchors, out.peaks)
 
     def decode_video(self, frame_queries: torch.Tensor, words: torch.Tensor, padding: torch.Tensor,
-                     sentence: torch.Tensor, anchors: torch.Tensor | None = None) -> VideoOutputs:
+                     sentence: torch.Tensor, anchors: torch.Tensor | None = None,
+                     peaks: torch.Tensor | None = None) -> VideoOutputs:
         """frame_queries (B, T, Q, C); words (B, L, C) (the clip's mean enhanced words); sentence (B, C); anchors
-        (B, T, Q, 2) the proposals' peaks on the heatmap's grid (``frame_decoder.proposals``), which the linking
-        reads."""
+        (B, T, Q, 2) the proposals' peaks on the heatmap's grid and peaks (B, T, Q) their objectness
+        (``frame_decoder.proposals``), which the linking reads."""
         b, t_len = frame_queries.shape[:2]
         if not self.cfg.video_decoder.temporal:  # every frame its own clip of one frame
             frame_queries = frame_queries.flatten(0, 1)[:, None]
             anchors = anchors.flatten(0, 1)[:, None] if anchors is not None else None
+            peaks = peaks.flatten(0, 1)[:, None] if peaks is not None else None
             words = words.repeat_interleave(t_len, dim=0)
             padding = padding.repeat_interleave(t_len, dim=0)
             sentence = sentence.repeat_interleave(t_len, dim=0)
         if self.propagating:  # slot q is query q's lineage
             slots = torch.arange(frame_queries.shape[2], device=frame_queries.device)
             perms = slots.expand(frame_queries.shape[:3]).contiguous()
+        elif self.links_objects:
+            perms = link_objects(frame_queries, anchors / LINK_UNIT, self.on_object(peaks))
         else:
             positions = anchors / LINK_UNIT if anchors is not None else None
             perms = match_adjacent(frame_queries, positions)
@@ -361,13 +387,14 @@ class VLMModel(RvosModel):
         q, c = fo.queries.shape[1:]
         clip_words = fo.words.view(b, t_len, *fo.words.shape[1:]).mean(1)
         anchors = fo.anchors.view(b, t_len, q, 2) if fo.anchors is not None else None
-        vo = self.decode_video(fo.queries.view(b, t_len, q, c), clip_words, padding, sentence, anchors)
+        peaks = fo.peaks.view(b, t_len, q) if fo.peaks is not None else None
+        vo = self.decode_video(fo.queries.view(b, t_len, q, c), clip_words, padding, sentence, anchors, peaks)
         t_clip = vo.mask_embeds[-1].shape[1]
         features = fo.mask_features.view(-1, t_clip, *fo.mask_features.shape[1:])
         track = {}
         if self.track_head is not None:  # per-frame decoding: every frame a track of one frame (no motion to read)
             clips, frames = (b, t_len) if t_clip == t_len else (b * t_len, 1)
-            masks = fo.masks[-1]  # (B*T, Q, h, w)
+            masks = self.slot_frame_masks(fo)  # (B*T, Q, h, w)
             images = self.descriptor_frames(padded)
             descriptors = frame_descriptors(images, self.descriptor_probs(masks, images.shape[-2:]))
             crops = windows = None
@@ -670,7 +697,7 @@ class VLMSession(InferenceSession):
             enhanced = fo.words.sum(0)
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
             if self.model.track_head is not None:
-                masks = fo.masks[-1]
+                masks = self.model.slot_frame_masks(fo)
                 descriptors = frame_descriptors(images, self.model.descriptor_probs(masks, images.shape[-2:]))
                 self.descriptors[k].append(descriptors)
                 if self.model.cfg.track.crop:
@@ -685,8 +712,9 @@ class VLMSession(InferenceSession):
         for k, (_, padding, sentence) in enumerate(self.text):
             queries = torch.cat(self.queries[k])[None]  # (1, T, Q, C)
             anchors = torch.cat(self.anchors[k])[None] if self.anchors[k] else None
+            peaks = torch.cat(self.peaks[k])[None] if self.peaks[k] else None
             t_len = queries.shape[1]
-            vo = self.model.decode_video(queries, (self.enhanced[k] / t_len)[None], padding, sentence, anchors)
+            vo = self.model.decode_video(queries, (self.enhanced[k] / t_len)[None], padding, sentence, anchors, peaks)
             probs = vo.scores[-1].sigmoid()  # (1, Q), or (T, Q) when every frame is decoded alone
             if self.model.track_head is not None:
                 temporal = self.model.cfg.video_decoder.temporal
@@ -714,7 +742,8 @@ class VLMSession(InferenceSession):
         if self.model.track_head is not None:  # the slots' frame masks
             def encode():
                 features = self.model.image_features(frames)
-                return [self.model.encode_frames(features, *self._text(k, n), init=self.inits[k].get(start)).masks[-1]
+                return [self.model.slot_frame_masks(self.model.encode_frames(features, *self._text(k, n),
+                                                                             init=self.inits[k].get(start)))
                         for k in range(len(self.text))]
 
             masks = self.cache.get(start, encode)

@@ -4,6 +4,11 @@ aggregated with learned frame weights.
 Adjacent frames are linked as MinVIS does: frame t+1's queries are matched to frame t's (already re-ordered)
 queries by the Hungarian algorithm on cosine distance, so that slot q holds the same instance in every frame. Queries
 with a position (the frame decoder's proposals) add the distance between their positions to the cost.
+
+With the proposals' peaks, :func:`link_objects` tracks instead only the queries on an object (their peak's objectness
+passes a threshold), as trackers by detection do: a slot remembers its object's last query, place and velocity while
+the object is out of the frame, so that it takes the object back when it returns, and a query over the background
+never carries a slot from one object to another.
 A Linear layer scores each frame's query, a softmax over frames turns the scores into weights summing to one, and
 the weighted sum of each slot over time is the initial video query.
 """
@@ -15,6 +20,10 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
+
+
+NEW_TRACK_COST = 1.5  # what starting a new slot costs in :func:`link_objects` (a match is a cosine distance plus a
+# distance in LINK_UNIT)
 
 
 @torch.no_grad()
@@ -37,6 +46,44 @@ def match_adjacent(queries: torch.Tensor, positions: torch.Tensor | None = None)
             rows, cols = linear_sum_assignment(cost.numpy())
             perms[i, t, rows] = cols
             prev = emb[i, t][perms[i, t]]
+    return torch.from_numpy(perms).to(queries.device)
+
+
+@torch.no_grad()
+def link_objects(queries: torch.Tensor, positions: torch.Tensor, objects: torch.Tensor,
+                 new_cost: float = NEW_TRACK_COST) -> torch.Tensor:
+    """queries (B, T, Q, C), positions (B, T, Q, P), objects (B, T, Q) bool: the queries on an object -> permutations
+    (B, T, Q) as :func:`match_adjacent`'s, where slot s holds one object's queries over the clip.
+
+    Frame by frame, the queries on an object are matched (Hungarian) to the slots: a slot that has held an object
+    costs the cosine distance to that object's last query plus the distance to where its last place and velocity put
+    it now (however many frames ago it was seen); a slot never used costs ``new_cost``, so that a query starts a new
+    slot when it matches no remembered object better. The other queries fill the frame's remaining slots in their
+    order: with :func:`link_objects` a slot's query in a frame is on its object, or over the background while the
+    object is away. More objects over the clip than slots: a new one takes the slot of the object least like it."""
+    b, t_len, q, _ = queries.shape
+    emb = F.normalize(queries.float(), dim=-1).cpu().numpy()
+    pos = positions.float().cpu().numpy()
+    objects = objects.cpu().numpy()
+    perms = np.zeros((b, t_len, q), dtype=np.int64)
+    for i in range(b):
+        last_query = np.zeros((q, emb.shape[-1]), dtype=np.float32)
+        last_place, velocity = np.zeros((q, pos.shape[-1])), np.zeros((q, pos.shape[-1]))
+        last_seen = np.full(q, -1)
+        for t in range(t_len):
+            found = np.flatnonzero(objects[i, t])
+            predicted = last_place + velocity * (t - last_seen)[:, None]
+            cost = (1 - last_query @ emb[i, t, found].T
+                    + np.linalg.norm(predicted[:, None] - pos[i, t, found][None], axis=-1))  # (slot, query)
+            cost[last_seen < 0] = new_cost
+            slots, picks = linear_sum_assignment(cost)
+            for s, k in zip(slots, found[picks]):
+                if last_seen[s] >= 0:  # the velocity, smoothed over the frames it was seen
+                    velocity[s] = 0.5 * velocity[s] + 0.5 * (pos[i, t, k] - last_place[s]) / (t - last_seen[s])
+                last_query[s], last_place[s], last_seen[s] = emb[i, t, k], pos[i, t, k], t
+                perms[i, t, s] = k
+            rest = np.setdiff1d(np.arange(q), slots)
+            perms[i, t, rest] = np.flatnonzero(~objects[i, t])
     return torch.from_numpy(perms).to(queries.device)
 
 

@@ -71,6 +71,11 @@ class TrackGroundingConfig:
     # where its mask shows, is no candidate (probability 0; unless no slot passes), so that a query linked over
     # background peaks is never the output
     min_objectness: float = 0.0
+    # how the frames' queries are linked into slots: "adjacent" (each frame's queries matched to the previous frame's
+    # by query and peak distance) or "objects" (with model.frame_decoder.proposals and min_objectness: only the queries
+    # whose peak passes min_objectness are an object in their frame; they are tracked with a memory of each slot's
+    # object while it is away, and the other queries' masks are emptied, :func:`link_objects`)
+    link: str = "adjacent"
     # the track's centroid read relative to its mean position over the clip (where an object is says nothing a sentence
     # asks about; its steps say how it moves), so that the head cannot learn the training objects' positions
     relative_centre: bool = False
@@ -85,6 +90,11 @@ class TrackGroundingConfig:
     crop_frames: int = 2  # the windows of this many frames per track, spread over those where it is present
 
     def __post_init__(self):
+        if self.link not in ("adjacent", "objects"):
+            raise ValueError(f"model.track.link: expected 'adjacent' or 'objects', got {self.link!r}")
+        if self.link == "objects" and not self.min_objectness:
+            raise ValueError("model.track.link=objects tracks the queries whose peak passes model.track.min_objectness: "
+                             "set it (e.g. 0.2)")
         if self.text not in ("bag", "sentence"):
             raise ValueError(f"model.track.text: expected 'bag' or 'sentence', got {self.text!r}")
         if self.replay < 0 or self.replay_draw < 0:
