@@ -146,7 +146,8 @@ def test_a_slots_objectness_is_read_where_its_mask_shows():
 @pytest.mark.parametrize("temporal", [True, False])
 def test_the_session_drops_the_slots_the_model_drops(temporal):
     torch.manual_seed(0)
-    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, f"model.video_decoder.temporal={str(temporal).lower()}"])
+    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, f"model.video_decoder.temporal={str(temporal).lower()}",
+                                         "model.track.link=adjacent"])  # the limit changes no slot's masks
     model = build_model(cfg.model).eval()
     batch = clip_batch(model)
     with torch.no_grad():
@@ -179,7 +180,7 @@ def test_linking_objects_needs_proposals_and_an_objectness_limit():
 
 @pytest.mark.parametrize("temporal", [True, False])
 def test_linking_objects_empties_the_frames_where_a_slots_query_is_off_an_object(temporal):
-    from rvos.models.meta.vlm import EMPTY_LOGIT
+    from rvos.models.meta.base import NO_MASK
 
     torch.manual_seed(0)
     cfg = load_config("vlm_tiny_synth", [*PROPOSALS, "model.track.link=objects",
@@ -197,7 +198,7 @@ def test_linking_objects_empties_the_frames_where_a_slots_query_is_off_an_object
     on_object = model.on_object(seen[-1])  # (B*T, Q)
     assert on_object.any() and not on_object.all()
     # the slots hold each frame's queries in another order: the same masks, those of queries off an object emptied
-    emptied = (slots == EMPTY_LOGIT).flatten(2).all(-1)
+    emptied = (slots == NO_MASK).flatten(2).all(-1)
     assert torch.equal(emptied.sum(1), (~on_object).sum(1))
     torch.testing.assert_close(torch.where(emptied[..., None, None], 0.0, slots).sum(1),
                                torch.where(on_object[..., None, None], queries, 0.0).sum(1))

@@ -34,8 +34,8 @@ from rvos.data.transforms import swap_left_right
 from rvos.models.backbones.clip import CLIPBackbone
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
 from rvos.models.criterion.terms import boxes_from_masks
-from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel, TextInputs,
-                                   union_of_queries)
+from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel,
+                                   TextInputs, union_of_queries)
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
@@ -44,8 +44,6 @@ from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, T
                                                  crop_windows, frame_descriptors, on_mask_grid, slot_labels,
                                                  track_frames, tracks)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
-
-EMPTY_LOGIT = -1.0e4  # an emptied mask's logit (finite, also in half precision)
 
 
 @dataclass
@@ -262,7 +260,7 @@ class VLMModel(RvosModel):
         masks = fo.masks[-1]
         if not self.links_objects:
             return masks
-        return torch.where(self.on_object(fo.peaks)[..., None, None], masks, masks.new_tensor(EMPTY_LOGIT))
+        return torch.where(self.on_object(fo.peaks)[..., None, None], masks, masks.new_tensor(NO_MASK))
 
     def encode_frames(self, features: list[torch.Tensor], words: torch.Tensor, padding: torch.Tensor,
                       sentence: torch.Tensor, clip_length: int | None = None,
@@ -650,7 +648,9 @@ class VLMModel(RvosModel):
             "selection": {"rule": f"union of queries with probability > {cfg.score_threshold}"
                           + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
                           "score": "track grounding (the slots' frame masks)" if cfg.track.enabled
-                          else "video query . sentence"},
+                          else "video query . sentence"}
+                         | ({"slots": "the queries on an object (peak objectness >= "
+                                      f"{cfg.track.min_objectness}), tracked"} if self.links_objects else {}),
         }
 
 
