@@ -107,7 +107,8 @@ def test_the_descriptors_read_the_mask_grid_or_the_frames_resolution():
     logits = torch.full((1, 2, 8, 16), -10.0)
     logits[0, 0, 2:6, 4:8] = 10.0  # a 16 x 16 square at stride 4
     for full, size in ((False, (8, 16)), (True, (32, 64))):
-        cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.track.full_resolution={str(full).lower()}")
+        cfg = tiny_config("vlm", *SIZE, *TRACK, "model.encoder.fine=0",  # masks at stride 4
+                          f"model.track.full_resolution={str(full).lower()}")
         model = build_model(cfg.model)
         read = model.descriptor_frames(images)
         probs = model.descriptor_probs(logits, read.shape[-2:])

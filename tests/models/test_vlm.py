@@ -23,7 +23,8 @@ def test_per_frame_control_decodes_every_frame_alone():
     out = model(batch)
     assert out["frames_per_clip"] == 1 and out["video_scores"][-1].shape == (8, 8)
     selected = model.postprocess(out)
-    assert len(selected) == 2 and selected[0].union.shape == (4, 16, 16)  # 48x64 padded to 64x64, stride 4 and selected[0].scores.shape == (4,)
+    # 48x64 padded to 64x64, masks at stride 2 (encoder.fine)
+    assert len(selected) == 2 and selected[0].union.shape == (4, 32, 32) and selected[0].scores.shape == (4,)
     assert torch.isfinite(sum(model.loss(out, batch).values()))
 
 
@@ -114,7 +115,7 @@ def test_propagated_queries_are_the_slots_and_windows_decode_as_one():
     model = build_model(load_config("vlm_tiny_synth", PROPAGATE).model)
     batch = clip_batch(model)
     out = model(batch)
-    masks = out["frame_masks"][-1].view(2, 4, 8, 16, 16)  # (B, T, Q, h, w): the frames, query by query
+    masks = out["frame_masks"][-1].view(2, 4, 8, 32, 32)  # (B, T, Q, h, w): the frames, query by query
     assert torch.equal(out["slot_logits"], masks)
     model.eval()
     frames = model.pad(batch.frames[0])
@@ -196,7 +197,8 @@ def test_state_dict_names_are_those_of_earlier_run_folders():
     saved = json.loads((Path(__file__).parents[1] / "fixtures" / "vlm_tiny_synth_0.1_state_dict.json").read_text())
     model = build_model(load_config("vlm_tiny_synth", ["model.track.enabled=false",  # as 0.1 had it
                                                      "model.frame_decoder.query_content=false",
-                                                     "model.frame_decoder.proposals=false"]).model)
+                                                     "model.frame_decoder.proposals=false",
+                                                     "model.encoder.fine=0"]).model)
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == saved
 
 

@@ -5,12 +5,13 @@ Adjacent frames are linked as MinVIS does: frame t+1's queries are matched to fr
 queries by the Hungarian algorithm on cosine distance, so that slot q holds the same instance in every frame. Queries
 with a position (the frame decoder's proposals) add the distance between their positions to the cost.
 
+A Linear layer scores each frame's query, a softmax over frames turns the scores into weights summing to one, and
+the weighted sum of each slot over time is the initial video query.
+
 With the proposals' peaks, :func:`link_objects` tracks instead only the queries on an object (their peak's objectness
 passes a threshold), as trackers by detection do: a slot remembers its object's last query, place and velocity while
 the object is out of the frame, so that it takes the object back when it returns, and a query over the background
 never carries a slot from one object to another.
-A Linear layer scores each frame's query, a softmax over frames turns the scores into weights summing to one, and
-the weighted sum of each slot over time is the initial video query.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ def link_objects(queries: torch.Tensor, positions: torch.Tensor, objects: torch.
 
     Frame by frame, the queries on an object are matched (Hungarian) to the slots: a slot that has held an object
     costs the cosine distance to that object's last query plus the distance to where its last place and velocity put
-    it now (however many frames ago it was seen); a slot never used costs ``new_cost``, so that a query starts a new
-    slot when it matches no remembered object better. The other queries fill the frame's remaining slots in their
-    order: with :func:`link_objects` a slot's query in a frame is on its object, or over the background while the
-    object is away. More objects over the clip than slots: a new one takes the slot of the object least like it."""
+    it now (however many frames ago it was seen; the velocity is a running mean, half the newest step's, half the
+    estimate before); a slot never used costs ``new_cost``, so that a query starts a new slot when it matches no
+    remembered object better. The other queries fill the frame's remaining slots in their order, so a slot's query in
+    a frame is on its object, or over the background while the object is away. More objects over the clip than slots:
+    a new one takes the slot of the object least like it."""
     b, t_len, q, _ = queries.shape
     emb = F.normalize(queries.float(), dim=-1).cpu().numpy()
     pos = positions.float().cpu().numpy()
