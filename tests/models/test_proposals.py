@@ -143,6 +143,22 @@ def test_a_slots_objectness_is_read_where_its_mask_shows():
     torch.testing.assert_close(objectness, torch.tensor([[0.85, 0.1]]))
 
 
+def assert_the_session_selects_as_the_model(model, batch, out: dict):
+    """A session observing the batch's first clip in two windows of 2 frames selects (threshold 0) what the model
+    selects from ``out``; returns the model's selection of that clip."""
+    with torch.no_grad():
+        expected = model.postprocess(out, 0.0)
+        session = model.start_session(batch.text, 0.0)
+        frames = model.pad(batch.frames[0])
+        for start in (0, 2):
+            session.observe(frames[start:start + 2], start)
+        session.decode()
+        got = session.predict(frames, 0)
+    torch.testing.assert_close(got[0].logits, expected[0].logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got[0].scores, expected[0].scores, atol=1e-5, rtol=1e-4)
+    return expected[0]
+
+
 @pytest.mark.parametrize("temporal", [True, False])
 def test_the_session_drops_the_slots_the_model_drops(temporal):
     torch.manual_seed(0)
@@ -154,18 +170,10 @@ def test_the_session_drops_the_slots_the_model_drops(temporal):
         out = model(batch)
         objectness = out["slot_objectness"][0 if temporal else slice(0, 4)]
         model.cfg.track.min_objectness = float(objectness.median())  # about half the slots pass
-        expected = model.postprocess(out, 0.0)
-        session = model.start_session(batch.text, 0.0)
-        frames = model.pad(batch.frames[0])
-        for start in (0, 2):
-            session.observe(frames[start:start + 2], start)
-        session.decode()
-        got = session.predict(frames, 0)
+    expected = assert_the_session_selects_as_the_model(model, batch, out)
     dropped = objectness < model.cfg.track.min_objectness
     assert dropped.any() and not dropped.all()
-    torch.testing.assert_close(got[0].logits, expected[0].logits, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(got[0].scores, expected[0].scores, atol=1e-5, rtol=1e-4)
-    kept = (expected[0].logits > -1e3).flatten(2).any(-1)  # (T, K) of the kept slots' masks
+    kept = (expected.logits > -1e3).flatten(2).any(-1)  # (T, K) of the kept slots' masks
     assert kept.shape[1] == int((~dropped).sum(-1).max())
 
 
@@ -202,13 +210,4 @@ def test_linking_objects_empties_the_frames_where_a_slots_query_is_off_an_object
     assert torch.equal(emptied.sum(1), (~on_object).sum(1))
     torch.testing.assert_close(torch.where(emptied[..., None, None], 0.0, slots).sum(1),
                                torch.where(on_object[..., None, None], queries, 0.0).sum(1))
-    with torch.no_grad():
-        expected = model.postprocess(out, 0.0)
-        session = model.start_session(batch.text, 0.0)
-        frames = model.pad(batch.frames[0])
-        for start in (0, 2):
-            session.observe(frames[start:start + 2], start)
-        session.decode()
-        got = session.predict(frames, 0)
-    torch.testing.assert_close(got[0].logits, expected[0].logits, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(got[0].scores, expected[0].scores, atol=1e-5, rtol=1e-4)
+    assert_the_session_selects_as_the_model(model, batch, out)
