@@ -104,3 +104,23 @@ def test_mean_sentence_pooling_averages_the_sentences_tokens():
     torch.testing.assert_close(t.sentence[1], expected)
     with pytest.raises(ValueError, match="expected 'eot' or 'mean'"):
         CLIPBackbone(NAME, None, sentence_pooling="max")
+
+
+def test_cached_token_ids_equal_the_tokenizers_in_any_batch(monkeypatch):
+    backbone = CLIPBackbone(NAME, None, frozen=True)
+    sentences = ["the red circle moving left", "the box", "a big violet triangle that turns around"]
+    expected = backbone.tokenizer(sentences)
+    calls = []
+    tokenizer = backbone.tokenizer
+    monkeypatch.setattr(backbone, "tokenizer", lambda s: calls.append(list(s)) or tokenizer(s))
+    first = backbone.tokenize(sentences[:2])["tokens"]
+    again = backbone.tokenize([sentences[1], sentences[2], sentences[1]])["tokens"]
+    assert calls == [sentences[:2], [sentences[2]]]  # each sentence tokenized once
+    assert torch.equal(first, expected[:2, : first.shape[1]])  # cut after the longest sentence's end of text
+    assert torch.equal(again, expected[[1, 2, 1], : again.shape[1]])
+    assert again.shape[1] == int(expected[2].argmax()) + 1
+    assert backbone.tokenize([])["tokens"].shape[0] == 0
+    monkeypatch.setattr("rvos.models.backbones.clip.TOKEN_CACHE", 3)  # full: the kept ids start over
+    alone = backbone.tokenize(["the green square"])["tokens"]
+    assert torch.equal(alone, tokenizer(["the green square"])[:, : alone.shape[1]])
+    assert len(backbone._token_rows) == 1
