@@ -23,6 +23,7 @@ from rvos.data.concat import open_splits
 from rvos.data.synth.generate import read_spec, write_benchmark
 from rvos.data.transforms import ClipTransform
 from rvos.engine import distributed
+from rvos.engine.allocator import retain_freed_memory
 from rvos.engine.checkpoint import (find_model, last_checkpoint, load_state, load_weights, read_config,
                                    set_rng_state)
 from rvos.engine.hooks import CheckpointHook, EvalHook, LogHook, TimeLimitHook
@@ -82,6 +83,7 @@ def train(cfg: Config | None, run_dir: str | os.PathLike, resume: bool = False, 
           progress: bool = True) -> dict:
     """Train ``cfg`` into ``run_dir`` (or continue the run there with ``resume``). Returns a summary."""
     run_dir = Path(run_dir)
+    retain_freed_memory()  # every step allocates what the step before freed
     d = distributed.setup(device)
     try:
         return _train(cfg, run_dir, resume, d, progress)
