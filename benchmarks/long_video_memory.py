@@ -34,9 +34,8 @@ def child(config: str, frames: int, height: int, width: int, window: int | None)
                                "infer.score_threshold=0.0"])
     torch.manual_seed(0)
     model = build_model(cfg.model, load_pretrained=False)
-    if getattr(model, "links_objects", False):  # slots that track the queries on an object: a random heatmap sits at
-        # its prior (0.1), under the objectness limit, so no query would be one and every mask would be emptied
-        torch.nn.init.zeros_(model.frame_decoder.proposals.objectness[-1].bias)
+    if getattr(model, "links_objects", False):  # slots that track the queries on an object
+        model.even_objectness_prior()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def read(indices):

@@ -34,9 +34,8 @@ def random_model(cfg, seed: int = 0, tries: int = 20):
     for s in range(seed, seed + tries):
         torch.manual_seed(s)
         model = build_model(cfg.model).eval()
-        if getattr(model, "links_objects", False):  # vlm_tiny_synth's slots track the queries on an object: a random
-            # heatmap sits at its prior (0.1), under the objectness limit, so no query would be one and every mask empty
-            torch.nn.init.zeros_(model.frame_decoder.proposals.objectness[-1].bias)
+        if getattr(model, "links_objects", False):  # vlm_tiny_synth's slots track the queries on an object
+            model.even_objectness_prior()
         if 0.05 < coverage(model, cfg, probe, ["the red square", "the object moving left"]) < 0.95:
             return model
     raise AssertionError(f"no seed in {seed}..{seed + tries - 1} gives a random model with partial masks")
