@@ -163,7 +163,8 @@ def assert_the_session_selects_as_the_model(model, batch, out: dict):
 def test_the_session_drops_the_slots_the_model_drops(temporal):
     torch.manual_seed(0)
     cfg = load_config("vlm_tiny_synth", [*PROPOSALS, f"model.video_decoder.temporal={str(temporal).lower()}",
-                                         "model.track.link=adjacent"])  # the limit changes no slot's masks
+                                         "model.track.link=adjacent",  # the limit changes no slot's masks
+                                         "model.track.exclusive=false"])
     model = build_model(cfg.model).eval()
     batch = clip_batch(model)
     with torch.no_grad():
@@ -184,6 +185,8 @@ def test_linking_objects_needs_proposals_and_an_objectness_limit():
         load_config("vlm_tiny_synth", ["model.track.link=objects", "model.frame_decoder.proposals=false"])
     with pytest.raises(ConfigError, match="'adjacent' or 'objects'"):
         load_config("vlm_tiny_synth", ["model.track.link=peaks"])
+    with pytest.raises(ConfigError, match="exclusive"):
+        load_config("vlm_tiny_synth", ["model.track.link=adjacent", "model.track.exclusive=true"])
 
 
 @pytest.mark.parametrize("temporal", [True, False])
@@ -191,7 +194,7 @@ def test_linking_objects_empties_the_frames_where_a_slots_query_is_off_an_object
     from rvos.models.meta.base import NO_MASK
 
     torch.manual_seed(0)
-    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, "model.track.link=objects",
+    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, "model.track.link=objects", "model.track.exclusive=false",
                                          f"model.video_decoder.temporal={str(temporal).lower()}"])
     model = build_model(cfg.model).eval()
     batch = clip_batch(model)
@@ -210,4 +213,22 @@ def test_linking_objects_empties_the_frames_where_a_slots_query_is_off_an_object
     assert torch.equal(emptied.sum(1), (~on_object).sum(1))
     torch.testing.assert_close(torch.where(emptied[..., None, None], 0.0, slots).sum(1),
                                torch.where(on_object[..., None, None], queries, 0.0).sum(1))
+    assert_the_session_selects_as_the_model(model, batch, out)
+
+
+def test_exclusive_slots_leave_each_cell_to_the_query_with_the_highest_logit_there():
+    torch.manual_seed(0)
+    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, "model.track.exclusive=true"])
+    model = build_model(cfg.model).eval()
+    model.even_objectness_prior()  # random weights: about half the queries on an object
+    batch = clip_batch(model)
+    with torch.no_grad():
+        out = model(batch)
+        model.cfg.track.exclusive = False
+        plain = model(batch)["slot_logits"]
+        model.cfg.track.exclusive = True
+    slots = out["slot_logits"]
+    assert ((plain > 0).sum(2) > 1).any()  # without it, slots overlap
+    assert ((slots > 0).sum(2) <= 1).all()
+    torch.testing.assert_close(slots.amax(2), plain.amax(2))  # the highest logit of a cell is kept
     assert_the_session_selects_as_the_model(model, batch, out)

@@ -14,8 +14,8 @@ from rvos.errors import ConfigError
 from rvos.models.build import build_model
 from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.track_grounding import (CROP_DIM, FRAME_DIM, TRACK_DIM, TrackExample, TrackGrounding,
-                                                 crop_windows, frame_descriptors, relative_to_mean, slot_labels,
-                                                 track_frames, tracks)
+                                                 crop_windows, exclusive_masks, frame_descriptors, relative_to_mean,
+                                                 slot_labels, track_frames, tracks)
 
 from contract import tiny_config
 
@@ -191,6 +191,18 @@ def test_the_listwise_term_ranks_a_sentences_tracks_against_each_other():
     torch.testing.assert_close(with_term - plain, 0.5 * ranked)
     with pytest.raises(ConfigError, match="listwise"):
         tiny_config("vlm", *TRACK, "model.track.listwise=-1")
+
+
+def test_each_cell_goes_to_the_query_whose_logit_is_the_highest_there():
+    left_out = -1e4  # a query off an object in its frame (the model's NO_MASK)
+    masks = torch.tensor([[5.0, 5.0, -3.0, 4.0], [6.5, 2.0, -1.0, 4.0], [left_out] * 4])[None, :, None]  # (1, 3, 1, 4)
+    out = exclusive_masks(masks)[0, :, 0]
+    # cell 0 goes to query 1, cell 1 to query 0; cell 2 is no one's and keeps its logits under 0; both keep a tie
+    assert out[0].tolist() == [-1.5, 5.0, -3.0, 4.0]
+    assert out[1].tolist() == [6.5, -3.0, -1.0, 4.0]
+    assert (out[2] < -9000).all()
+    one = torch.randn(2, 1, 3, 3)
+    assert torch.equal(exclusive_masks(one), one)
 
 
 def test_a_slot_is_labelled_with_the_object_it_covers():

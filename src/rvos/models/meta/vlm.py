@@ -41,8 +41,8 @@ from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
-                                                 crop_windows, frame_descriptors, on_mask_grid, slot_labels,
-                                                 track_frames, tracks)
+                                                 crop_windows, exclusive_masks, frame_descriptors, on_mask_grid,
+                                                 slot_labels, track_frames, tracks)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -262,11 +262,13 @@ class VLMModel(RvosModel):
 
     def slot_frame_masks(self, fo: "FrameOutputs") -> torch.Tensor:
         """The frame queries' last masks (N, Q, h, w), the slots' frames: with ``track.link`` "objects", emptied where
-        the query's peak is no object (its query then sits on the background while the slot's object is away)."""
+        the query's peak is no object (its query then sits on the background while the slot's object is away), and with
+        ``track.exclusive`` each cell left to the query whose logit is the highest there (:func:`exclusive_masks`)."""
         masks = fo.masks[-1]
         if not self.links_objects:
             return masks
-        return torch.where(self.on_object(fo.peaks)[..., None, None], masks, masks.new_tensor(NO_MASK))
+        masks = torch.where(self.on_object(fo.peaks)[..., None, None], masks, masks.new_tensor(NO_MASK))
+        return exclusive_masks(masks) if self.cfg.track.exclusive else masks
 
     def encode_frames(self, features: list[torch.Tensor], words: torch.Tensor, padding: torch.Tensor,
                       sentence: torch.Tensor, clip_length: int | None = None,

@@ -88,6 +88,10 @@ class TrackGroundingConfig:
     # object is, not its shape, while the frame shows both (:func:`crop_windows`)
     crop: int = 0
     crop_frames: int = 2  # the windows of this many frames per track, spread over those where it is present
+    # with link "objects": each pixel of a frame belongs to at most one slot, the one whose query's mask logit is the
+    # highest there (the annotated masks are a partition of the pixels: an object is seen where it is in front), so a
+    # query whose mask spills onto the object beside it leaves that object to its own query (:func:`exclusive_masks`)
+    exclusive: bool = False
 
     def __post_init__(self):
         if self.link not in ("adjacent", "objects"):
@@ -95,6 +99,9 @@ class TrackGroundingConfig:
         if self.link == "objects" and not self.min_objectness:
             raise ValueError("model.track.link=objects tracks the queries whose peak passes model.track.min_objectness: "
                              "set it (e.g. 0.2)")
+        if self.exclusive and self.link != "objects":
+            raise ValueError("model.track.exclusive shares each frame's cells among the slots of "
+                             "model.track.link=objects: set it")
         if self.text not in ("bag", "sentence"):
             raise ValueError(f"model.track.text: expected 'bag' or 'sentence', got {self.text!r}")
         if self.replay < 0 or self.replay_draw < 0:
@@ -140,6 +147,19 @@ def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
                          (moment(dy, 3) / var_y**1.5).clamp(-3, 3)], -1)
     return torch.cat([presence[..., None], colour, torch.stack([cx, cy, sx * 4, sy * 4, area / (h * w) * 10, fill],
                                                                -1), shape], -1)
+
+
+def exclusive_masks(masks: torch.Tensor) -> torch.Tensor:
+    """Mask logits (N, Q, h, w) -> the same where a query's logit is the highest of the frame's queries at a cell; where
+    another query's logit m' is higher, the query's logit m is lowered to m - max(m', 0), under 0 when m' is over it.
+    A query left out of its frame (a logit far below 0) takes nothing from the others."""
+    if masks.shape[1] < 2:
+        return masks
+    top = masks.topk(2, dim=1)
+    first, second = top.values[:, :1], top.values[:, 1:2]
+    is_first = torch.arange(masks.shape[1], device=masks.device)[None, :, None, None] == top.indices[:, :1]
+    best_other = torch.where(is_first, second, first)  # (N, Q, h, w) the highest logit of the other queries
+    return torch.where(masks >= best_other, masks, masks - best_other.clamp(min=0))
 
 
 def on_mask_grid(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
