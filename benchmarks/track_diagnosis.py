@@ -9,7 +9,9 @@ For a run trained with ``model.track.enabled`` (``vlm_tiny_synth``), on an annot
   and how the per-frame IoUs spread (a query that covers several identical objects at once lands at 0.3 to 0.5);
   by object size, the best query in each frame against the object itself squeezed through the mask grid (the
   ceiling of any query); an object is small when its median visible area is under ``SMALL`` of the short side
-  squared (the synthetic benchmark's small shapes cover 0.009 to 0.017 of it, its big ones 0.024 to 0.048);
+  squared (the synthetic benchmark's small shapes cover 0.009 to 0.017 of it, its big ones 0.024 to 0.048); and by
+  neighbourhood: the object beside another one (within 2 pixels) or alone, and the best query's mask spilling onto
+  another object (more than ``SPILL`` of its pixels) or not;
 * grounding, per expression (top-1 accuracy: the best-scored one is a referred object): the track head on the
   annotated objects' own tracks (the head alone, with perfect masks), and on the model's slots (the best-scored slot's
   masks cover a referred object, IoU over the video at least 0.3).
@@ -38,6 +40,7 @@ from rvos.models.modules.track_grounding import frame_descriptors
 
 BINS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01]
 SMALL = 0.02
+SPILL = 0.2
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -55,6 +58,7 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
     split = open_split(split_dir)
     slot_iou, frame_iou, frame_values = [], [], []
     by_size: dict[tuple[str, str], list[float]] = defaultdict(list)  # (size, row) -> per object-frame IoU
+    neighbourhood: dict[str, list[float]] = defaultdict(list)  # per object-frame IoU of the best query in the frame
     top1: dict[tuple[str, str], list[bool]] = defaultdict(list)
     for name in list(split.videos)[:n_videos]:
         video, frames = split.video(name), split.read_frames(name)
@@ -78,6 +82,20 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
         frame_iou += best.mean(-1).tolist()
         shown = objects[visible].flatten(2).any(-1)  # the frames where each object is seen
         frame_values += best[shown].tolist()
+        # beside another object (within 2 pixels) or alone; and whether the best query's mask spills onto another
+        # object (more than SPILL of its cells): a query that covers its neighbour too
+        seen_index = visible.nonzero()[:, 0].tolist()
+        best_query = per.argmax(0)  # (M', T)
+        near = F.max_pool2d(objects[visible].float().flatten(0, 1)[:, None], 5, 1, 2)[:, 0] > 0
+        near = near.view(len(seen_index), *objects.shape[1:])
+        for m, o in enumerate(seen_index):
+            rest = torch.cat([objects[:o], objects[o + 1:]]).any(0)  # (T, H, W) every other object
+            for t in shown[m].nonzero()[:, 0].tolist():
+                mask = slots[int(best_query[m, t]), t]
+                beside = bool((near[m, t] & rest[t]).any())
+                spills = bool((mask & rest[t]).sum() > SPILL * mask.sum())
+                neighbourhood[f"beside another object: {beside}"].append(float(best[m, t]))
+                neighbourhood[f"spills onto another object: {spills}"].append(float(best[m, t]))
         # by size: the best query and the object squeezed through the mask grid, in the frames where it is seen
         seen = objects[visible]
         area = seen.flatten(2).sum(-1).float() / min(size) ** 2  # (M', T)
@@ -118,6 +136,9 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
             "by size (mean IoU over object-frames; share over 0.9)": {
                 f"{label}, {row}": [round(float(np.mean(v)), 3), round(float(np.mean(np.array(v) > 0.9)), 3)]
                 for (label, row), v in sorted(by_size.items())},
+            "best query in each frame, by neighbourhood (mean IoU; share of object-frames)": {
+                row: [round(float(np.mean(v)), 3), round(len(v) / max(1, len(frame_values)), 3)]
+                for row, v in sorted(neighbourhood.items())},
         },
         "grounding top-1": {row: {"all": round(float(np.mean([v for (r, _), vs in top1.items() if r == row
                                                                for v in vs])), 3)}
