@@ -164,7 +164,7 @@ def test_the_session_drops_the_slots_the_model_drops(temporal):
     torch.manual_seed(0)
     cfg = load_config("vlm_tiny_synth", [*PROPOSALS, f"model.video_decoder.temporal={str(temporal).lower()}",
                                          "model.track.link=adjacent",  # the limit changes no slot's masks
-                                         "model.track.exclusive=false"])
+                                         "model.track.exclusive=false", "model.track.duplicate_iou=0"])
     model = build_model(cfg.model).eval()
     batch = clip_batch(model)
     with torch.no_grad():
@@ -187,6 +187,11 @@ def test_linking_objects_needs_proposals_and_an_objectness_limit():
         load_config("vlm_tiny_synth", ["model.track.link=peaks"])
     with pytest.raises(ConfigError, match="exclusive"):
         load_config("vlm_tiny_synth", ["model.track.link=adjacent", "model.track.exclusive=true"])
+    with pytest.raises(ConfigError, match="duplicate_iou"):
+        load_config("vlm_tiny_synth", ["model.track.link=adjacent", "model.track.exclusive=false",
+                                       "model.track.duplicate_iou=0.7"])
+    with pytest.raises(ConfigError, match=r"duplicate_iou: expected an IoU in \[0, 1\)"):
+        load_config("vlm_tiny_synth", ["model.track.duplicate_iou=1.0"])
 
 
 @pytest.mark.parametrize("temporal", [True, False])
@@ -195,6 +200,7 @@ def test_linking_objects_empties_the_frames_where_a_slots_query_is_off_an_object
 
     torch.manual_seed(0)
     cfg = load_config("vlm_tiny_synth", [*PROPOSALS, "model.track.link=objects", "model.track.exclusive=false",
+                                         "model.track.duplicate_iou=0",  # the peaks read here are the proposals' own
                                          f"model.video_decoder.temporal={str(temporal).lower()}"])
     model = build_model(cfg.model).eval()
     batch = clip_batch(model)
@@ -231,4 +237,21 @@ def test_exclusive_slots_leave_each_cell_to_the_query_with_the_highest_logit_the
     assert ((plain > 0).sum(2) > 1).any()  # without it, slots overlap
     assert ((slots > 0).sum(2) <= 1).all()
     torch.testing.assert_close(slots.amax(2), plain.amax(2))  # the highest logit of a cell is kept
+    assert_the_session_selects_as_the_model(model, batch, out)
+
+
+def test_a_duplicate_proposal_is_no_object_in_training_as_in_a_session():
+    torch.manual_seed(0)
+    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, "model.track.duplicate_iou=0.5"])
+    model = build_model(cfg.model).eval()
+    model.even_objectness_prior()  # random weights: about half the queries on an object
+    batch = clip_batch(model)
+    with torch.no_grad():
+        out = model(batch)
+        model.cfg.track.duplicate_iou = 0.0
+        plain = model(batch)["slot_logits"]
+        model.cfg.track.duplicate_iou = 0.5
+    shown = (out["slot_logits"] > 0).flatten(3).any(3)  # (B, T, Q) the slots with a mask in a frame
+    assert shown.sum() < (plain > 0).flatten(3).any(3).sum()  # random queries' masks overlap: some are duplicates
+    assert shown.any()
     assert_the_session_selects_as_the_model(model, batch, out)

@@ -15,7 +15,7 @@ from rvos.models.build import build_model
 from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.track_grounding import (CROP_DIM, FRAME_DIM, TRACK_DIM, TrackExample, TrackGrounding,
                                                  crop_windows, exclusive_masks, frame_descriptors, relative_to_mean,
-                                                 slot_labels, track_frames, tracks)
+                                                 slot_labels, suppress_duplicates, track_frames, tracks)
 
 from contract import tiny_config
 
@@ -203,6 +203,22 @@ def test_each_cell_goes_to_the_query_whose_logit_is_the_highest_there():
     assert (out[2] < -9000).all()
     one = torch.randn(2, 1, 3, 3)
     assert torch.equal(exclusive_masks(one), one)
+
+
+def test_a_second_peak_on_an_object_is_no_object():
+    masks = torch.full((1, 5, 2, 16), -5.0)  # each query's mask, a band of columns
+    for query, (start, stop) in enumerate([(0, 10), (2, 10), (10, 16), (3, 11), (0, 10)]):
+        masks[0, query, :, start:stop] = 2.0
+    # query 1 is on query 0's object (IoU 0.8); query 3 overlaps query 1 by 0.78 but query 0, the one kept, by 0.64;
+    # query 2 is another object; query 4's peak is under the limit: it is no object whatever its mask
+    peaks = torch.tensor([[0.9, 0.6, 0.5, 0.4, 0.1]])
+    kept = suppress_duplicates(peaks, masks, limit=0.2, max_iou=0.7)[0]
+    assert kept.tolist() == pytest.approx([0.9, 0, 0.5, 0.4, 0.1])
+    assert torch.equal(suppress_duplicates(peaks, masks, limit=0.2, max_iou=0.8), peaks)
+    # the order is the peaks': with query 1 the likeliest, query 0 and query 3 are its duplicates
+    swapped = torch.tensor([[0.6, 0.9, 0.5, 0.4, 0.1]])
+    kept = suppress_duplicates(swapped, masks, limit=0.2, max_iou=0.7)[0]
+    assert kept.tolist() == pytest.approx([0, 0.9, 0.5, 0, 0.1])
 
 
 def test_a_slot_is_labelled_with_the_object_it_covers():

@@ -73,7 +73,7 @@ def test_frame_boxes_are_supervised_at_the_frame_level_only():
 @pytest.mark.parametrize("temporal", [True, False])
 def test_the_slot_loss_supervises_the_slots_masks_over_the_clip(temporal):
     cfg = load_config("vlm_tiny_synth", [*SIZE, "model.track.slot_weight=1.0", "model.track.link=adjacent",
-                                         "model.track.exclusive=false",
+                                         "model.track.exclusive=false", "model.track.duplicate_iou=0",
                                          f"model.video_decoder.temporal={str(temporal).lower()}"])
     model = build_model(cfg.model)
     batch = clip_batch(model)
@@ -85,7 +85,7 @@ def test_the_slot_loss_supervises_the_slots_masks_over_the_clip(temporal):
 
 
 PROPAGATE = [*SIZE, *BOXES, "model.frame_decoder.proposals=false", "model.frame_decoder.propagate=true",
-             "model.track.link=adjacent", "model.track.exclusive=false"]
+             "model.track.link=adjacent", "model.track.exclusive=false", "model.track.duplicate_iou=0"]
 
 
 def assert_windows_decode_as_one(model, frames, sentences, window: int) -> list:

@@ -18,7 +18,8 @@ only the small frame queries kept (see :mod:`rvos.engine.inference`). With ``mod
 CPU-size option) each frame's queries start from the previous frame's, across windows too, and query q is slot q.
 With ``model.frame_decoder.proposals`` (a CPU-size option) each frame's queries start at the peaks of a learnt centre
 heatmap, and the linking of adjacent frames reads the peaks' distance too; with ``model.track.link`` "objects" the
-slots track only the queries whose peak is an object, and the others' masks are emptied in their frame.
+slots track only the queries whose peak is an object (a second peak on the same object is none with
+``model.track.duplicate_iou``), and the others' masks are emptied in their frame.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_h
 from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
                                                  crop_windows, exclusive_masks, frame_descriptors, on_mask_grid,
-                                                 slot_labels, track_frames, tracks)
+                                                 slot_labels, suppress_duplicates, track_frames, tracks)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -148,7 +149,7 @@ class FrameOutputs:
     last: torch.Tensor  # (N, Q, C) the last layer's raw queries (what the next frame starts from when propagating)
     objectness: torch.Tensor | None  # (N, 1, H/4, W/4) centre heatmap logits with frame_decoder.proposals
     anchors: torch.Tensor | None  # (N, Q, 2) the queries' peaks on the heatmap's grid with frame_decoder.proposals
-    peaks: torch.Tensor | None  # (N, Q) the heatmap's probability at those peaks
+    peaks: torch.Tensor | None  # (N, Q) the heatmap's probability at those peaks (0 at duplicates: track.duplicate_iou)
 
 
 @dataclass
@@ -282,8 +283,12 @@ class VLMModel(RvosModel):
                                                clip_length or sentence.shape[0], init)
         else:
             out = self.frame_decoder(maps, mask_features, sentence, words, padding)
+        peaks = out.peaks
+        if peaks is not None and self.cfg.track.duplicate_iou:
+            peaks = suppress_duplicates(peaks, out.masks[-1], self.cfg.track.min_objectness,
+                                        self.cfg.track.duplicate_iou)
         return FrameOutputs(mask_features, out.queries, words, out.scores, out.masks, out.boxes, out.last,
-                            out.objectness, out.anchors, out.peaks)
+                            out.objectness, out.anchors, peaks)
 
     def decode_video(self, frame_queries: torch.Tensor, words: torch.Tensor, padding: torch.Tensor,
                      sentence: torch.Tensor, anchors: torch.Tensor | None = None,

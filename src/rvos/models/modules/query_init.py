@@ -59,10 +59,11 @@ def link_objects(queries: torch.Tensor, positions: torch.Tensor, objects: torch.
     Frame by frame, the queries on an object are matched (Hungarian) to the slots: a slot that has held an object
     costs the cosine distance to that object's last query plus the distance to where its last place and velocity put
     it now (however many frames ago it was seen; the velocity is a running mean, half the newest step's, half the
-    estimate before); a slot never used costs ``new_cost``, so that a query starts a new slot when it matches no
-    remembered object better. The other queries fill the frame's remaining slots in their order, so a slot's query in
-    a frame is on its object, or over the background while the object is away. More objects over the clip than slots:
-    a new one takes the slot of the object least like it."""
+    estimate before) or to its last place, whichever is nearer (an object that went away may have kept moving, as
+    behind another, or turned back, as at the picture's edge); a slot never used costs ``new_cost``, so that a query
+    starts a new slot when it matches no remembered object better. The other queries fill the frame's remaining slots
+    in their order, so a slot's query in a frame is on its object, or over the background while the object is away.
+    More objects over the clip than slots: a new one takes the slot of the object least like it."""
     b, t_len, q, _ = queries.shape
     emb = F.normalize(queries.float(), dim=-1).cpu().numpy()
     pos = positions.float().cpu().numpy()
@@ -74,9 +75,11 @@ def link_objects(queries: torch.Tensor, positions: torch.Tensor, objects: torch.
         last_seen = np.full(q, -1)
         for t in range(t_len):
             found = np.flatnonzero(objects[i, t])
+            here = pos[i, t, found][None]
             predicted = last_place + velocity * (t - last_seen)[:, None]
-            cost = (1 - last_query @ emb[i, t, found].T
-                    + np.linalg.norm(predicted[:, None] - pos[i, t, found][None], axis=-1))  # (slot, query)
+            distance = np.minimum(np.linalg.norm(predicted[:, None] - here, axis=-1),
+                                  np.linalg.norm(last_place[:, None] - here, axis=-1))
+            cost = 1 - last_query @ emb[i, t, found].T + distance  # (slot, query)
             cost[last_seen < 0] = new_cost
             slots, picks = linear_sum_assignment(cost)
             for s, k in zip(slots, found[picks]):

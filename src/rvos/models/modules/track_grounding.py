@@ -92,6 +92,10 @@ class TrackGroundingConfig:
     # highest there (the annotated masks are a partition of the pixels: an object is seen where it is in front), so a
     # query whose mask spills onto the object beside it leaves that object to its own query (:func:`exclusive_masks`)
     exclusive: bool = False
+    # with link "objects": a query whose frame mask overlaps (IoU over this) the mask of a query with a likelier peak
+    # in the same frame is no object there (:func:`suppress_duplicates`): two peaks on one object otherwise split it
+    # between two slots, and the object's track moves to the second when the first peak fades (0: off)
+    duplicate_iou: float = 0.0
 
     def __post_init__(self):
         if self.link not in ("adjacent", "objects"):
@@ -101,6 +105,11 @@ class TrackGroundingConfig:
                              "set it (e.g. 0.2)")
         if self.exclusive and self.link != "objects":
             raise ValueError("model.track.exclusive shares each frame's cells among the slots of "
+                             "model.track.link=objects: set it")
+        if not 0.0 <= self.duplicate_iou < 1.0:
+            raise ValueError(f"model.track.duplicate_iou: expected an IoU in [0, 1) (0: off), got {self.duplicate_iou}")
+        if self.duplicate_iou and self.link != "objects":
+            raise ValueError("model.track.duplicate_iou decides which queries are the objects of "
                              "model.track.link=objects: set it")
         if self.text not in ("bag", "sentence"):
             raise ValueError(f"model.track.text: expected 'bag' or 'sentence', got {self.text!r}")
@@ -160,6 +169,27 @@ def exclusive_masks(masks: torch.Tensor) -> torch.Tensor:
     is_first = torch.arange(masks.shape[1], device=masks.device)[None, :, None, None] == top.indices[:, :1]
     best_other = torch.where(is_first, second, first)  # (N, Q, h, w) the highest logit of the other queries
     return torch.where(masks >= best_other, masks, masks - best_other.clamp(min=0))
+
+
+@torch.no_grad()
+def suppress_duplicates(peaks: torch.Tensor, masks: torch.Tensor, limit: float, max_iou: float) -> torch.Tensor:
+    """The heatmap's probabilities at a frame's peaks (N, Q) and the queries' mask logits (N, Q, h, w) -> the
+    probabilities with those of duplicates set to 0: from the likeliest peak down, a query over ``limit`` whose mask
+    (logits over 0) has an IoU over ``max_iou`` with the mask of a query kept before it is a second proposal on the same
+    object, as non-maximum suppression drops a detector's second box."""
+    fg = (masks > 0).flatten(2).float()
+    inter = fg @ fg.transpose(1, 2)  # (N, Q, Q)
+    area = fg.sum(-1)
+    overlap = inter / (area[:, :, None] + area[:, None, :] - inter).clamp(min=1) > max_iou
+    kept = torch.zeros_like(peaks, dtype=torch.bool)
+    duplicate = torch.zeros_like(kept)
+    for query in peaks.argsort(dim=1, descending=True).T:  # (N,) the queries of one rank, likeliest first
+        index = query[:, None]
+        on = peaks.gather(1, index)[:, 0] >= limit
+        repeats = (overlap.gather(1, index[..., None].expand(-1, 1, overlap.shape[2]))[:, 0] & kept).any(1)
+        kept.scatter_(1, index, (on & ~repeats)[:, None])
+        duplicate.scatter_(1, index, (on & repeats)[:, None])
+    return peaks.masked_fill(duplicate, 0.0)
 
 
 def on_mask_grid(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
