@@ -79,7 +79,7 @@ def test_linking_objects_expects_an_object_where_its_velocity_takes_it():
 
 def test_linking_objects_takes_back_an_object_that_turned_round_while_away():
     """a moves right one unit a frame to x = 4, is away for three frames (as beyond the picture's edge), and comes
-    back where it left, moving left: its velocity puts it at x = 8, its last place beside where it is."""
+    back where it left, moving left: its velocity puts it near x = 8, its last place beside where it is."""
     places = [{"a": (x, 0)} for x in range(5)] + [{}, {}, {}] + [{"a": (4 - x, 0)} for x in range(3)]
     queries, positions, objects, where = _objects_clip(places)
     perms = link_objects(queries, positions, objects)[0]
