@@ -171,6 +171,12 @@ def exclusive_masks(masks: torch.Tensor) -> torch.Tensor:
     return torch.where(masks >= best_other, masks, masks - best_other.clamp(min=0))
 
 
+def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Masks as 0 / 1 floats a (..., K, P) and b (..., L, P) -> their IoUs (..., K, L) (two empty masks: 0)."""
+    inter = a @ b.transpose(-1, -2)
+    return inter / (a.sum(-1)[..., :, None] + b.sum(-1)[..., None, :] - inter).clamp(min=1)
+
+
 @torch.no_grad()
 def suppress_duplicates(peaks: torch.Tensor, masks: torch.Tensor, limit: float, max_iou: float) -> torch.Tensor:
     """The heatmap's probabilities at a frame's peaks (N, Q) and the queries' mask logits (N, Q, h, w) -> the
@@ -178,9 +184,7 @@ def suppress_duplicates(peaks: torch.Tensor, masks: torch.Tensor, limit: float, 
     (logits over 0) has an IoU over ``max_iou`` with the mask of a query kept before it is a second proposal on the same
     object, as non-maximum suppression drops a detector's second box."""
     fg = (masks > 0).flatten(2).float()
-    inter = fg @ fg.transpose(1, 2)  # (N, Q, Q)
-    area = fg.sum(-1)
-    overlap = inter / (area[:, :, None] + area[:, None, :] - inter).clamp(min=1) > max_iou
+    overlap = pairwise_iou(fg, fg) > max_iou  # (N, Q, Q)
     kept = torch.zeros_like(peaks, dtype=torch.bool)
     duplicate = torch.zeros_like(kept)
     for query in peaks.argsort(dim=1, descending=True).T:  # (N,) the queries of one rank, likeliest first
@@ -316,11 +320,7 @@ def slot_labels(slot_masks: torch.Tensor, instances: torch.Tensor, min_iou: floa
     clip at least ``min_iou``), or -1."""
     if instances.shape[0] == 0:
         return torch.full((slot_masks.shape[0],), -1, dtype=torch.long)
-    s, g = slot_masks.flatten(1).float(), instances.flatten(1).float()
-    inter = s @ g.T
-    union = s.sum(1, keepdim=True) + g.sum(1)[None] - inter
-    iou = inter / union.clamp(min=1)
-    best, index = iou.max(1)
+    best, index = pairwise_iou(slot_masks.flatten(1).float(), instances.flatten(1).float()).max(1)
     return torch.where(best >= min_iou, index, torch.full_like(index, -1)).cpu()
 
 
