@@ -222,17 +222,24 @@ def test_linking_objects_empties_the_frames_where_a_slots_query_is_off_an_object
     assert_the_session_selects_as_the_model(model, batch, out)
 
 
-def test_exclusive_slots_leave_each_cell_to_the_query_with_the_highest_logit_there():
+def with_and_without(option: str, on, off):
+    """A random vlm_tiny_synth with ``model.track.<option>`` at ``on`` (about half its queries on an object) -> the
+    model, a clip batch, its outputs, and its slots' logits with the option at ``off``."""
     torch.manual_seed(0)
-    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, "model.track.exclusive=true"])
+    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, f"model.track.{option}={str(on).lower()}"])
     model = build_model(cfg.model).eval()
-    model.even_objectness_prior()  # random weights: about half the queries on an object
+    model.even_objectness_prior()
     batch = clip_batch(model)
     with torch.no_grad():
         out = model(batch)
-        model.cfg.track.exclusive = False
+        setattr(model.cfg.track, option, off)
         plain = model(batch)["slot_logits"]
-        model.cfg.track.exclusive = True
+        setattr(model.cfg.track, option, on)
+    return model, batch, out, plain
+
+
+def test_exclusive_slots_leave_each_cell_to_the_query_with_the_highest_logit_there():
+    model, batch, out, plain = with_and_without("exclusive", True, False)
     slots = out["slot_logits"]
     assert ((plain > 0).sum(2) > 1).any()  # without it, slots overlap
     assert ((slots > 0).sum(2) <= 1).all()
@@ -241,16 +248,7 @@ def test_exclusive_slots_leave_each_cell_to_the_query_with_the_highest_logit_the
 
 
 def test_a_duplicate_proposal_is_no_object_in_training_as_in_a_session():
-    torch.manual_seed(0)
-    cfg = load_config("vlm_tiny_synth", [*PROPOSALS, "model.track.duplicate_iou=0.5"])
-    model = build_model(cfg.model).eval()
-    model.even_objectness_prior()  # random weights: about half the queries on an object
-    batch = clip_batch(model)
-    with torch.no_grad():
-        out = model(batch)
-        model.cfg.track.duplicate_iou = 0.0
-        plain = model(batch)["slot_logits"]
-        model.cfg.track.duplicate_iou = 0.5
+    model, batch, out, plain = with_and_without("duplicate_iou", 0.5, 0.0)
     shown = (out["slot_logits"] > 0).flatten(3).any(3)  # (B, T, Q) the slots with a mask in a frame
     assert shown.sum() < (plain > 0).flatten(3).any(3).sum()  # random queries' masks overlap: some are duplicates
     assert shown.any()
