@@ -74,6 +74,10 @@ class TrainConfig:
     checkpoint_period: int = 5000
     eval_period: int = 0  # evaluate on data.eval_split every N iterations (0 = only at the end)
     max_minutes: float = 0.0  # stop after this much training time (0 = no limit), then checkpoint and evaluate
+    # with max_minutes: the schedule (warm-up and decay) runs over the minutes as over the iterations, at whichever is
+    # further along, so that where the time limit stops a run before its iterations (a slower machine), the learning
+    # rate has still come down to the schedule's end; the learning rate then depends on the machine's speed
+    time_schedule: bool = False
     # weights to start from: a run folder (its last checkpoint), a model folder or its model.safetensors (e.g.
     # `rvos convert` output), of the same method and sizes; SgMg fine-tunes its image pre-training this way
     init: str | None = None

@@ -68,6 +68,14 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
+def all_reduce_max(value: float, d: Dist) -> float:
+    if not d.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=d.device if d.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t)
+
+
 def broadcast_flag(flag: bool, d: Dist) -> bool:
     """True on every process when it is True on any (e.g. one process hit a non-finite loss)."""
     return all_reduce_sum(1.0 if flag else 0.0, d) > 0

@@ -47,8 +47,26 @@ def fused_supported(groups: list[dict]) -> bool:
     return bool(params) and all(p.is_floating_point() for p in params) and devices <= supported
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of the initial learning rate at ``step``: linear warm-up, then step / cosine / constant."""
+class TrainingClock:
+    """Seconds spent in training steps, over the parts of a resumed run too: what ``train.max_minutes`` limits and what
+    the schedule reads with ``train.time_schedule``."""
+
+    def __init__(self, seconds: float = 0.0):
+        self.seconds = seconds
+
+
+def schedule_step(step: int, cfg: TrainConfig, seconds: float = 0.0) -> int:
+    """The step the schedule is at: ``step``, or with ``time_schedule`` and ``max_minutes`` the step of ``iterations``
+    that the training time's share of ``max_minutes`` reaches, when that is further."""
+    if not (cfg.time_schedule and cfg.max_minutes > 0):
+        return step
+    return max(step, int(cfg.iterations * seconds / (cfg.max_minutes * 60)))
+
+
+def lr_factor(step: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
+    """Multiplier of the initial learning rate at ``step``, after ``seconds`` of training: linear warm-up, then step /
+    cosine / constant (:func:`schedule_step`)."""
+    step = schedule_step(step, cfg, seconds)
     if cfg.warmup_iters and step < cfg.warmup_iters:
         return (step + 1) / cfg.warmup_iters
     if cfg.schedule == "cosine":
@@ -59,5 +77,8 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 1.0
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                    clock: TrainingClock | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule of :func:`lr_factor`, reading the training time from ``clock`` (``time_schedule``)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, cfg, clock.seconds if clock is not None else 0.0))

@@ -28,7 +28,7 @@ from rvos.engine.checkpoint import (find_model, last_checkpoint, load_state, loa
                                    set_rng_state)
 from rvos.engine.hooks import CheckpointHook, EvalHook, LogHook, TimeLimitHook
 from rvos.engine.inference import Predictor
-from rvos.engine.optim import build_optimizer, build_scheduler, effective_lr
+from rvos.engine.optim import TrainingClock, build_optimizer, build_scheduler, effective_lr
 from rvos.engine.predict_split import predict_split
 from rvos.engine.trainer import Trainer
 from rvos.errors import ConfigError, DataError, RvosError
@@ -125,8 +125,9 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
     random.seed(tc.seed)
     model = build_model(cfg.model).to(d.device)
     optimizer = build_optimizer(model, tc)
-    scheduler = build_scheduler(optimizer, tc)
-    start_step, train_seconds = 0, 0.0
+    clock = TrainingClock()
+    scheduler = build_scheduler(optimizer, tc, clock)
+    start_step = 0
     if tc.init and not resume:
         init = find_model(tc.init)
         load_weights(model, init, cfg, d.device)
@@ -137,7 +138,7 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
-        start_step, train_seconds = state["step"], state.get("train_seconds", 0.0)
+        start_step, clock.seconds = state["step"], state.get("train_seconds", 0.0)
         log.info("resuming %s from step %d", run_dir, start_step)
     if start_step >= tc.iterations:
         raise RvosError(f"{run_dir} already finished its {tc.iterations} iterations")
@@ -160,8 +161,7 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
     # would shift a resumed run's draws (point sampling in the losses) by one against the uninterrupted run's
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=dc.workers, collate_fn=collate,
                         pin_memory=d.device.type == "cuda", generator=torch.Generator().manual_seed(tc.seed))
-    trainer = Trainer(wrapped, optimizer, scheduler, iter(loader), cfg, d, run_dir, start_step)
-    trainer.train_seconds = train_seconds
+    trainer = Trainer(wrapped, optimizer, scheduler, iter(loader), cfg, d, run_dir, start_step, clock)
     # after each step in this order: the step's log line is written before a checkpoint of the step exists (a run
     # killed in between resumes with its log complete); at the end, in reverse: the final checkpoint, then the
     # final evaluation, then the log closes

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from rvos.config import Config
-from rvos.engine.distributed import Dist, all_reduce_mean, broadcast_flag
+from rvos.engine.distributed import Dist, all_reduce_max, all_reduce_mean, broadcast_flag
+from rvos.engine.optim import TrainingClock
 from rvos.errors import RvosError
 from rvos.models.meta.base import ClipBatch
 
@@ -43,7 +44,7 @@ class HookBase:
 
 class Trainer:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, batches, cfg: Config,
-                 dist: Dist, run_dir: Path, start_step: int = 0):
+                 dist: Dist, run_dir: Path, start_step: int = 0, clock: TrainingClock | None = None):
         self.model = model  # maybe wrapped in DistributedDataParallel
         self.core = getattr(model, "module", model)
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -54,8 +55,13 @@ class Trainer:
         self.hooks: list[HookBase] = []
         self.scalars: dict[str, float] = {}  # the last step's loss parts, lr, timings (for the hooks)
         self.stop_reason: str | None = None  # set by a hook to end training after the current step
-        self.train_seconds = 0.0
+        self.clock = clock if clock is not None else TrainingClock()  # the schedule's, with train.time_schedule
         self.failed = False  # training raised: hooks must not save its state as a good checkpoint
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds spent in training steps (the same on every process)."""
+        return self.clock.seconds
 
     def register_hooks(self, hooks: list[HookBase]) -> None:
         for h in hooks:
@@ -133,12 +139,14 @@ class Trainer:
             params = [p for p in self.model.parameters() if p.grad is not None]
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip))
         self.optimizer.step()
-        self.scheduler.step()
         reduced = {k: float(all_reduce_mean(v, self.dist)) for k, v in totals.items()}
         self.scalars = {"loss": sum(reduced.values()), **{f"loss/{k}": v for k, v in reduced.items()},
                         "lr": self.optimizer.param_groups[0]["lr"], "data_seconds": data_seconds}
         if grad_norm is not None:
             self.scalars["grad_norm"] = grad_norm
-        elapsed = time.perf_counter() - start
-        self.train_seconds += elapsed
+        # the slowest process's time: the time limit stops every process at the same step, and a time schedule gives
+        # them the same learning rate
+        elapsed = all_reduce_max(time.perf_counter() - start, self.dist)
+        self.clock.seconds += elapsed
+        self.scheduler.step()  # after the clock: with train.time_schedule the next step's rate reads this step's time
         self.scalars["step_seconds"] = elapsed
