@@ -29,6 +29,7 @@ import rvos.data.frames as frame_io
 from rvos.data import rle
 from rvos.data.frames import write_frame, write_mask_png
 from rvos.data.synth.scene import make_objects, render
+from rvos.engine.machine import describe_machine
 from rvos.eval import reference
 from rvos.eval.evaluate import evaluate
 from rvos.fileio import write_json
@@ -126,7 +127,7 @@ def main() -> None:
     record = {
         "benchmark": "eval_speed",
         "data": f"{VIDEOS} videos x {EXPRESSIONS} expressions x {FRAMES} frames at {HEIGHT}x{WIDTH}",
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "machine": f"{describe_machine()}, {platform.platform()}",
         "seconds (best of %d)" % args.repeat: rows,
         "speedup vs reference": {k: rows["reference (per frame, 1 process)"] / v for k, v in rows.items()},
         "max |difference| of per-expression J or F": max_diff,

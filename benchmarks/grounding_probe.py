@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from collections import defaultdict
 from pathlib import Path
 
@@ -60,6 +59,7 @@ from rvos.data.synth.generate import make_video, read_spec
 from rvos.data.transforms import ClipTransform
 from rvos.engine.checkpoint import find_model, load_model
 from rvos.engine.diagnose import mean_iou
+from rvos.engine.machine import describe_machine
 from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.query_init import match_adjacent, reorder
 from rvos.models.modules.track_grounding import FRAME_DIM, TrackGrounding, frame_descriptors, on_mask_grid, tracks
@@ -454,7 +454,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     record = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    record["machine"] = f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
+    record["machine"] = describe_machine()
     if args.probe == "symbolic":
         record["symbolic"] = symbolic(args.data)
     elif args.probe == "descriptors":

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
 from rvos.config import load_config
+from rvos.engine.machine import describe_machine
 from rvos.models.build import build_model
 from rvos.models.meta.base import ClipBatch
 
@@ -29,12 +28,6 @@ from rvos.models.meta.base import ClipBatch
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def main() -> None:
@@ -90,7 +83,7 @@ def main() -> None:
                 best, best_stages = elapsed, dict(stages)
     record = {
         "config": args.config,
-        "machine": machine(device),
+        "machine": describe_machine(device),
         "dtype": args.dtype,
         "clip": f"{args.frames} frames at {args.height}x{args.width}",
         "seconds_per_clip": round(best, 4),

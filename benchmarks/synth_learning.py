@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ import torch
 from rvos.config import load_config
 from rvos.engine.checkpoint import find_model, load_model
 from rvos.engine.diagnose import diagnose
+from rvos.engine.machine import describe_machine
 from rvos.engine.run import train
 
 # per config: variant -> (run folder, overrides)
@@ -121,7 +120,7 @@ def main() -> None:
         "benchmark": "synth_learning",
         "config": args.config,
         "overrides": args.set,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": describe_machine(),
         "threads": torch.get_num_threads(),
         "minutes": args.minutes,
         "results": rows,

@@ -13,6 +13,7 @@ import torch
 from rvos.config import load_config
 from rvos.engine import checkpoint as ckpt_module
 from rvos.engine.checkpoint import last_checkpoint, load_state
+from rvos.engine.machine import describe_machine, processor_name
 from rvos.engine.run import train
 from rvos.engine.trainer import NonFiniteLoss
 from rvos.errors import RvosError
@@ -139,6 +140,8 @@ def test_tiny_config_generates_its_data_trains_and_evaluates(tmp_path, tiny_over
     assert (tmp_path / "run" / "tensorboard").is_dir()
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/J&F" in r for r in records) and all("lr" in r for r in records if "loss" in r)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["machine"] == describe_machine("cpu")  # the step times compare on the same processor only
 
 
 def test_a_run_can_start_from_another_runs_weights(tmp_path, tiny_overrides):
@@ -189,3 +192,8 @@ def test_the_optimizer_is_fused_where_torch_supports_it_and_steps_as_the_per_ten
     want = run(reference)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_machine_is_named_by_its_processor_cores_and_torch():
+    name = describe_machine("cpu")
+    assert name.startswith(processor_name()) and f"{os.cpu_count()} cores" in name and torch.__version__ in name

@@ -28,6 +28,7 @@ from rvos.engine.checkpoint import (find_model, last_checkpoint, load_state, loa
                                    set_rng_state)
 from rvos.engine.hooks import CheckpointHook, EvalHook, LogHook, TimeLimitHook
 from rvos.engine.inference import Predictor
+from rvos.engine.machine import describe_machine
 from rvos.engine.optim import TrainingClock, build_optimizer, build_scheduler, effective_lr
 from rvos.engine.predict_split import predict_split
 from rvos.engine.trainer import Trainer
@@ -116,7 +117,8 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", {"rvos_version": rvos.__version__, "config": cfg.to_dict()}, indent=1)
         write_json(run_dir / "run.json", {
-            "processes": d.world_size, "device": d.device.type, "accumulation": tc.accumulation,
+            "processes": d.world_size, "device": d.device.type, "machine": describe_machine(d.device),
+            "accumulation": tc.accumulation,
             "clips_per_process_step": tc.batch_size // (tc.accumulation * d.world_size),
             "effective_batch_size": tc.batch_size, "lr": effective_lr(cfg.train),
             "lr_scaled": tc.scale_lr, "base_batch_size": tc.base_batch_size}, indent=1)
