@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -194,6 +195,11 @@ def test_the_optimizer_is_fused_where_torch_supports_it_and_steps_as_the_per_ten
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_the_machine_is_named_by_its_processor_cores_and_torch():
+def test_the_machine_is_named_by_its_processor_cores_and_torch(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU\n")
+    assert processor_name(cpuinfo) == f"Intel(R) Xeon(R) Gold 6338 CPU ({platform.machine()})"
+    cpuinfo.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")  # no model name (some ARM kernels)
+    assert processor_name(cpuinfo) == (platform.processor() or platform.machine())
     name = describe_machine("cpu")
     assert name.startswith(processor_name()) and f"{os.cpu_count()} cores" in name and torch.__version__ in name

@@ -9,10 +9,9 @@ from pathlib import Path
 import torch
 
 
-def processor_name() -> str:
-    """The processor's model name (Linux's ``/proc/cpuinfo``, else :func:`platform.processor`), or the architecture
-    when neither names it."""
-    cpuinfo = Path("/proc/cpuinfo")
+def processor_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor's model name (Linux's ``cpuinfo``, else :func:`platform.processor`), or the architecture when
+    neither names it."""
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")
