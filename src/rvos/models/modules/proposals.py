@@ -47,10 +47,12 @@ class ProposalHead(nn.Module):
         heatmap's grid, their objectness (N, Q) (the heatmap's probability there), the queries' content (N, Q, C) and
         position embeddings (N, Q, C). The peaks are the ``num_queries`` best local maxima (3 x 3) of the heatmap, best
         first."""
-        if self.pool > 1:  # a mean over each pool x pool block (avg_pool2d's backward is slow on a CPU)
+        if self.pool > 1:  # a mean over each pool x pool block, as two sums over adjacent axes (a mean over two
+            # strided axes took 20 ms forward and backward at 16 x 64 x 48 x 80 on a 2-core CPU, the sums 12)
             n, d, h, w = mask_features.shape
             p = self.pool
-            mask_features = mask_features.view(n, d, h // p, p, w // p, p).mean((3, 5))
+            rows = mask_features.view(n, d, h, w // p, p).sum(-1)
+            mask_features = rows.view(n, d, h // p, p, w // p).sum(3) / (p * p)
         n, d, h, w = mask_features.shape
         if h * w < self.num_queries:
             raise ValueError(f"a {h}x{w} mask grid has fewer cells than the {self.num_queries} queries to propose")
