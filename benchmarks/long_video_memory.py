@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -71,6 +69,8 @@ def main() -> None:
     if args.child:
         child(args.config, args.child, args.height, args.width, args.window)
         return
+    from rvos.engine.machine import describe_machine  # here, as the children import what they measure themselves
+
     rows = []
     for frames in (int(x) for x in args.lengths.split(",")):
         cmd = [sys.executable, __file__, "--child", str(frames), "--config", args.config,
@@ -84,7 +84,7 @@ def main() -> None:
         "benchmark": "long_video_memory",
         "config": args.config,
         "frame_size": f"{args.height}x{args.width}",
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": describe_machine(),
         "runs": rows,
         "peak_ratio_longest_vs_shortest": rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"],
     }

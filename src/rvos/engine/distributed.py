@@ -55,25 +55,25 @@ def all_reduce_mean(value: torch.Tensor, d: Dist) -> torch.Tensor:
     return value / d.world_size
 
 
-def all_reduce_sum(value: float, d: Dist) -> float:
+def _all_reduce_scalar(value: float, d: Dist, op) -> float:
     if not d.enabled:
         return value
     t = torch.tensor([value], dtype=torch.float64, device=d.device if d.device.type == "cuda" else "cpu")
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=op)
     return float(t.item())
+
+
+def all_reduce_sum(value: float, d: Dist) -> float:
+    return _all_reduce_scalar(value, d, dist.ReduceOp.SUM)
+
+
+def all_reduce_max(value: float, d: Dist) -> float:
+    return _all_reduce_scalar(value, d, dist.ReduceOp.MAX)
 
 
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()
-
-
-def all_reduce_max(value: float, d: Dist) -> float:
-    if not d.enabled:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=d.device if d.device.type == "cuda" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t)
 
 
 def broadcast_flag(flag: bool, d: Dist) -> bool:
