@@ -74,6 +74,13 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
     return torch.cat([chosen, random], dim=1)
 
 
+def matched_indices(matches: list[tuple[torch.Tensor, torch.Tensor]], num_queries: int):
+    """A matcher's (query indices, target indices) per clip -> the matched queries' indices among all clips' queries
+    flattened (clip-major, B * Q), and their clips, (M,) each, in the order of the matches."""
+    queries = torch.cat([b * num_queries + q for b, (q, _) in enumerate(matches)])
+    return queries, queries // num_queries
+
+
 def per_clip_mean(values: torch.Tensor, clips: torch.Tensor, num_clips: int) -> torch.Tensor:
     """Sum of ``values`` per clip, divided by the clip's count, averaged over all clips (empty clips add 0)."""
     sums = values.new_zeros(num_clips).index_add(0, clips, values)
@@ -107,7 +114,9 @@ class SetCriterion:
             target_boxes = [boxes_from_masks(t) for t in targets]
         matches = self.matcher(scores, masks, targets, boxes, target_boxes, labels)
         losses = {"score": cfg.score_weight * self._score_loss(scores, matches, labels)}
-        src = torch.cat([masks[b, q] for b, (q, _) in enumerate(matches)])  # (M, T, h, w)
+        queries, clips = matched_indices(matches, masks.shape[1])
+        # one gather for every clip: the backward of each indexing is a zero-filled gradient of the whole of masks
+        src = masks.flatten(0, 1)[queries.to(masks.device)]  # (M, T, h, w)
         if src.shape[0] == 0:
             zero = masks.sum() * 0.0
             losses |= {"mask": zero, "dice": zero}
@@ -115,7 +124,6 @@ class SetCriterion:
                 losses |= {"box": boxes.sum() * 0.0, "giou": boxes.sum() * 0.0}
             return losses, matches
         tgt = torch.cat([targets[b][n] for b, (_, n) in enumerate(matches)])  # (M, T, H, W)
-        clips = torch.cat([torch.full((len(q),), b, dtype=torch.int64) for b, (q, _) in enumerate(matches)])
         clips = clips.to(src.device)
         m, t_len = src.shape[:2]
         src = src.flatten(0, 1)[:, None].float()  # every frame a mask: (M*T, 1, h, w)
@@ -136,7 +144,7 @@ class SetCriterion:
         losses["mask"] = cfg.mask_weight * per_clip_mean(mask, clips, num_clips)
         losses["dice"] = cfg.dice_weight * per_clip_mean(dice_loss(point_logits, point_labels), clips, num_clips)
         if use_boxes:
-            pred = torch.cat([boxes[b, q] for b, (q, _) in enumerate(matches)]).float()  # (M, T, 4)
+            pred = boxes.flatten(0, 1)[queries.to(boxes.device)].float()  # (M, T, 4)
             true = torch.cat([target_boxes[b][n] for b, (_, n) in enumerate(matches)])
             present = tgt.flatten(2).any(-1).float()  # (M, T): boxes count where the object is present
             frames = present.sum(1).clamp(min=1)
@@ -148,11 +156,16 @@ class SetCriterion:
 
     def _score_loss(self, scores: torch.Tensor, matches, target_labels) -> torch.Tensor:
         cfg = self.cfg
-        labels = torch.zeros_like(scores, dtype=torch.float32)
+        queries, _ = matched_indices(matches, scores.shape[1])
+        queries = queries.to(scores.device)
+        labels = torch.zeros(scores.shape, device=scores.device)  # contiguous: set through a flat view
         matched = torch.zeros_like(labels)
-        for b, (q, n) in enumerate(matches):
-            matched[b, q] = 1.0
-            labels[b, q] = 1.0 if target_labels is None else target_labels[b][n.to(target_labels[b].device)].float()
+        matched.view(-1)[queries] = 1.0
+        if target_labels is None:
+            labels.view(-1)[queries] = 1.0
+        else:
+            labels.view(-1)[queries] = torch.cat([target_labels[b][n.to(target_labels[b].device)].to(scores.device)
+                                                  for b, (_, n) in enumerate(matches)]).float()
         if cfg.score_loss == "focal":
             focal = terms.sigmoid_focal(scores.float(), labels, cfg.focal_alpha).sum(1)
             return (focal / labels.sum(1).clamp(min=1)).mean()

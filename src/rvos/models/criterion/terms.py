@@ -17,9 +17,9 @@ def dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def dice_cost(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Dice loss of every (prediction, target) pair: logits (Q, P), labels (N, P) -> (Q, N)."""
+    """Dice loss of every (prediction, target) pair: logits (..., Q, P), labels (..., N, P) -> (..., Q, N)."""
     p = logits.sigmoid()
-    return 1 - (2 * p @ labels.T + 1) / (p.sum(-1)[:, None] + labels.sum(-1)[None, :] + 1)
+    return 1 - (2 * p @ labels.mT + 1) / (p.sum(-1)[..., :, None] + labels.sum(-1)[..., None, :] + 1)
 
 
 def sigmoid_ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -28,10 +28,10 @@ def sigmoid_ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def sigmoid_ce_cost(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy of every pair: (Q, P), (N, P) -> (Q, N)."""
+    """Mean binary cross-entropy of every pair: (..., Q, P), (..., N, P) -> (..., Q, N)."""
     pos = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
     neg = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
-    return (pos @ labels.T + neg @ (1 - labels).T) / logits.shape[1]
+    return (pos @ labels.mT + neg @ (1 - labels).mT) / logits.shape[-1]
 
 
 def sigmoid_focal(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
@@ -47,14 +47,14 @@ def sigmoid_focal(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 0.2
 
 def sigmoid_focal_cost(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 0.25,
                        gamma: float = 2.0) -> torch.Tensor:
-    """Mean focal loss of every pair: (Q, P), (N, P) -> (Q, N)."""
+    """Mean focal loss of every pair: (..., Q, P), (..., N, P) -> (..., Q, N)."""
     pos = sigmoid_focal(logits, torch.ones_like(logits), alpha, gamma)
     neg = sigmoid_focal(logits, torch.zeros_like(logits), alpha, gamma)
-    return (pos @ labels.T + neg @ (1 - labels).T) / logits.shape[1]
+    return (pos @ labels.mT + neg @ (1 - labels).mT) / logits.shape[-1]
 
 
 def focal_score_cost(logits: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
-    """Deformable DETR's classification cost of a query as the positive class, (Q,) -> (Q,)."""
+    """Deformable DETR's classification cost of a query as the positive class, elementwise: (..., Q) -> (..., Q)."""
     p = logits.sigmoid()
     neg = (1 - alpha) * p**gamma * -(1 - p + 1e-8).log()
     pos = alpha * (1 - p) ** gamma * -(p + 1e-8).log()
