@@ -28,6 +28,18 @@ def test_the_heatmap_peaks_at_one_at_each_objects_centroid_cell():
     assert not centre_heatmap(masks[2:], (8, 12)).any()
 
 
+def test_the_heatmaps_of_a_clips_frames_at_once_are_each_frames_own():
+    torch.manual_seed(0)
+    masks = torch.rand(3, 4, 32, 48) > 0.97  # scattered pixels: centroids and areas differ per object and frame
+    masks[1, 2] = False  # an object absent from a frame
+    masks[:, 3] = False  # a frame with no object
+    heat = centre_heatmap(masks, (8, 12))
+    assert heat.shape == (4, 8, 12)
+    for t in range(4):
+        assert torch.equal(heat[t], centre_heatmap(masks[:, t], (8, 12)))
+    assert not heat[3].any()
+
+
 def test_the_focal_loss_is_small_for_the_target_heatmap_and_counts_centres():
     target = torch.zeros(2, 8, 8)
     target[0, 2, 3] = target[1, 5, 5] = 1.0

@@ -500,7 +500,7 @@ class VLMModel(RvosModel):
         size = objectness.shape[-2:]
         losses = []
         for b, target in enumerate(targets):
-            heat = torch.stack([centre_heatmap(target[:, t], size) for t in range(t_len)])
+            heat = centre_heatmap(target, size)  # (T, h, w)
             losses.append(centre_focal_loss(objectness[b * t_len:(b + 1) * t_len], heat))
         return torch.stack(losses).mean()
 

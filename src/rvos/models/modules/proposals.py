@@ -86,25 +86,27 @@ class ProposalHead(nn.Module):
 
 
 def centre_heatmap(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Target masks (M, H, W) of one frame -> the heatmap target (h, w) on the mask grid: per object with any pixel, a
-    Gaussian of height 1 at the grid cell nearest its mask centroid, sigma a quarter of the square root of its area in
-    cells (at least half a cell); the maximum over objects (0 without any)."""
+    """Target masks (M, ..., H, W) of M objects in frames (...) -> the heatmap target (..., h, w) on the mask grid: per
+    frame and object with any pixel there, a Gaussian of height 1 at the grid cell nearest its mask centroid, sigma a
+    quarter of the square root of its area in cells (at least half a cell); the maximum over objects (0 without
+    any)."""
     h, w = size
-    target = torch.zeros(h, w, device=masks.device)
+    frames = masks.shape[1:-2]
+    target = torch.zeros(*frames, h, w, device=masks.device)
     if masks.shape[0] == 0:
         return target
-    grid = F.interpolate(masks.float()[:, None], size=size, mode="area")[:, 0]  # (M, h, w) fraction of each cell
-    area = grid.flatten(1).sum(1)
+    grid = F.interpolate(masks.float().reshape(-1, 1, *masks.shape[-2:]), size=size, mode="area")[:, 0]
+    area = grid.flatten(1).sum(1)  # (M * frames,) fraction of each cell, summed
     present = area > 0
-    grid, area = grid[present], area[present]
     ys = torch.arange(h, device=masks.device, dtype=grid.dtype)
     xs = torch.arange(w, device=masks.device, dtype=grid.dtype)
-    cy = ((grid.sum(2) * ys).sum(1) / area).round()
-    cx = ((grid.sum(1) * xs).sum(1) / area).round()
+    safe = area.clamp(min=1e-6)  # an absent object's Gaussian is dropped below
+    cy = ((grid.sum(2) * ys).sum(1) / safe).round()
+    cx = ((grid.sum(1) * xs).sum(1) / safe).round()
     sigma = (area.sqrt() / 4).clamp(min=0.5)
     d2 = (ys[None, :, None] - cy[:, None, None]) ** 2 + (xs[None, None, :] - cx[:, None, None]) ** 2
-    gauss = torch.exp(-d2 / (2 * sigma[:, None, None] ** 2))
-    return torch.cat([target[None], gauss]).amax(0)
+    gauss = torch.exp(-d2 / (2 * sigma[:, None, None] ** 2)) * present[:, None, None]
+    return torch.cat([target[None], gauss.view(masks.shape[0], *frames, h, w)]).amax(0)
 
 
 def centre_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
