@@ -55,6 +55,23 @@ def test_the_union_is_taken_after_upsampling_as_the_official_code_does():
     assert (upsample_masks(out.union, 4, (4, 8), (4, 8)) > 0).sum() > each.any(0).sum()
 
 
+def test_the_masks_trained_on_are_those_each_prediction_makes_at_inference():
+    """In training the frame decoder's and the video decoder's masks of every layer are made in one product each;
+    without gradients each prediction makes its own. The same logits, and the gradient reaches every layer."""
+    torch.manual_seed(0)
+    model = build_model(load_config("vlm_tiny_synth", SIZE).model).eval()  # proposals: the relative term too
+    batch = clip_batch(model)
+    trained = model(batch)
+    with torch.no_grad():
+        inferred = model(batch)
+    for key, predictions in (("frame_masks", 4), ("video_masks", 3)):  # the frame decoder's initial queries too
+        assert len(trained[key]) == len(inferred[key]) == predictions
+        for a, b in zip(trained[key], inferred[key]):
+            assert a.requires_grad and torch.allclose(a, b, atol=1e-5)
+    sum(m.square().mean() for m in trained["frame_masks"][:1]).backward()
+    assert model.frame_decoder.mask_head.layers[0].weight.grad.abs().sum() > 0  # the first prediction's masks
+
+
 BOXES = ["model.frame_decoder.boxes=true", "model.loss.box_weight=5", "model.loss.giou_weight=2"]
 
 

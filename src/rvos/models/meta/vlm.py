@@ -384,6 +384,14 @@ class VLMModel(RvosModel):
         """(B', T', Q, D) x (B', T', D, h, w) -> (B', Q, T', h, w) logits."""
         return torch.einsum("btqd,btdhw->bqthw", mask_embeds, mask_features)
 
+    @classmethod
+    def layer_video_masks(cls, mask_embeds: list[torch.Tensor], mask_features: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`video_masks` of every layer's embeddings, as one product: the gradient of the mask features is then
+        one product too, instead of one per layer added up (on a CPU a product whose inner size is the 8 queries is
+        bound by writing the features' size each time)."""
+        q = mask_embeds[0].shape[2]
+        return list(cls.video_masks(torch.cat(mask_embeds, 2), mask_features).split(q, dim=1))
+
     # ------------------------------------------------------------------------------------------- training
 
     def forward(self, batch: ClipBatch) -> dict:
@@ -434,7 +442,7 @@ class VLMModel(RvosModel):
             "frame_objectness": fo.objectness,  # (B*T, 1, h, w), or None
             "frame_embeds": self.frame_sim(fo.queries),  # (B*T, Q, C)
             "video_scores": vo.scores,  # per layer (B', Q)
-            "video_masks": [self.video_masks(e, features) for e in vo.mask_embeds],  # (B', Q, T', h, w)
+            "video_masks": self.layer_video_masks(vo.mask_embeds, features),  # per layer (B', Q, T', h, w)
             "video_embeds": self.video_sim(vo.queries),  # (B', Q, C)
             "frames_per_clip": t_clip,
             "clip_length": t_len,

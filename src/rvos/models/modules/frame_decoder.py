@@ -20,6 +20,7 @@ and each query's mask gets a term on the coordinates relative to its peak (:mod:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -65,14 +66,23 @@ class FrameQueryDecoder(QueryLayerStack):
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int],
                 sentence: torch.Tensor, anchors: torch.Tensor | None = None):
         """Scores (N, Q), masks (N, Q, h, w), boxes (N, Q, 4) or None, the attention mask for the next layer and
-        the normalised queries; ``anchors`` (N, Q, 2): the proposals' peaks."""
+        the normalised queries; ``anchors`` (N, Q, 2): the proposals' peaks. While gradients are recorded the masks
+        carry none: :meth:`forward` makes the supervised masks of every prediction in one product afterwards."""
         out = self.norm(queries)
         scores = self.score_head(out, sentence)
+        with torch.no_grad() if torch.is_grad_enabled() else contextlib.nullcontext():
+            masks = self.mask_logits(out, mask_features, anchors)
+        boxes = self.box_head(out).sigmoid() if self.box_head is not None else None
+        return scores, masks, boxes, masked_attention(masks, attn_size, self.heads), out
+
+    def mask_logits(self, out: torch.Tensor, mask_features: torch.Tensor,
+                    anchors: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised queries (N, Q', C) -> their mask logits (N, Q', h, w); with proposals, ``anchors`` (N, Q', 2)
+        are their peaks."""
         masks = torch.einsum("nqc,nchw->nqhw", self.mask_head(out), mask_features)
         if anchors is not None:
             masks = masks + self.proposals.mask_term(out, anchors, masks.shape[-2:])
-        boxes = self.box_head(out).sigmoid() if self.box_head is not None else None
-        return scores, masks, boxes, masked_attention(masks, attn_size, self.heads), out
+        return masks
 
     def initial_queries(self, sentence: torch.Tensor) -> torch.Tensor:
         """The queries a frame (or a clip's first frame) starts from: the sentence (N, C), plus a learned content per
@@ -100,7 +110,7 @@ class FrameQueryDecoder(QueryLayerStack):
         else:
             query_pos = self.query_pos.weight[None].expand(n, -1, -1)
         scores, masks, boxes, attn, out = self.predict(queries, mask_features, sizes[0], sentence, anchors)
-        all_scores, all_masks, all_boxes = [scores], [masks], [boxes]
+        all_scores, all_masks, all_boxes, all_out = [scores], [masks], [boxes], [out]
         for i in range(self.num_layers):
             level = i % self.levels
             queries = self.layer(i, queries, query_pos, text={"memory": words, "key_padding_mask": word_padding},
@@ -110,6 +120,13 @@ class FrameQueryDecoder(QueryLayerStack):
             all_scores.append(scores)
             all_masks.append(masks)
             all_boxes.append(boxes)
+            all_out.append(out)
+        if torch.is_grad_enabled():  # the supervised masks, as one product: the gradient of the mask features is then
+            # one product too, instead of one per prediction added up (on a CPU a product whose inner size is the
+            # queries is bound by writing the features' size each time)
+            repeated = None if anchors is None else anchors.repeat(1, len(all_out), 1)
+            all_masks = list(self.mask_logits(torch.cat(all_out, 1), mask_features, repeated)
+                             .split(self.num_queries, dim=1))
         return FrameDecoding(all_scores, all_masks, all_boxes if self.box_head is not None else None, out, queries,
                              objectness, anchors, peaks)
 
