@@ -172,6 +172,22 @@ def test_the_head_reads_the_windows_when_asked():
         tiny_config("vlm", *TRACK, "model.track.crop=-1")
 
 
+@pytest.mark.parametrize("listwise", [0.0, 0.5])
+def test_the_track_loss_is_the_mean_over_examples_of_each_examples_own_loss(listwise):
+    """Examples of different sizes that share sentences: the loss over all pairs at once is each example's loss (its
+    pairs' mean BCE, plus its sentences' ranking with listwise), averaged over the examples."""
+    cfg = tiny_config("vlm", *SIZE, *TRACK, f"model.track.listwise={listwise}")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()  # the head's normalisation at its running statistics: examples alone agree
+    examples = [TrackExample(torch.randn(3, 8, TRACK_DIM), ["the red square", "both squares"],
+                             torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])),
+                TrackExample(torch.randn(5, 8, TRACK_DIM), ["the green circle", "the red square", "a blue star"],
+                             (torch.rand(3, 5) > 0.6).float()),
+                TrackExample(torch.randn(1, 8, TRACK_DIM), ["both squares"], torch.zeros(1, 1))]
+    own = torch.stack([model._track_bce([e]) for e in examples]).mean()
+    torch.testing.assert_close(model._track_bce(examples), own)
+
+
 def test_the_listwise_term_ranks_a_sentences_tracks_against_each_other():
     cfg = tiny_config("vlm", *SIZE, *TRACK, "model.track.listwise=0.5")
     torch.manual_seed(0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -595,18 +596,37 @@ class VLMModel(RvosModel):
         if self.cfg.track.crop:
             windows = head.crop_embed(torch.cat([e.crops.to(device) for e in examples]))
             appearance = head.appearance(windows, torch.cat([e.present.to(device) for e in examples]))
-        embeds = head.embed(torch.cat([e.tracks.to(device) for e in examples]), appearance)
-        embeds = embeds.split([len(e.tracks) for e in examples])
-        losses, listwise = [], self.cfg.track.listwise
-        for e, emb in zip(examples, embeds):
-            logits, labels = head.score(emb, text[[index[t] for t in e.sentences]]), e.labels.to(device)
-            loss = F.binary_cross_entropy_with_logits(logits, labels)
-            referring = labels.sum(1) > 0  # the sentences whose objects are among the clip's tracks
-            if listwise and referring.any():  # each sentence's tracks ranked against each other
-                target = labels[referring] / labels[referring].sum(1, keepdim=True)
-                loss = loss + listwise * F.cross_entropy(logits[referring], target)
-            losses.append(loss)
-        return torch.stack(losses).mean()
+        embeds = head.embed(torch.cat([e.tracks.to(device) for e in examples]), appearance)  # (K, hidden)
+        # every sentence against every track at once (a product of a few hundred by a few thousand), then each
+        # example's pairs read from it: one loss over all pairs instead of one per example
+        logits = head.score(embeds, text)  # (U, K)
+        rows, cols, weights, offset = [], [], [], 0
+        for e in examples:
+            k = len(e.tracks)
+            sentences = np.array([index[t] for t in e.sentences])
+            rows.append(np.repeat(sentences, k))
+            cols.append(np.tile(np.arange(offset, offset + k), len(sentences)))
+            weights.append(np.full(len(sentences) * k, 1.0 / max(len(sentences) * k, 1)))  # a mean per example
+            offset += k
+        rows, cols = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))
+        labels = torch.cat([e.labels.to(device).flatten() for e in examples])
+        weights = torch.from_numpy(np.concatenate(weights)).to(device, logits.dtype)
+        bce = F.binary_cross_entropy_with_logits(logits[rows.to(device), cols.to(device)], labels, reduction="none")
+        loss = (bce * weights).sum() / len(examples)
+        listwise = self.cfg.track.listwise
+        if listwise:  # each sentence's tracks ranked against each other
+            offsets = np.cumsum([0] + [len(e.tracks) for e in examples])
+            ranked = []
+            for e, start in zip(examples, offsets):
+                labels = e.labels.to(device)
+                referring = labels.sum(1) > 0  # the sentences whose objects are among the clip's tracks
+                if referring.any():
+                    clip = logits[[index[t] for t in e.sentences]][:, start:start + len(e.tracks)]
+                    target = labels[referring] / labels[referring].sum(1, keepdim=True)
+                    ranked.append(F.cross_entropy(clip[referring], target))
+            if ranked:
+                loss = loss + listwise * torch.stack(ranked).sum() / len(examples)
+        return loss
 
     def _similarity(self, outputs, frame_matches, frame_ids, video_matches, clip_ids, t_len, t_clip):
         embeds, ids, groups = [], [], []

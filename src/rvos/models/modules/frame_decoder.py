@@ -20,7 +20,6 @@ and each query's mask gets a term on the coordinates relative to its peak (:mod:
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -66,11 +65,11 @@ class FrameQueryDecoder(QueryLayerStack):
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int],
                 sentence: torch.Tensor, anchors: torch.Tensor | None = None):
         """Scores (N, Q), masks (N, Q, h, w), boxes (N, Q, 4) or None, the attention mask for the next layer and
-        the normalised queries; ``anchors`` (N, Q, 2): the proposals' peaks. While gradients are recorded the masks
-        carry none: :meth:`forward` makes the supervised masks of every prediction in one product afterwards."""
+        the normalised queries; ``anchors`` (N, Q, 2): the proposals' peaks. The masks carry no gradient: in training
+        :meth:`forward` makes the supervised masks of every prediction in one product afterwards."""
         out = self.norm(queries)
         scores = self.score_head(out, sentence)
-        with torch.no_grad() if torch.is_grad_enabled() else contextlib.nullcontext():
+        with torch.no_grad():
             masks = self.mask_logits(out, mask_features, anchors)
         boxes = self.box_head(out).sigmoid() if self.box_head is not None else None
         return scores, masks, boxes, masked_attention(masks, attn_size, self.heads), out
