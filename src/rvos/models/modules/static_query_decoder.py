@@ -58,10 +58,16 @@ class StaticQueryDecoder(QueryLayerStack):
 
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int]):
         """Class logits (N, Q, K+1), masks (N, Q, H/4, W/4), the next layer's attention mask (N*heads, Q, h*w; see
-        :func:`masked_attention`), and the normalised queries (N, Q, C)."""
+        :func:`masked_attention`), and the normalised queries (N, Q, C). The masks carry no gradient: in training
+        :meth:`forward` makes the supervised masks of every prediction in one product afterwards."""
         out = self.decoder_norm(queries)
-        masks = torch.einsum("nqc,nchw->nqhw", self.mask_embed(out), mask_features)
+        with torch.no_grad():
+            masks = self.mask_logits(out, mask_features)
         return self.class_embed(out), masks, masked_attention(masks, attn_size, self.heads), out
+
+    def mask_logits(self, out: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
+        """Normalised queries (N, Q', C) -> their mask logits (N, Q', H/4, W/4)."""
+        return torch.einsum("nqc,nchw->nqhw", self.mask_embed(out), mask_features)
 
     def forward(self, maps: list[torch.Tensor], mask_features: torch.Tensor, words: torch.Tensor,
                 word_padding: torch.Tensor | None, cues: torch.Tensor, cue_padding: torch.Tensor | None = None,
@@ -82,7 +88,7 @@ class StaticQueryDecoder(QueryLayerStack):
         queries = self.query_feat.weight[None].expand(n, -1, -1)
         queries = queries + 0.1 * self.cross_static(queries, memory=cues, key_padding_mask=cue_padding)
         logits, masks, attn, out = self.predict(queries, mask_features, sizes[0])
-        all_logits, all_masks, frame_queries = [logits], [masks], []
+        all_logits, all_masks, all_out, frame_queries = [logits], [masks], [out], []
         for i in range(self.num_layers):
             level = i % self.levels
             pixels, fused_words = self.fusion_layers[i](memories[level], words, None, word_padding)
@@ -91,5 +97,9 @@ class StaticQueryDecoder(QueryLayerStack):
             logits, masks, attn, out = self.predict(queries, mask_features, sizes[(i + 1) % self.levels])
             all_logits.append(logits)
             all_masks.append(masks)
+            all_out.append(out)
             frame_queries.append(out)
+        if torch.is_grad_enabled():  # one product: the mask features' gradient is then one product too, not one per
+            # prediction added up
+            all_masks = list(self.mask_logits(torch.cat(all_out, 1), mask_features).split(self.num_queries, dim=1))
         return {"logits": all_logits, "masks": all_masks, "frame_queries": torch.stack(frame_queries[-keep:])}
