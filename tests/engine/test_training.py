@@ -16,7 +16,7 @@ from rvos.engine import checkpoint as ckpt_module
 from rvos.engine.checkpoint import last_checkpoint, load_state
 from rvos.engine.machine import describe_machine, processor_name
 from rvos.engine.run import train
-from rvos.engine.trainer import NonFiniteLoss
+from rvos.engine.trainer import HookBase, NonFiniteLoss
 from rvos.errors import RvosError
 
 
@@ -133,14 +133,25 @@ def test_a_run_folder_is_not_overwritten_without_resume(tmp_path, tiny_overrides
 
 
 def test_tiny_config_generates_its_data_trains_and_evaluates(tmp_path, tiny_overrides):
+    class Steps(HookBase):  # a caller's hook runs after the run's own, at every step
+        seen = []
+
+        def after_step(self):
+            self.seen.append((self.trainer.step, self.trainer.scalars["loss"]))
+
     summary = train(load_config("vlm_tiny_synth", [*tiny_overrides, "train.iterations=2"]), tmp_path / "run",
-                    progress=False)
+                    progress=False, hooks=[Steps()])
+    assert [step for step, _ in Steps.seen] == [0, 1]
     assert (tmp_path / "data" / "synth.json").is_file()
     scores = json.loads((tmp_path / "run" / "eval" / "step_0000002" / "scores.json").read_text())
     assert 0 <= scores["J&F"] <= 1 and scores["missing"] == [] and summary["eval"]["J&F"] == scores["J&F"]
     assert (tmp_path / "run" / "tensorboard").is_dir()
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/J&F" in r for r in records) and all("lr" in r for r in records if "loss" in r)
+    # on a CPU each step's time in parts, which add up to the step's
+    for r in (r for r in records if "loss" in r):
+        parts = [r[f"{p}_seconds"] for p in ("data", "forward", "loss", "backward", "optimizer")]
+        assert all(p >= 0 for p in parts) and sum(parts) <= r["step_seconds"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["machine"] == describe_machine("cpu")  # the step times compare on the same processor only
 

@@ -31,7 +31,7 @@ from rvos.engine.inference import Predictor
 from rvos.engine.machine import describe_machine
 from rvos.engine.optim import TrainingClock, build_optimizer, build_scheduler, effective_lr
 from rvos.engine.predict_split import predict_split
-from rvos.engine.trainer import Trainer
+from rvos.engine.trainer import HookBase, Trainer
 from rvos.errors import ConfigError, DataError, RvosError
 from rvos.eval.evaluate import evaluate
 from rvos.fileio import write_json
@@ -81,18 +81,19 @@ def eval_fn(cfg: Config, device, progress: bool):
 
 
 def train(cfg: Config | None, run_dir: str | os.PathLike, resume: bool = False, device: str | None = None,
-          progress: bool = True) -> dict:
-    """Train ``cfg`` into ``run_dir`` (or continue the run there with ``resume``). Returns a summary."""
+          progress: bool = True, hooks: list[HookBase] = ()) -> dict:
+    """Train ``cfg`` into ``run_dir`` (or continue the run there with ``resume``). Returns a summary. ``hooks``: more
+    :class:`~rvos.engine.trainer.HookBase` to run after the run's own (logs, evaluation, checkpoints, time limit)."""
     run_dir = Path(run_dir)
     retain_freed_memory()  # every step allocates what the step before freed
     d = distributed.setup(device)
     try:
-        return _train(cfg, run_dir, resume, d, progress)
+        return _train(cfg, run_dir, resume, d, progress, list(hooks))
     finally:
         distributed.teardown()
 
 
-def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
+def _train(cfg, run_dir: Path, resume: bool, d, progress: bool, extra_hooks: list[HookBase]) -> dict:
     ckpt = last_checkpoint(run_dir) if run_dir.is_dir() else None
     if resume:
         if ckpt is None:
@@ -175,7 +176,7 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool) -> dict:
     hooks.append(CheckpointHook(tc.checkpoint_period))
     if tc.max_minutes > 0:
         hooks.append(TimeLimitHook(tc.max_minutes))
-    trainer.register_hooks(hooks)
+    trainer.register_hooks(hooks + extra_hooks)
     try:
         trainer.train()
     finally:

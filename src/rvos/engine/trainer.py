@@ -110,20 +110,24 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, torch.Tensor] = {}
-        data_seconds = 0.0
+        parts = dict.fromkeys(("data", "forward", "loss", "backward", "optimizer"), 0.0)  # seconds
         for micro in range(tc.accumulation):
             t0 = time.perf_counter()
             batch = next(self.batches)
-            data_seconds += time.perf_counter() - t0
+            t1 = time.perf_counter()
             clip = self.clip_batch(batch)
             last = micro == tc.accumulation - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
             with sync:
                 with self._autocast():
                     outputs = self.model(clip)
+                    t2 = time.perf_counter()
                     losses = self.core.loss(outputs, clip)
+                    t3 = time.perf_counter()
                 loss = sum(losses.values())
                 (loss / tc.accumulation).backward()
+            for part, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3)):
+                parts[part] += seconds
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + v.detach().float() / tc.accumulation
         total = sum(totals.values())
@@ -135,13 +139,17 @@ class Trainer:
                 "train.warmup_iters, then resume with --resume"
             )
         grad_norm = None
+        t0 = time.perf_counter()
         if tc.grad_clip > 0:
             params = [p for p in self.model.parameters() if p.grad is not None]
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip))
         self.optimizer.step()
+        parts["optimizer"] = time.perf_counter() - t0
         reduced = {k: float(all_reduce_mean(v, self.dist)) for k, v in totals.items()}
         self.scalars = {"loss": sum(reduced.values()), **{f"loss/{k}": v for k, v in reduced.items()},
-                        "lr": self.optimizer.param_groups[0]["lr"], "data_seconds": data_seconds}
+                        "lr": self.optimizer.param_groups[0]["lr"], "data_seconds": parts["data"]}
+        if self.dist.device.type == "cpu":  # where a step's time goes (on a GPU these would time kernel launches)
+            self.scalars |= {f"{k}_seconds": v for k, v in parts.items() if k != "data"}
         if grad_norm is not None:
             self.scalars["grad_norm"] = grad_norm
         # the slowest process's time: the time limit stops every process at the same step, and a time schedule gives
