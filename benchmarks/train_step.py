@@ -13,8 +13,8 @@ turn, several times. Of the others the median step is recorded, with the median 
 times on a CPU: the data (waiting for the loader), the forward pass (with preparing the batch), the loss, the backward
 pass and the optimizer (with gradient clipping). The last ``--count`` steps run under a dispatch mode that counts the
 operations (every aten call, forward and backward); they are not timed. Operation counts do not depend on the machine,
-so they show what a change of the code removed even where the timings are noisy (a shared VM's steps vary by 10 to 20% from
-minute to minute: compare runs made one after the other). Appended to ``benchmarks/results/train_step.json``.
+so they show what a change of the code removed even where the timings are noisy (a shared VM's steps vary by 10 to 20%
+from minute to minute: compare runs made one after the other). Appended to ``benchmarks/results/train_step.json``.
 """
 
 from __future__ import annotations
