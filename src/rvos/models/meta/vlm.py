@@ -381,17 +381,12 @@ class VLMModel(RvosModel):
         return torch.where(passes | ~passes.any(1, keepdim=True), probs, torch.zeros_like(probs))
 
     @staticmethod
-    def video_masks(mask_embeds: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
-        """(B', T', Q, D) x (B', T', D, h, w) -> (B', Q, T', h, w) logits."""
-        return torch.einsum("btqd,btdhw->bqthw", mask_embeds, mask_features)
-
-    @classmethod
-    def layer_video_masks(cls, mask_embeds: list[torch.Tensor], mask_features: torch.Tensor) -> list[torch.Tensor]:
-        """:meth:`video_masks` of every layer's embeddings, as one product: the gradient of the mask features is then
-        one product too, instead of one per layer added up (on a CPU a product whose inner size is the 8 queries is
-        bound by writing the features' size each time)."""
+    def video_masks(mask_embeds: list[torch.Tensor], mask_features: torch.Tensor) -> list[torch.Tensor]:
+        """Per layer (B', T', Q, D) x (B', T', D, h, w) -> per layer (B', Q, T', h, w) logits, as one product over the
+        layers: the gradient of the mask features is then one product too, instead of one per layer added up (on a
+        CPU a product whose inner size is the 8 queries is bound by writing the features' size each time)."""
         q = mask_embeds[0].shape[2]
-        return list(cls.video_masks(torch.cat(mask_embeds, 2), mask_features).split(q, dim=1))
+        return list(torch.einsum("btqd,btdhw->bqthw", torch.cat(mask_embeds, 2), mask_features).split(q, dim=1))
 
     # ------------------------------------------------------------------------------------------- training
 
@@ -443,7 +438,7 @@ class VLMModel(RvosModel):
             "frame_objectness": fo.objectness,  # (B*T, 1, h, w), or None
             "frame_embeds": self.frame_sim(fo.queries),  # (B*T, Q, C)
             "video_scores": vo.scores,  # per layer (B', Q)
-            "video_masks": self.layer_video_masks(vo.mask_embeds, features),  # per layer (B', Q, T', h, w)
+            "video_masks": self.video_masks(vo.mask_embeds, features),  # per layer (B', Q, T', h, w)
             "video_embeds": self.video_sim(vo.queries),  # (B', Q, C)
             "frames_per_clip": t_clip,
             "clip_length": t_len,
@@ -600,14 +595,13 @@ class VLMModel(RvosModel):
         # every sentence against every track at once (a product of a few hundred by a few thousand), then each
         # example's pairs read from it: one loss over all pairs instead of one per example
         logits = head.score(embeds, text)  # (U, K)
-        rows, cols, weights, offset = [], [], [], 0
-        for e in examples:
+        rows, cols, weights, starts = [], [], [], np.cumsum([0] + [len(e.tracks) for e in examples])
+        for e, start in zip(examples, starts):
             k = len(e.tracks)
             sentences = np.array([index[t] for t in e.sentences])
             rows.append(np.repeat(sentences, k))
-            cols.append(np.tile(np.arange(offset, offset + k), len(sentences)))
+            cols.append(np.tile(np.arange(start, start + k), len(sentences)))
             weights.append(np.full(len(sentences) * k, 1.0 / max(len(sentences) * k, 1)))  # a mean per example
-            offset += k
         rows, cols = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))
         labels = torch.cat([e.labels.to(device).flatten() for e in examples])
         weights = torch.from_numpy(np.concatenate(weights)).to(device, logits.dtype)
@@ -615,9 +609,8 @@ class VLMModel(RvosModel):
         loss = (bce * weights).sum() / len(examples)
         listwise = self.cfg.track.listwise
         if listwise:  # each sentence's tracks ranked against each other
-            offsets = np.cumsum([0] + [len(e.tracks) for e in examples])
             ranked = []
-            for e, start in zip(examples, offsets):
+            for e, start in zip(examples, starts):
                 labels = e.labels.to(device)
                 referring = labels.sum(1) > 0  # the sentences whose objects are among the clip's tracks
                 if referring.any():

@@ -29,7 +29,7 @@ from rvos.models.layers.attention import MLP
 from rvos.models.layers.position_encoding import sine_2d
 from rvos.models.layers.score_head import ScoreHead
 from rvos.models.modules.proposals import ProposalHead
-from rvos.models.modules.query_stack import QueryLayerStack, masked_attention
+from rvos.models.modules.query_stack import QueryLayerStack, masked_attention, supervised_masks
 
 
 @dataclass
@@ -65,8 +65,8 @@ class FrameQueryDecoder(QueryLayerStack):
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int],
                 sentence: torch.Tensor, anchors: torch.Tensor | None = None):
         """Scores (N, Q), masks (N, Q, h, w), boxes (N, Q, 4) or None, the attention mask for the next layer and
-        the normalised queries; ``anchors`` (N, Q, 2): the proposals' peaks. The masks carry no gradient: in training
-        :meth:`forward` makes the supervised masks of every prediction in one product afterwards."""
+        the normalised queries; ``anchors`` (N, Q, 2): the proposals' peaks. The masks carry no gradient
+        (:func:`~rvos.models.modules.query_stack.supervised_masks`)."""
         out = self.norm(queries)
         scores = self.score_head(out, sentence)
         with torch.no_grad():
@@ -120,12 +120,8 @@ class FrameQueryDecoder(QueryLayerStack):
             all_masks.append(masks)
             all_boxes.append(boxes)
             all_out.append(out)
-        if torch.is_grad_enabled():  # the supervised masks, as one product: the gradient of the mask features is then
-            # one product too, instead of one per prediction added up (on a CPU a product whose inner size is the
-            # queries is bound by writing the features' size each time)
-            repeated = None if anchors is None else anchors.repeat(1, len(all_out), 1)
-            all_masks = list(self.mask_logits(torch.cat(all_out, 1), mask_features, repeated)
-                             .split(self.num_queries, dim=1))
+        all_masks = supervised_masks(lambda out, at: self.mask_logits(out, mask_features, at), all_out, all_masks,
+                                     anchors)
         return FrameDecoding(all_scores, all_masks, all_boxes if self.box_head is not None else None, out, queries,
                              objectness, anchors, peaks)
 

@@ -8,6 +8,8 @@ its own (masked attention, predictions after every layer, positions).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +25,20 @@ def masked_attention(masks: torch.Tensor, size: tuple[int, int], heads: int) -> 
     attn = (attn.sigmoid().flatten(2) < 0.5).detach()
     attn[attn.all(-1)] = False
     return attn.repeat_interleave(heads, dim=0)
+
+
+def supervised_masks(mask_logits: Callable[..., torch.Tensor], outs: list[torch.Tensor], masks: list[torch.Tensor],
+                     *per_query: torch.Tensor | None) -> list[torch.Tensor]:
+    """The masks (N, Q, h, w) of a decoder's predictions, for the loss. A decoder predicts each layer's masks without
+    gradient (its masked attention reads them) and, while gradients are recorded, ``mask_logits`` makes them again for
+    every prediction's normalised queries ``outs`` (N, Q, C) in one call, with ``per_query`` inputs (N, Q, ...) repeated
+    alike (None stays None). So the gradient of the mask features is one product too, instead of one per prediction
+    added up: on a CPU a product whose inner size is the queries is bound by writing the features' size each time.
+    Without gradients, ``masks`` as predicted."""
+    if not torch.is_grad_enabled():
+        return masks
+    repeated = [None if x is None else x.repeat(1, len(outs), *[1] * (x.dim() - 2)) for x in per_query]
+    return list(mask_logits(torch.cat(outs, 1), *repeated).split(outs[0].shape[1], dim=1))
 
 
 class QueryLayerStack(nn.Module):

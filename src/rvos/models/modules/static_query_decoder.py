@@ -27,7 +27,7 @@ from torch import nn
 from rvos.models.layers.attention import MLP, AttentionLayer
 from rvos.models.layers.bi_attention import BiAttentionBlock
 from rvos.models.layers.position_encoding import sine_2d
-from rvos.models.modules.query_stack import QueryLayerStack, masked_attention
+from rvos.models.modules.query_stack import QueryLayerStack, masked_attention, supervised_masks
 
 
 class StaticQueryDecoder(QueryLayerStack):
@@ -58,8 +58,8 @@ class StaticQueryDecoder(QueryLayerStack):
 
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int]):
         """Class logits (N, Q, K+1), masks (N, Q, H/4, W/4), the next layer's attention mask (N*heads, Q, h*w; see
-        :func:`masked_attention`), and the normalised queries (N, Q, C). The masks carry no gradient: in training
-        :meth:`forward` makes the supervised masks of every prediction in one product afterwards."""
+        :func:`masked_attention`), and the normalised queries (N, Q, C). The masks carry no gradient
+        (:func:`~rvos.models.modules.query_stack.supervised_masks`)."""
         out = self.decoder_norm(queries)
         with torch.no_grad():
             masks = self.mask_logits(out, mask_features)
@@ -99,7 +99,5 @@ class StaticQueryDecoder(QueryLayerStack):
             all_masks.append(masks)
             all_out.append(out)
             frame_queries.append(out)
-        if torch.is_grad_enabled():  # one product: the mask features' gradient is then one product too, not one per
-            # prediction added up
-            all_masks = list(self.mask_logits(torch.cat(all_out, 1), mask_features).split(self.num_queries, dim=1))
+        all_masks = supervised_masks(lambda out: self.mask_logits(out, mask_features), all_out, all_masks)
         return {"logits": all_logits, "masks": all_masks, "frame_queries": torch.stack(frame_queries[-keep:])}
