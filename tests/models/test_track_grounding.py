@@ -15,7 +15,8 @@ from rvos.models.build import build_model
 from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.track_grounding import (CROP_DIM, FRAME_DIM, TRACK_DIM, TrackExample, TrackGrounding,
                                                  crop_windows, exclusive_masks, frame_descriptors, relative_to_mean,
-                                                 slot_labels, suppress_duplicates, track_frames, tracks)
+                                                 slot_labels, suppress_duplicates, track_bce, track_frames, tracks,
+                                                 video_sentences)
 
 from contract import tiny_config
 
@@ -184,8 +185,9 @@ def test_the_track_loss_is_the_mean_over_examples_of_each_examples_own_loss(list
                 TrackExample(torch.randn(5, 8, TRACK_DIM), ["the green circle", "the red square", "a blue star"],
                              (torch.rand(3, 5) > 0.6).float()),
                 TrackExample(torch.randn(1, 8, TRACK_DIM), ["both squares"], torch.zeros(1, 1))]
-    own = torch.stack([model._track_bce([e]) for e in examples]).mean()
-    torch.testing.assert_close(model._track_bce(examples), own)
+    loss = lambda e: track_bce(model.track_head, e, model.track_sentences, listwise)  # noqa: E731
+    own = torch.stack([loss([e]) for e in examples]).mean()
+    torch.testing.assert_close(loss(examples), own)
 
 
 def test_the_listwise_term_ranks_a_sentences_tracks_against_each_other():
@@ -196,9 +198,8 @@ def test_the_listwise_term_ranks_a_sentences_tracks_against_each_other():
     sentences = ["the red square", "the green circle", "both squares"]
     labels = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
     example = [TrackExample(clip_tracks, sentences, labels)]
-    with_term = model._track_bce(example)
-    model.cfg.track.listwise = 0.0
-    plain = model._track_bce(example)
+    with_term = track_bce(model.track_head, example, model.track_sentences, 0.5)
+    plain = track_bce(model.track_head, example, model.track_sentences, 0.0)
     head = model.track_head
     logits = head.score(head.embed(clip_tracks), model.track_text(model.prepare_text(sentences)))
     torch.testing.assert_close(plain, F.binary_cross_entropy_with_logits(logits, labels))
@@ -335,8 +336,8 @@ def test_a_flipped_clip_reads_its_video_sentences_flipped():
     model.prepare_training(SPLIT)
     batch = clip_batch(model)
     batch.flipped = [True, False]
-    flipped, _ = model._video_sentences(batch, 0)
-    plain, flags = model._video_sentences(batch, 1)
+    flipped, _ = video_sentences(model.expressions, batch, 0)
+    plain, flags = video_sentences(model.expressions, batch, 1)
     assert flipped[0] == "the red square moving left" and plain[0] == "the red square moving right"
     assert [f.tolist() for f in flags] == [[True, False], [False, True], [True, True], [False, False]]
 

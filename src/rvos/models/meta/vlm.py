@@ -26,13 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvos.data.schema import normalize_text
-from rvos.data.transforms import swap_left_right
 from rvos.models.backbones.clip import CLIPBackbone
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
 from rvos.models.criterion.terms import boxes_from_masks
@@ -43,8 +40,9 @@ from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
-                                                 crop_windows, exclusive_masks, frame_descriptors, on_mask_grid,
-                                                 slot_labels, suppress_duplicates, track_frames, tracks)
+                                                 crop_windows, exclusive_masks, frame_descriptors, labelled_tracks,
+                                                 on_mask_grid, suppress_duplicates, track_bce, track_frames, tracks,
+                                                 video_expressions, video_sentences)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -510,9 +508,7 @@ class VLMModel(RvosModel):
 
     def prepare_training(self, split) -> None:
         """Every expression of each training video, with the objects it refers to (the track grounding's labels)."""
-        self.expressions = {v.name: [(normalize_text(e.text), frozenset(e.anno_ids)) for e in v.expressions.values()
-                                     if normalize_text(e.text)]
-                            for v in split.videos.values()}
+        self.expressions = video_expressions(split)
 
     def training_state(self) -> dict:
         return {"track_replay": self.track_replay.state()} if self.track_replay is not None else {}
@@ -532,7 +528,7 @@ class VLMModel(RvosModel):
         frames = slot_masks.shape[1]  # per track: the clip's frames, or one with per-frame decoding
         examples = []
         for b, instances in enumerate(batch.instances):
-            sentences, referred = self._video_sentences(batch, b)
+            sentences, referred = video_sentences(self.expressions, batch, b)
             flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred])  # (E, M+1)
             t_len = instances.shape[1]
             gt = on_mask_grid(self.pad(instances), (h, w))
@@ -540,86 +536,30 @@ class VLMModel(RvosModel):
             gt_read = gt if images.shape[-2:] == (h, w) else on_mask_grid(self.pad(instances), images.shape[-2:])
             for start in range(0, t_len, frames):
                 n = (b * t_len + start) // frames  # the track clip
-                part = gt[:, start:start + frames]
-                slot_of = slot_labels(slot_masks[n].transpose(0, 1), part, cfg.match_iou)  # (Q,) instance or -1
-                clip_tracks = outputs["slot_tracks"][n]
-                crops, present = ((outputs["slot_crops"][n], outputs["slot_present"][n]) if cfg.crop
-                                  else (None, None))
-                visible = part.flatten(1).any(1).nonzero()[:, 0].cpu()
-                if len(visible):  # the annotated objects' exact tracks
-                    read = gt_read[visible, start:start + frames].float().transpose(0, 1)
-                    exact = frame_descriptors(images[n], read)  # (T', M', D)
-                    clip_tracks = torch.cat([clip_tracks, tracks(exact[None], head.samples)[0]])
-                    slot_of = torch.cat([slot_of, visible])
-                    if cfg.crop:
+                clip_tracks, slot_of, exact = labelled_tracks(
+                    outputs["slot_tracks"][n], slot_masks[n].transpose(0, 1), gt[:, start:start + frames], images[n],
+                    gt_read[:, start:start + frames], head.samples, cfg.match_iou)
+                crops = present = None
+                if cfg.crop:
+                    crops, present = outputs["slot_crops"][n], outputs["slot_present"][n]
+                    if exact is not None:  # the annotated objects' windows
                         windows = self.frame_windows(outputs["crop_frames"][n], exact, images.shape[-2:])
                         exact_crops, exact_present = track_frames(windows[None], exact[None, ..., 0], cfg.crop_frames)
                         crops = torch.cat([crops, exact_crops[0]])
                         present = torch.cat([present, exact_present[0]])
-                if crops is not None:  # as the frames are stored: the replay holds thousands
-                    crops = (crops * 255).round().clamp(0, 255).to(torch.uint8)
+                    crops = (crops * 255).round().clamp(0, 255).to(torch.uint8)  # as frames are stored: the replay
+                    # holds thousands
                 examples.append(TrackExample(clip_tracks, sentences, flags[:, slot_of].float(),  # -1: the False
                                              crops, present))
         if self.track_replay is not None:
             drawn = self.track_replay.draw(cfg.replay_draw)
             self.track_replay.add(examples)
             examples += drawn
-        return self._track_bce(examples)
+        return track_bce(head, examples, self.track_sentences, cfg.listwise)
 
-    def _video_sentences(self, batch: ClipBatch, b: int) -> tuple[list[str], list[torch.Tensor]]:
-        """Clip ``b``'s sentences (every expression of its video, or its own) as the clip shows them (left and right
-        swapped in a flipped clip), and for each the flags (M_b,) of the clip's instances it refers to."""
-        ids = batch.instance_ids[b] if batch.instance_ids is not None else None
-        video = batch.video_ids[b]
-        if ids is None or video not in self.expressions:
-            return [batch.sentences[b]], [batch.referred[b].cpu()]
-        pairs = self.expressions[video]
-        flipped = batch.flipped is not None and batch.flipped[b]
-        return ([swap_left_right(t) if flipped else t for t, _ in pairs],
-                [torch.tensor([i in anno for i in ids], dtype=torch.bool) for _, anno in pairs])
-
-    def _track_bce(self, examples: list[TrackExample]) -> torch.Tensor:
-        """The mean over examples of the BCE of their (sentence, track) pairs, with ``track.listwise`` plus the
-        cross-entropy of each sentence's softmax over the clip's tracks (its referred tracks the target, evenly); every
-        track embedded at once (the head's normalisation sees them together) and every distinct sentence read once."""
-        head = self.track_head
-        device = next(head.parameters()).device
-        unique = list(dict.fromkeys(t for e in examples for t in e.sentences))
-        index = {t: i for i, t in enumerate(unique)}
-        text = self.track_text(self.prepare_text(unique).to(device))
-        appearance = None
-        if self.cfg.track.crop:
-            windows = head.crop_embed(torch.cat([e.crops.to(device) for e in examples]))
-            appearance = head.appearance(windows, torch.cat([e.present.to(device) for e in examples]))
-        embeds = head.embed(torch.cat([e.tracks.to(device) for e in examples]), appearance)  # (K, hidden)
-        # every sentence against every track at once (a product of a few hundred by a few thousand), then each
-        # example's pairs read from it: one loss over all pairs instead of one per example
-        logits = head.score(embeds, text)  # (U, K)
-        rows, cols, weights, starts = [], [], [], np.cumsum([0] + [len(e.tracks) for e in examples])
-        for e, start in zip(examples, starts):
-            k = len(e.tracks)
-            sentences = np.array([index[t] for t in e.sentences])
-            rows.append(np.repeat(sentences, k))
-            cols.append(np.tile(np.arange(start, start + k), len(sentences)))
-            weights.append(np.full(len(sentences) * k, 1.0 / max(len(sentences) * k, 1)))  # a mean per example
-        rows, cols = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))
-        labels = torch.cat([e.labels.to(device).flatten() for e in examples])
-        weights = torch.from_numpy(np.concatenate(weights)).to(device, logits.dtype)
-        bce = F.binary_cross_entropy_with_logits(logits[rows.to(device), cols.to(device)], labels, reduction="none")
-        loss = (bce * weights).sum() / len(examples)
-        listwise = self.cfg.track.listwise
-        if listwise:  # each sentence's tracks ranked against each other
-            ranked = []
-            for e, start in zip(examples, starts):
-                labels = e.labels.to(device)
-                referring = labels.sum(1) > 0  # the sentences whose objects are among the clip's tracks
-                if referring.any():
-                    clip = logits[[index[t] for t in e.sentences]][:, start:start + len(e.tracks)]
-                    target = labels[referring] / labels[referring].sum(1, keepdim=True)
-                    ranked.append(F.cross_entropy(clip[referring], target))
-            if ranked:
-                loss = loss + listwise * torch.stack(ranked).sum() / len(examples)
-        return loss
+    def track_sentences(self, sentences: list[str]) -> torch.Tensor:
+        """Sentences -> (N, D) as the track score reads them, on the model's device."""
+        return self.track_text(self.prepare_text(sentences).to(next(self.track_head.parameters()).device))
 
     def _similarity(self, outputs, frame_matches, frame_ids, video_matches, clip_ids, t_len, t_clip):
         embeds, ids, groups = [], [], []

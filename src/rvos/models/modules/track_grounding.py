@@ -1,7 +1,8 @@
 """Track grounding: a referring score read from what a query's masks cover over the clip, trained on every
 sentence of the clip's video.
 
-A CPU-size option for models trained from scratch (``model.track.enabled``; off in every paper config). The
+A CPU-size option for models trained from scratch (``model.track.enabled``; off in every paper config): conv-CLIP's
+slots are its frame queries linked over the clip, DsHmp's its clip queries, each with a mask in every frame. The
 synthetic benchmark's diagnosis (``benchmarks/results/synth_learning.md``) found the referring score at chance
 while the queries segment the objects: a score read from the query's embedding, trained on one sentence per clip,
 does not learn what sentences talk about in the minutes of a CPU run. The grounding probe measured what does: a
@@ -33,11 +34,16 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rvos.data.schema import normalize_text
+from rvos.data.transforms import swap_left_right
 
 FRAME_DIM = 13  # presence, colour (3), centroid (2), spread (2), area, fill, shape (3)
 TRACK_DIM = FRAME_DIM + 2  # and the centroid's step
@@ -372,3 +378,87 @@ class TrackReplay:
                                  state.get("crops", [None] * n), state.get("present", [None] * n)))
         r = state["rng"]
         self.rng.setstate((r["version"], tuple(r["state"].tolist()), r["gauss"]))
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def video_expressions(split) -> dict[str, list[tuple[str, frozenset[str]]]]:
+    """Every expression of each video of a training split (:class:`~rvos.data.splits.ReferringSplit`), with the mask
+    keys of the objects it refers to: the labels of the tracks of the video's clips."""
+    return {v.name: [(normalize_text(e.text), frozenset(e.anno_ids)) for e in v.expressions.values()
+                     if normalize_text(e.text)]
+            for v in split.videos.values()}
+
+
+def video_sentences(expressions: dict, batch, b: int) -> tuple[list[str], list[torch.Tensor]]:
+    """Clip ``b`` of a :class:`~rvos.models.meta.base.ClipBatch`: its sentences (every expression of its video in
+    ``expressions``, or its own) as the clip shows them (left and right swapped in a flipped clip), and for each the
+    flags (M_b,) of the clip's instances it refers to."""
+    ids = batch.instance_ids[b] if batch.instance_ids is not None else None
+    video = batch.video_ids[b]
+    if ids is None or video not in expressions:
+        return [batch.sentences[b]], [batch.referred[b].cpu()]
+    pairs = expressions[video]
+    flipped = batch.flipped is not None and batch.flipped[b]
+    return ([swap_left_right(t) if flipped else t for t, _ in pairs],
+            [torch.tensor([i in anno for i in ids], dtype=torch.bool) for _, anno in pairs])
+
+
+def labelled_tracks(slot_tracks: torch.Tensor, slot_masks: torch.Tensor, instances: torch.Tensor,
+                    images: torch.Tensor, read: torch.Tensor, samples: int, match_iou: float):
+    """One clip's tracks to score: its slots' tracks (Q, samples, TRACK_DIM) and their masks (Q, T, h, w) bool; the
+    annotated objects' masks on the mask grid (M, T, h, w) bool; the frames (T, 3, h', w') and the objects' masks
+    (M, T, h', w') as the descriptors read them -> (the slots' tracks, then the visible objects' exact tracks (K, ...);
+    the object each of those is (K,), -1 for a slot that covers none (IoU over the clip under ``match_iou``); the
+    exact tracks' per-frame descriptors (T, M', FRAME_DIM), None when no object is visible)."""
+    slot_of = slot_labels(slot_masks, instances, match_iou)
+    visible = instances.flatten(1).any(1).nonzero()[:, 0].cpu()
+    if not len(visible):
+        return slot_tracks, slot_of, None
+    exact = frame_descriptors(images, read[visible].float().transpose(0, 1))
+    return (torch.cat([slot_tracks, tracks(exact[None], samples)[0]]), torch.cat([slot_of, visible]), exact)
+
+
+def track_bce(head: TrackGrounding, examples: list[TrackExample], sentence_features: Callable[[list[str]], torch.Tensor],
+              listwise: float = 0.0) -> torch.Tensor:
+    """The mean over examples of the BCE of their (sentence, track) pairs, with ``listwise`` times the cross-entropy
+    of each sentence's softmax over the clip's tracks (its referred tracks the target, evenly); every track embedded at
+    once (the head's normalisation sees them together) and every distinct sentence read once, through
+    ``sentence_features`` (sentences -> (U, text_dim) on the head's device)."""
+    device = next(head.parameters()).device
+    unique = list(dict.fromkeys(t for e in examples for t in e.sentences))
+    index = {t: i for i, t in enumerate(unique)}
+    text = sentence_features(unique)
+    appearance = None
+    if head.crop_net is not None:
+        windows = head.crop_embed(torch.cat([e.crops.to(device) for e in examples]))
+        appearance = head.appearance(windows, torch.cat([e.present.to(device) for e in examples]))
+    embeds = head.embed(torch.cat([e.tracks.to(device) for e in examples]), appearance)  # (K, hidden)
+    # every sentence against every track at once (a product of a few hundred by a few thousand), then each example's
+    # pairs read from it: one loss over all pairs instead of one per example
+    logits = head.score(embeds, text)  # (U, K)
+    rows, cols, weights, starts = [], [], [], np.cumsum([0] + [len(e.tracks) for e in examples])
+    for e, start in zip(examples, starts):
+        k = len(e.tracks)
+        sentences = np.array([index[t] for t in e.sentences])
+        rows.append(np.repeat(sentences, k))
+        cols.append(np.tile(np.arange(start, start + k), len(sentences)))
+        weights.append(np.full(len(sentences) * k, 1.0 / max(len(sentences) * k, 1)))  # a mean per example
+    rows, cols = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))
+    labels = torch.cat([e.labels.to(device).flatten() for e in examples])
+    weights = torch.from_numpy(np.concatenate(weights)).to(device, logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(logits[rows.to(device), cols.to(device)], labels, reduction="none")
+    loss = (bce * weights).sum() / len(examples)
+    if listwise:  # each sentence's tracks ranked against each other
+        ranked = []
+        for e, start in zip(examples, starts):
+            labels = e.labels.to(device)
+            referring = labels.sum(1) > 0  # the sentences whose objects are among the clip's tracks
+            if referring.any():
+                clip = logits[[index[t] for t in e.sentences]][:, start:start + len(e.tracks)]
+                target = labels[referring] / labels[referring].sum(1, keepdim=True)
+                ranked.append(F.cross_entropy(clip[referring], target))
+        if ranked:
+            loss = loss + listwise * torch.stack(ranked).sum() / len(examples)
+    return loss
