@@ -1,8 +1,10 @@
-"""Where a track-grounding run of conv-CLIP loses: the masks of its query slots, or the head that scores them.
+"""Where a track-grounding run loses: the masks of its query slots, or the head that scores them.
 
     python benchmarks/track_diagnosis.py RUN_DIR [--split-dir runs/synth_learning/data/valid_u] [--videos 50]
 
-For a run trained with ``model.track.enabled`` (``vlm_tiny_synth``), on an annotated split:
+For a run trained with ``model.track.enabled`` (``vlm_tiny_synth``, or DsHmp with it, whose slots are its clip
+queries and whose masks depend on the sentence: the segmentation rows read the first sentence's), on an annotated
+split:
 
 * segmentation, per annotated object (IoU at the input resolution): the best slot over the whole video (what the
   output can be), the best query in each frame on its own (what perfect linking of the frames' queries would give),

@@ -1,6 +1,7 @@
 """DsHmp's own behaviour beyond the model contract: decoupled cues, the memory bank (updated by the loss, saved with
 the model, sized against the training split), the contrastive ramp, the ablation switches, the selection rules,
-the parameter groups, the paper configuration's parts, and the bundled tiny tokenizer."""
+the parameter groups, the paper configuration's parts, the bundled tiny tokenizer, and track grounding of the clip
+queries (a CPU-size option)."""
 
 import copy
 import json
@@ -18,9 +19,9 @@ from rvos.models.meta.base import ClipBatch, describe_model
 
 SIZE = ["data.short_side=48", "data.max_long_side=64"]
 SENTENCES = ["the red square moving quickly to the right", "the big blue square"]
-SPLIT = SimpleNamespace(videos={"v0": Video("v0", ("0",), {"0": Expression("0", SENTENCES[0], ("1",)),
-                                                           "1": Expression("1", SENTENCES[1], ("2",)),
-                                                           "2": Expression("2", "the moving square", ("1",))})})
+SPLIT = SimpleNamespace(videos={"v0": Video("v0", ("0",), {"0": Expression("0", SENTENCES[0], ("1",), ("1",)),
+                                                           "1": Expression("1", SENTENCES[1], ("2",), ("2",)),
+                                                           "2": Expression("2", "the moving square", ("1",), ("1",))})})
 
 
 def tiny(*overrides):
@@ -29,7 +30,7 @@ def tiny(*overrides):
     return build_model(cfg.model), cfg
 
 
-def batch(model, iteration=0) -> ClipBatch:
+def batch(model, iteration=0, instance_ids=None) -> ClipBatch:
     g = torch.Generator().manual_seed(1)
     t_len, h, w = 4, 48, 64
     frames = torch.rand(2, t_len, 3, h, w, generator=g) * 0.3
@@ -38,7 +39,8 @@ def batch(model, iteration=0) -> ClipBatch:
         instances[0, t, 10:26, 4 + 6 * t:20 + 6 * t] = True
         instances[1, t, 28:44, 40:56] = True
     return ClipBatch(frames, model.prepare_text(SENTENCES), SENTENCES, [instances, instances],
-                     [torch.tensor([True, False]), torch.tensor([False, True])], ["v0", "v0"], ["0", "1"], iteration)
+                     [torch.tensor([True, False]), torch.tensor([False, True])], ["v0", "v0"], ["0", "1"], iteration,
+                     instance_ids)
 
 
 def words_at(model, sentence, key):
@@ -132,6 +134,76 @@ def test_selection_rules():
     model.cfg.selection = "top1"
     top = model.select(probs, logits)
     assert (top.logits > 0).sum().item() == 2 and top.scores.tolist() == pytest.approx([0.9, 0.9])
+
+
+TRACK = ["model.track.enabled=true", "model.loss.instance_targets=true", "model.track.replay=4",
+         "model.track.replay_draw=2"]
+
+
+def test_track_grounding_trains_the_clip_queries_score_on_every_sentence_of_the_video(tmp_path):
+    model, cfg = tiny(*TRACK)
+    model.train().prepare_training(SPLIT)
+    assert [t for t, _ in model.expressions["v0"]] == [*SENTENCES, "the moving square"]
+    b = batch(model, iteration=10, instance_ids=[("1", "2"), ("1", "2")])
+    out = model(b)
+    assert out["track_logits"].shape == (2, 8) and out["slot_tracks"].shape[:2] == (2, 8)
+    assert torch.equal(out["slot_masks"], out["clip_masks"][-1, -2:] > 0)  # the last frame layer's clips
+    losses = model.loss(out, b)
+    assert torch.isfinite(losses["track"]) and len(model.track_replay) == 2
+    # each clip's example: its 8 queries and the 2 objects' exact tracks, against the video's 3 sentences
+    example = model.track_replay.examples[0]
+    assert example.tracks.shape[0] == 10 and example.labels[:, 8:].tolist() == [[1, 0], [0, 1], [1, 0]]
+    opt = torch.optim.AdamW(model.track_head.parameters(), 1e-2)
+    first = None
+    for _ in range(10):
+        loss = model.loss(model(b), b)["track"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.7 * first
+    again, _ = tiny(*TRACK)
+    again.load_training_state(model.training_state())
+    assert [e.sentences for e in again.track_replay.draw(4)] == [e.sentences for e in model.track_replay.draw(4)]
+    assert describe_model(model)["selection"]["score"] == "track grounding (the clip queries' masks)"
+
+
+def test_with_track_grounding_the_session_selects_what_the_model_selects():
+    model, _ = tiny(*TRACK)
+    model.eval()
+    b = batch(model)
+    with torch.no_grad():
+        out = model(b)
+        expected = model.postprocess(out, 0.5)
+        session = model.start_session(b.text, 0.5)
+        frames = model.pad(b.frames[1])
+        for start in (0, 2):  # two windows: the tracks read every frame of the video
+            session.observe(frames[start:start + 2], start)
+        session.decode()
+        got = session.predict(frames, 0)
+    torch.testing.assert_close(session.probs[1], out["track_logits"][1].sigmoid(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got[1].scores, expected[1].scores, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got[1].logits, expected[1].logits, atol=1e-4, rtol=1e-4)
+    assert expected[1].logits.shape[1] >= 1  # the best query is kept whatever its probability
+
+
+@pytest.mark.parametrize("option", ["model.track.link=objects", "model.track.crop=12", "model.track.exclusive=true",
+                                    "model.track.text=sentence"])
+def test_track_options_of_linked_frame_queries_are_refused(option):
+    extra = ["model.track.min_objectness=0.2"] if "objects" in option or "exclusive" in option else []
+    with pytest.raises(ConfigError, match=option.split("=")[0].split(".")[-1]):
+        load_config("dshmp_tiny_synth", [*TRACK, *extra, option])
+
+
+def test_the_bag_of_tokens_is_the_mean_of_the_words_token_embeddings():
+    model, _ = tiny()
+    encoder = model.text_encoder
+    text = encoder.tokenize(["the red square", "a much longer sentence about the red square"])
+    table = encoder.model.get_input_embeddings().weight
+    ids = encoder.tokenizer("the red square", add_special_tokens=False)["input_ids"]
+    bag = encoder.bag_of_tokens(text)
+    torch.testing.assert_close(bag[0], table[ids].mean(0))  # no start, end or padding token
+    torch.testing.assert_close(encoder.bag_of_tokens(encoder.tokenize(["the red square"]))[0], bag[0])
 
 
 def test_parameter_groups_put_the_fusion_layers_with_the_head():

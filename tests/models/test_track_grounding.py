@@ -173,6 +173,17 @@ def test_the_head_reads_the_windows_when_asked():
         tiny_config("vlm", *TRACK, "model.track.crop=-1")
 
 
+def test_with_text_norm_the_score_reads_the_sentence_whatever_its_scale():
+    torch.manual_seed(0)
+    head = TrackGrounding(16, text_norm=True).eval()
+    embeds, sentences = torch.randn(3, 64), torch.randn(2, 16)
+    torch.testing.assert_close(head.score(embeds, 10 * sentences), head.score(embeds, sentences))
+    assert head.state_dict().keys() == TrackGrounding(16).state_dict().keys()  # no parameters: checkpoints alike
+    plain = TrackGrounding(16).eval()
+    plain.load_state_dict(head.state_dict())
+    assert not torch.allclose(plain.score(embeds, 10 * sentences), plain.score(embeds, sentences))
+
+
 @pytest.mark.parametrize("listwise", [0.0, 0.5])
 def test_the_track_loss_is_the_mean_over_examples_of_each_examples_own_loss(listwise):
     """Examples of different sizes that share sentences: the loss over all pairs at once is each example's loss (its

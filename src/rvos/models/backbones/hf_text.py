@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
 from rvos.errors import CheckpointError
 from rvos.models.backbones.base import TextEncoder, TextFeatures, offline
 from rvos.models.meta.base import TextInputs
@@ -63,3 +65,12 @@ class HFTextEncoder(TextEncoder):
         pooled = getattr(out, "pooler_output", None)
         sentence = pooled if pooled is not None else out.last_hidden_state[:, 0]
         return TextFeatures(out.last_hidden_state, inputs["attention_mask"] == 0, sentence)
+
+    def bag_of_tokens(self, inputs: TextInputs) -> torch.Tensor:
+        """(N, width): the mean of each sentence's token embeddings, its words alone (no special or padding token),
+        in no order: a sentence feature that needs no training of the text transformer (track grounding's)."""
+        ids = inputs["input_ids"]
+        words = inputs["attention_mask"].bool() & ~torch.isin(ids, torch.tensor(self.tokenizer.all_special_ids,
+                                                                                  device=ids.device))
+        embeds = self.model.get_input_embeddings()(ids) * words[..., None]
+        return embeds.sum(1) / words.sum(1, keepdim=True).clamp(min=1)

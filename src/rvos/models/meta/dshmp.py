@@ -24,6 +24,13 @@ cross-entropy of :class:`~rvos.models.criterion.losses.SetCriterion` with that w
 Output: on MeViS the union of the clip queries whose probability passes ``score_threshold`` (none: an empty mask);
 ``selection: top1`` takes the most probable query (the official rule on the other datasets).
 
+With ``model.track.enabled`` (a CPU-size option, off in the paper config; :mod:`rvos.models.modules.track_grounding`)
+the referring probability of a clip query is not its class score but track grounding's: a small head reads what the
+query's masks cover over the clip (the colour under them, their place, size and shape, the steps of their centroid)
+and scores it against the sentence's bag of token embeddings, trained on every sentence of the clip's video with a
+replay memory of earlier clips, as conv-CLIP's tiny config does. The class scores are still trained and still match
+the queries to the objects.
+
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training
 (the official model lets its dropout run); frames are padded before normalisation (black; the official pads the
 normalised frames with zeros, the mean colour), which is the same on frames whose sides are multiples of 32; a
@@ -38,6 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from rvos.data.expressions import ContrastiveIndex, contrastive_index
 from rvos.errors import ConfigError
@@ -51,6 +59,9 @@ from rvos.models.modules.cues import FeatureResizer, cue_sets
 from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
 from rvos.models.modules.motion_decoder import MotionDecoder
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
+from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
+                                                 frame_descriptors, labelled_tracks, on_mask_grid, track_bce, tracks,
+                                                 video_expressions, video_sentences)
 from rvos.text.decouple import ExpressionDecoupler, make_tagger
 
 log = logging.getLogger(__name__)
@@ -141,10 +152,24 @@ class DsHmpConfig:
     motion: MotionConfig = field(default_factory=MotionConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     loss: LossConfig = field(default_factory=lambda: LossConfig(similarity_weight=1.0))
+    # track grounding of the clip queries (a CPU-size option; off in the paper config): its options that concern
+    # conv-CLIP's slots of linked frame queries (link, min_objectness, exclusive, duplicate_iou, slot_weight, crop,
+    # full_resolution) do not apply, as a clip query is a track already
+    track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
 
     def __post_init__(self):
         if self.selection not in ("union", "top1"):
             raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
+        t, plain = self.track, TrackGroundingConfig()
+        if t.enabled:
+            slots = [name for name in ("link", "min_objectness", "exclusive", "duplicate_iou", "slot_weight", "crop",
+                                       "full_resolution") if getattr(t, name) != getattr(plain, name)]
+            if slots:
+                raise ValueError(f"model.track.{slots[0]} concerns conv-CLIP's slots of linked frame queries; DsHmp's "
+                                 "clip queries are tracks already: leave it unset")
+            if t.text != "bag":
+                raise ValueError("model.track.text: DsHmp's track grounding reads the sentence as its bag of token "
+                                 "embeddings ('bag')")
 
 
 @dataclass
@@ -201,6 +226,11 @@ class DsHmpModel(RvosModel):
         self.criterion = SetCriterion(cfg.loss)
         self._decoupler: ExpressionDecoupler | None = None  # made on first use (spaCy loads only when needed)
         self.index: ContrastiveIndex | None = None  # the training split's expressions (prepare_training)
+        tr = cfg.track
+        self.track_head = (TrackGrounding(self.text_encoder.width, tr.hidden, tr.samples, tr.relative_centre,
+                                          tr.dropout, text_norm=tr.text_norm) if tr.enabled else None)
+        self.track_replay = TrackReplay(tr.replay) if tr.enabled and tr.replay else None
+        self.expressions: dict[str, list[tuple[str, frozenset[str]]]] = {}  # per training video (track grounding)
 
     # ------------------------------------------------------------------------------------------- text
 
@@ -255,11 +285,19 @@ class DsHmpModel(RvosModel):
         queries = queries.reshape(keep * b, t_len, *queries.shape[2:])  # group l * B + b
         mo = self.decode_clip(queries, text.tile(keep))
         clip_features = clip_features.view(b, t_len, *clip_features.shape[1:]).repeat(keep, 1, 1, 1, 1)
-        return {
+        clip_masks = torch.einsum("dnqc,ntchw->dnqthw", mo["mask_embed"], clip_features)
+        track = {}
+        if self.track_head is not None:  # the clips read from the last frame layer, as the output reads them
+            masks = clip_masks[-1, (keep - 1) * b:]  # (B, cQ, T, h, w)
+            images = self.descriptor_frames(self.pad(frames.flatten(0, 1)))
+            slot_tracks, logits = self.track_logits(images, masks, self.track_text(batch.text))
+            track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_masks": masks > 0,
+                     "mask_images": images.view(b, t_len, *images.shape[1:])}
+        return track | {
             "frame_logits": fo["logits"],  # per prediction (B*T, fQ, 2)
             "frame_masks": fo["masks"],  # per prediction (B*T, fQ, h, w)
             "clip_logits": mo["logits"],  # (D, keep*B, cQ, 2)
-            "clip_masks": torch.einsum("dnqc,ntchw->dnqthw", mo["mask_embed"], clip_features),
+            "clip_masks": clip_masks,
             "frame_embed": mo["frame_embed"],  # (keep*B, T, fQ, C)
             "clip_embed": mo["clip_embed"],  # (D, keep*B, cQ, C)
             "contrastive_embed": mo["contrastive_embed"],  # (keep*B, cQ, C)
@@ -267,12 +305,42 @@ class DsHmpModel(RvosModel):
             "clip_length": t_len,
         }
 
+    def descriptor_frames(self, images: torch.Tensor) -> torch.Tensor:
+        """Padded frames (N, 3, H, W) -> the frames as the track descriptors read them: area-pooled to the mask
+        grid."""
+        return F.interpolate(images, size=(images.shape[-2] // self.mask_stride, images.shape[-1] // self.mask_stride),
+                             mode="area")
+
+    def track_text(self, text: TextInputs) -> torch.Tensor:
+        """The sentences (N, width) as the track score reads them: the mean of their words' token embeddings."""
+        return self.text_encoder.bag_of_tokens(text)
+
+    def track_sentences(self, sentences: list[str]) -> torch.Tensor:
+        """Sentences -> (N, width) as the track score reads them, on the model's device."""
+        return self.track_text(self.text_encoder.tokenize(sentences).to(next(self.track_head.parameters()).device))
+
+    def track_embeds(self, descriptors: torch.Tensor, windows: None = None):
+        """Per-frame descriptors (B, T, K, D) of K tracks -> (the tracks (B, K, samples, D'), their embeddings (B, K,
+        hidden)); ``windows`` as conv-CLIP's, which alone reads frame windows (``track.crop``)."""
+        track = tracks(descriptors, self.track_head.samples)
+        return track, self.track_head.embed(track)
+
+    def track_logits(self, images: torch.Tensor, masks: torch.Tensor, sentences: torch.Tensor):
+        """The frames (B*T, 3, h, w) at the mask grid, the clip queries' mask logits (B, cQ, T, h, w) and the sentences
+        (B, width) as the track head reads them -> (the queries' tracks (B, cQ, samples, D), referring logits (B, cQ))."""
+        b, q, t_len = masks.shape[:3]
+        descriptors = frame_descriptors(images, masks.transpose(1, 2).flatten(0, 1).sigmoid())
+        track, embeds = self.track_embeds(descriptors.view(b, t_len, q, -1))
+        return track, self.track_head.score(embeds, sentences[:, None])[:, 0]
+
     @staticmethod
     def referring_score(logits: torch.Tensor) -> torch.Tensor:
         """(..., 2) object / no-object logits -> (...) the logit of the object's softmax probability."""
         return logits[..., 0] - logits[..., 1]
 
     def prepare_training(self, split) -> None:
+        if self.track_head is not None:
+            self.expressions = video_expressions(split)
         self.index = contrastive_index(split)
         entries = self.cfg.contrastive.entries
         if len(self.index) > entries:
@@ -312,7 +380,36 @@ class DsHmpModel(RvosModel):
             anchors = outputs["contrastive_embed"][(groups - 1) * b:]  # the groups of the last frame layer
             losses["contrastive"] = k.weight * ramp * self._contrastive(anchors, clip_matches[(groups - 1) * b:],
                                                                         clip_labels, batch)
+        if self.track_head is not None:
+            losses["track"] = self.cfg.track.weight * self._track_loss(outputs, batch)
         return losses
+
+    def training_state(self) -> dict:
+        return {"track_replay": self.track_replay.state()} if self.track_replay is not None else {}
+
+    def load_training_state(self, state: dict) -> None:
+        if self.track_replay is not None and "track_replay" in state:
+            self.track_replay.load(state["track_replay"])
+
+    def _track_loss(self, outputs: dict, batch: ClipBatch) -> torch.Tensor:
+        """BCE of every (sentence of the clip's video, track) pair: the clip queries' tracks, labelled with the
+        annotated object their masks cover, and the annotated objects' own tracks; a mean over the batch's clips and
+        the clips drawn from the replay memory. Without the split's expressions (or the instances' ids) the clip's
+        own sentence alone."""
+        cfg, slot_masks, images = self.cfg.track, outputs["slot_masks"], outputs["mask_images"]
+        examples = []
+        for b, instances in enumerate(batch.instances):
+            sentences, referred = video_sentences(self.expressions, batch, b)
+            flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred])  # (E, M+1)
+            gt = on_mask_grid(self.pad(instances), slot_masks.shape[-2:])
+            clip_tracks, slot_of, _ = labelled_tracks(outputs["slot_tracks"][b], slot_masks[b], gt, images[b], gt,
+                                                      self.track_head.samples, cfg.match_iou)
+            examples.append(TrackExample(clip_tracks, sentences, flags[:, slot_of].float()))  # -1: the False
+        if self.track_replay is not None:
+            drawn = self.track_replay.draw(cfg.replay_draw)
+            self.track_replay.add(examples)
+            examples += drawn
+        return track_bce(self.track_head, examples, self.track_sentences, cfg.listwise)
 
     def _similarity(self, outputs, frame_matches, frame_ids, clip_matches, b, t_len) -> torch.Tensor:
         """VITA's similarity over each group (a clip read from one frame-decoder layer): matched frame embeddings
@@ -363,14 +460,17 @@ class DsHmpModel(RvosModel):
         """probs (T, Q), mask_logits (T, Q, h, w) -> the selection rule's masks and scores."""
         if self.cfg.selection == "top1":
             return top_query(probs, mask_logits)
-        return union_of_queries(probs, mask_logits, self.cfg.score_threshold if threshold is None else threshold)
+        keep_best = self.track_head is not None and self.cfg.track.keep_best
+        return union_of_queries(probs, mask_logits, self.cfg.score_threshold if threshold is None else threshold,
+                                keep_best)
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
         t_len = outputs["clip_length"]
         probs = outputs["clip_logits"][-1].softmax(-1)[..., 0]  # (N, cQ)
         masks = outputs["clip_masks"][-1].transpose(1, 2)  # (N, T, cQ, h, w)
         n = len(masks) // outputs["groups"]  # the clips read from the last frame layer
-        return [self.select(p.expand(t_len, -1), m, score_threshold) for p, m in zip(probs[-n:], masks[-n:])]
+        probs = probs[-n:] if self.track_head is None else outputs["track_logits"].sigmoid()
+        return [self.select(p.expand(t_len, -1), m, score_threshold) for p, m in zip(probs, masks[-n:])]
 
     def parameter_group(self, name: str) -> str:
         if name.startswith("text_encoder."):
@@ -399,14 +499,21 @@ class DsHmpModel(RvosModel):
                                "queries": cfg.motion.queries, "window": cfg.motion.window},
             "memory_bank": {"entries": cfg.contrastive.entries, "contrastive_weight": cfg.contrastive.weight},
             "selection": {"rule": "top-1 query" if cfg.selection == "top1"
-                          else f"union of queries with probability > {cfg.score_threshold}"},
+                          else f"union of queries with probability > {cfg.score_threshold}"
+                          + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
+                          "score": "track grounding (the clip queries' masks)" if cfg.track.enabled
+                          else "the clip query's class"},
         }
 
 
 class DsHmpSession(InferenceSession):
     """Pass one keeps, per sentence, the last frame-decoder layer's queries of every frame; :meth:`decode` runs the
     motion decoder over the whole video; pass two encodes each window again for its clip mask features (the last
-    observed window's are kept, so a video of one window is encoded once)."""
+    observed window's are kept, so a video of one window is encoded once).
+
+    With track grounding the referring score reads every frame's masks, which need the motion decoder's mask
+    embeddings: pass one then keeps every window's clip mask features and frames at the mask grid (per frame and
+    sentence mask_dim x H/4 x W/4 values, a CPU-size option's cost), and :meth:`decode` scores the tracks."""
 
     def __init__(self, model: DsHmpModel, text: TextInputs, score_threshold: float | None):
         self.model, self.threshold = model, score_threshold
@@ -416,6 +523,10 @@ class DsHmpSession(InferenceSession):
         self.cache = LastWindow()  # the clip mask features per sentence
         self.probs: list[torch.Tensor] = []  # per sentence (cQ,)
         self.embeds: list[torch.Tensor] = []  # per sentence (cQ, D)
+        tracked = model.track_head is not None
+        self.features: list[list[torch.Tensor]] | None = [[] for _ in range(self.count)] if tracked else None
+        self.images: list[torch.Tensor] = []  # track grounding: per window the frames at the mask grid
+        self.track_text = model.track_text(text) if tracked else None
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
         cached = []
@@ -423,6 +534,10 @@ class DsHmpSession(InferenceSession):
             fo, features = self.model.encode_frames(frames, self.text.take(k, frames.shape[0]))
             self.queries[k].append(fo["frame_queries"][-1])
             cached.append(features)
+            if self.features is not None:
+                self.features[k].append(features)
+        if self.features is not None:
+            self.images.append(self.model.descriptor_frames(frames))
         self.cache.keep(start, cached)
 
     def decode(self) -> None:
@@ -430,7 +545,11 @@ class DsHmpSession(InferenceSession):
             mo = self.model.decode_clip(torch.cat(self.queries[k])[None], self.text.take(k))
             self.probs.append(mo["logits"][-1, 0].softmax(-1)[:, 0])
             self.embeds.append(mo["mask_embed"][-1, 0])
-        self.queries = []
+            if self.features is not None:  # every frame's masks -> the queries' tracks over the video
+                masks = torch.einsum("qc,nchw->qnhw", self.embeds[k], torch.cat(self.features[k]))
+                _, logits = self.model.track_logits(torch.cat(self.images), masks[None], self.track_text[k:k + 1])
+                self.probs[k] = logits[0].sigmoid()
+        self.queries, self.features, self.images = [], None, []
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]

@@ -208,7 +208,8 @@ class VLMModel(RvosModel):
         self.video_sim = nn.Linear(c, c)
         track_text = self.backbone.width if cfg.track.text == "bag" else c
         self.track_head = (TrackGrounding(track_text, cfg.track.hidden, cfg.track.samples, cfg.track.relative_centre,
-                                          cfg.track.dropout, cfg.track.crop) if cfg.track.enabled else None)
+                                          cfg.track.dropout, cfg.track.crop, cfg.track.text_norm)
+                           if cfg.track.enabled else None)
         self.track_replay = TrackReplay(cfg.track.replay) if cfg.track.enabled and cfg.track.replay else None
         # boxes are predicted per frame only: the video level is matched and supervised on masks and scores
         self.criterion = SetCriterion(replace(cfg.loss, box_weight=0.0, giou_weight=0.0))

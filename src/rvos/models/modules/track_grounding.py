@@ -86,6 +86,10 @@ class TrackGroundingConfig:
     # asks about; its steps say how it moves), so that the head cannot learn the training objects' positions
     relative_centre: bool = False
     dropout: float = 0.0  # on the track network's input and hidden layer
+    # the sentence standardised (a layer norm without parameters) before the head reads it: a bag of token embeddings
+    # that start small (RoBERTa's at std 0.02, against conv-CLIP's tiny config's 1.0) otherwise moves the score 40
+    # times less than the tracks do, and the head reads every sentence alike
+    text_norm: bool = False
     # the descriptors read the masks upsampled to the frames' resolution (bilinear, as the output is) and the frames
     # themselves, instead of both at the mask grid, where a small object is 3 x 3 cells and its shape hardly shows
     full_resolution: bool = False
@@ -264,7 +268,7 @@ class TrackGrounding(nn.Module):
     (``relative_centre``) and dropout raise the unseen ones to 0.931 (``benchmarks/grounding_probe.py track-head``)."""
 
     def __init__(self, text_dim: int, hidden: int = 64, samples: int = 8, relative_centre: bool = False,
-                 dropout: float = 0.0, crop: int = 0):
+                 dropout: float = 0.0, crop: int = 0, text_norm: bool = False):
         super().__init__()
         self.samples, self.relative_centre = samples, relative_centre
         # the descriptors' scales differ by 100x (a colour against a spread): standardised by their running
@@ -278,6 +282,7 @@ class TrackGrounding(nn.Module):
         self.track = nn.Sequential(nn.Flatten(-2), nn.Linear(samples * hidden + (CROP_DIM if crop else 0), 2 * hidden),
                                    nn.ReLU(), nn.Linear(2 * hidden, hidden))
         self.dropout = nn.Dropout(dropout)  # no parameters: a checkpoint reads the same with or without it
+        self.text_norm = nn.LayerNorm(text_dim, elementwise_affine=False) if text_norm else nn.Identity()
         self.text = nn.Linear(text_dim, hidden)
         self.bias = nn.Parameter(torch.tensor(-2.0))  # most (track, sentence) pairs are not referred
 
@@ -309,7 +314,7 @@ class TrackGrounding(nn.Module):
 
     def score(self, embeds: torch.Tensor, sentences: torch.Tensor) -> torch.Tensor:
         """embeds (..., K, hidden), sentences (..., E, C) -> logits (..., E, K)."""
-        text = self.text(sentences)
+        text = self.text(self.text_norm(sentences))
         return text @ embeds.transpose(-1, -2) + self.bias
 
 
