@@ -140,13 +140,15 @@ TRACK = ["model.track.enabled=true", "model.loss.instance_targets=true", "model.
          "model.track.replay_draw=2"]
 
 
-def test_track_grounding_trains_the_clip_queries_score_on_every_sentence_of_the_video(tmp_path):
-    model, cfg = tiny(*TRACK)
+@pytest.mark.parametrize("full", [False, True])
+def test_track_grounding_trains_the_clip_queries_score_on_every_sentence_of_the_video(full):
+    model, cfg = tiny(*TRACK, f"model.track.full_resolution={str(full).lower()}")
     model.train().prepare_training(SPLIT)
     assert [t for t, _ in model.expressions["v0"]] == [*SENTENCES, "the moving square"]
     b = batch(model, iteration=10, instance_ids=[("1", "2"), ("1", "2")])
     out = model(b)
     assert out["track_logits"].shape == (2, 8) and out["slot_tracks"].shape[:2] == (2, 8)
+    assert out["mask_images"].shape[-2:] == ((64, 64) if full else (16, 16))  # the frames, or at the mask grid
     assert torch.equal(out["slot_masks"], out["clip_masks"][-1, -2:] > 0)  # the last frame layer's clips
     losses = model.loss(out, b)
     assert torch.isfinite(losses["track"]) and len(model.track_replay) == 2
@@ -168,8 +170,9 @@ def test_track_grounding_trains_the_clip_queries_score_on_every_sentence_of_the_
     assert describe_model(model)["selection"]["score"] == "track grounding (the clip queries' masks)"
 
 
-def test_with_track_grounding_the_session_selects_what_the_model_selects():
-    model, _ = tiny(*TRACK)
+@pytest.mark.parametrize("full", [False, True])
+def test_with_track_grounding_the_session_selects_what_the_model_selects(full):
+    model, _ = tiny(*TRACK, f"model.track.full_resolution={str(full).lower()}")
     model.eval()
     b = batch(model)
     with torch.no_grad():

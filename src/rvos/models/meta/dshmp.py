@@ -60,8 +60,8 @@ from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
 from rvos.models.modules.motion_decoder import MotionDecoder
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
-                                                 frame_descriptors, labelled_tracks, on_mask_grid, track_bce, tracks,
-                                                 video_expressions, video_sentences)
+                                                 descriptor_probs, frame_descriptors, labelled_tracks, on_mask_grid,
+                                                 track_bce, tracks, video_expressions, video_sentences)
 from rvos.text.decouple import ExpressionDecoupler, make_tagger
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,8 @@ class DsHmpConfig:
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     loss: LossConfig = field(default_factory=lambda: LossConfig(similarity_weight=1.0))
     # track grounding of the clip queries (a CPU-size option; off in the paper config): its options that concern
-    # conv-CLIP's slots of linked frame queries (link, min_objectness, exclusive, duplicate_iou, slot_weight, crop,
-    # full_resolution) do not apply, as a clip query is a track already
+    # conv-CLIP's slots of linked frame queries (link, min_objectness, exclusive, duplicate_iou, slot_weight, crop)
+    # do not apply, as a clip query is a track already
     track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
 
     def __post_init__(self):
@@ -162,8 +162,8 @@ class DsHmpConfig:
             raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
         t, plain = self.track, TrackGroundingConfig()
         if t.enabled:
-            slots = [name for name in ("link", "min_objectness", "exclusive", "duplicate_iou", "slot_weight", "crop",
-                                       "full_resolution") if getattr(t, name) != getattr(plain, name)]
+            slots = [name for name in ("link", "min_objectness", "exclusive", "duplicate_iou", "slot_weight", "crop")
+                     if getattr(t, name) != getattr(plain, name)]
             if slots:
                 raise ValueError(f"model.track.{slots[0]} concerns conv-CLIP's slots of linked frame queries; DsHmp's "
                                  "clip queries are tracks already: leave it unset")
@@ -307,7 +307,9 @@ class DsHmpModel(RvosModel):
 
     def descriptor_frames(self, images: torch.Tensor) -> torch.Tensor:
         """Padded frames (N, 3, H, W) -> the frames as the track descriptors read them: area-pooled to the mask
-        grid."""
+        grid, or as they are with ``track.full_resolution``."""
+        if self.cfg.track.full_resolution:
+            return images
         return F.interpolate(images, size=(images.shape[-2] // self.mask_stride, images.shape[-1] // self.mask_stride),
                              mode="area")
 
@@ -326,10 +328,12 @@ class DsHmpModel(RvosModel):
         return track, self.track_head.embed(track)
 
     def track_logits(self, images: torch.Tensor, masks: torch.Tensor, sentences: torch.Tensor):
-        """The frames (B*T, 3, h, w) at the mask grid, the clip queries' mask logits (B, cQ, T, h, w) and the sentences
-        (B, width) as the track head reads them -> (the queries' tracks (B, cQ, samples, D), referring logits (B, cQ))."""
+        """The frames (B*T, 3, h', w') of :meth:`descriptor_frames`, the clip queries' mask logits (B, cQ, T, h, w) and
+        the sentences (B, width) as the track head reads them -> (the queries' tracks (B, cQ, samples, D), referring
+        logits (B, cQ))."""
         b, q, t_len = masks.shape[:3]
-        descriptors = frame_descriptors(images, masks.transpose(1, 2).flatten(0, 1).sigmoid())
+        descriptors = frame_descriptors(images, descriptor_probs(masks.transpose(1, 2).flatten(0, 1),
+                                                                 images.shape[-2:]))
         track, embeds = self.track_embeds(descriptors.view(b, t_len, q, -1))
         return track, self.track_head.score(embeds, sentences[:, None])[:, 0]
 
@@ -402,7 +406,9 @@ class DsHmpModel(RvosModel):
             sentences, referred = video_sentences(self.expressions, batch, b)
             flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred])  # (E, M+1)
             gt = on_mask_grid(self.pad(instances), slot_masks.shape[-2:])
-            clip_tracks, slot_of, _ = labelled_tracks(outputs["slot_tracks"][b], slot_masks[b], gt, images[b], gt,
+            # the exact tracks at the descriptors' resolution (the frames', with track.full_resolution)
+            read = gt if images.shape[-2:] == gt.shape[-2:] else on_mask_grid(self.pad(instances), images.shape[-2:])
+            clip_tracks, slot_of, _ = labelled_tracks(outputs["slot_tracks"][b], slot_masks[b], gt, images[b], read,
                                                       self.track_head.samples, cfg.match_iou)
             examples.append(TrackExample(clip_tracks, sentences, flags[:, slot_of].float()))  # -1: the False
         if self.track_replay is not None:
@@ -512,8 +518,9 @@ class DsHmpSession(InferenceSession):
     observed window's are kept, so a video of one window is encoded once).
 
     With track grounding the referring score reads every frame's masks, which need the motion decoder's mask
-    embeddings: pass one then keeps every window's clip mask features and frames at the mask grid (per frame and
-    sentence mask_dim x H/4 x W/4 values, a CPU-size option's cost), and :meth:`decode` scores the tracks."""
+    embeddings: pass one then keeps every window's clip mask features and frames as the descriptors read them (per
+    frame and sentence mask_dim x H/4 x W/4 values, a CPU-size option's cost), and :meth:`decode` scores the
+    tracks."""
 
     def __init__(self, model: DsHmpModel, text: TextInputs, score_threshold: float | None):
         self.model, self.threshold = model, score_threshold

@@ -40,9 +40,9 @@ from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
-                                                 crop_windows, exclusive_masks, frame_descriptors, labelled_tracks,
-                                                 on_mask_grid, suppress_duplicates, track_bce, track_frames, tracks,
-                                                 video_expressions, video_sentences)
+                                                 crop_windows, descriptor_probs, exclusive_masks, frame_descriptors,
+                                                 labelled_tracks, on_mask_grid, suppress_duplicates, track_bce,
+                                                 track_frames, tracks, video_expressions, video_sentences)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -354,14 +354,6 @@ class VLMModel(RvosModel):
         return F.interpolate(images, size=(h, w), mode="area")
 
     @staticmethod
-    def descriptor_probs(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Queries' mask logits (N, Q, h, w) -> their probabilities at the size of :meth:`descriptor_frames` (upsampled
-        bilinearly, as the output is, when that is the frames')."""
-        if tuple(mask_logits.shape[-2:]) != tuple(size):
-            mask_logits = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
-        return mask_logits.sigmoid()
-
-    @staticmethod
     def slot_objectness(peaks: torch.Tensor, perms: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
         """The heatmap's probability at each query's peak and whether its mask shows (B, T, Q), in frame-query order
         -> each slot's mean over the frames where its mask shows (over the clip where it shows nowhere) (B, Q): a slot
@@ -410,7 +402,7 @@ class VLMModel(RvosModel):
             clips, frames = (b, t_len) if t_clip == t_len else (b * t_len, 1)
             masks = self.slot_frame_masks(fo)  # (B*T, Q, h, w)
             images = self.descriptor_frames(padded)
-            descriptors = frame_descriptors(images, self.descriptor_probs(masks, images.shape[-2:]))
+            descriptors = frame_descriptors(images, descriptor_probs(masks, images.shape[-2:]))
             crops = windows = None
             if self.cfg.track.crop:
                 crops = self.frame_windows(padded, descriptors, images.shape[-2:])
@@ -673,7 +665,7 @@ class VLMSession(InferenceSession):
             self.enhanced[k] = enhanced if self.enhanced[k] is None else self.enhanced[k] + enhanced
             if self.model.track_head is not None:
                 masks = self.model.slot_frame_masks(fo)
-                descriptors = frame_descriptors(images, self.model.descriptor_probs(masks, images.shape[-2:]))
+                descriptors = frame_descriptors(images, descriptor_probs(masks, images.shape[-2:]))
                 self.descriptors[k].append(descriptors)
                 if self.model.cfg.track.crop:
                     windows = self.model.frame_windows(frames, descriptors, images.shape[-2:])

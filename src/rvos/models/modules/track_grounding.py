@@ -168,6 +168,14 @@ def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
                                                                -1), shape], -1)
 
 
+def descriptor_probs(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Queries' mask logits (N, Q, h, w) -> their probabilities at the size (h', w') of the frames the descriptors
+    read (upsampled bilinearly, as the output is, when that is finer than the mask grid: ``full_resolution``)."""
+    if tuple(mask_logits.shape[-2:]) != tuple(size):
+        mask_logits = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
+    return mask_logits.sigmoid()
+
+
 def exclusive_masks(masks: torch.Tensor) -> torch.Tensor:
     """Mask logits (N, Q, h, w) -> the same where a query's logit is the highest of the frame's queries at a cell; where
     another query's logit m' is higher, the query's logit m is lowered to m - max(m', 0), under 0 when m' is over it.
@@ -425,8 +433,8 @@ def labelled_tracks(slot_tracks: torch.Tensor, slot_masks: torch.Tensor, instanc
     return (torch.cat([slot_tracks, tracks(exact[None], samples)[0]]), torch.cat([slot_of, visible]), exact)
 
 
-def track_bce(head: TrackGrounding, examples: list[TrackExample], sentence_features: Callable[[list[str]], torch.Tensor],
-              listwise: float = 0.0) -> torch.Tensor:
+def track_bce(head: TrackGrounding, examples: list[TrackExample],
+              sentence_features: Callable[[list[str]], torch.Tensor], listwise: float = 0.0) -> torch.Tensor:
     """The mean over examples of the BCE of their (sentence, track) pairs, with ``listwise`` times the cross-entropy
     of each sentence's softmax over the clip's tracks (its referred tracks the target, evenly); every track embedded at
     once (the head's normalisation sees them together) and every distinct sentence read once, through
