@@ -170,9 +170,12 @@ def test_track_grounding_trains_the_clip_queries_score_on_every_sentence_of_the_
     assert describe_model(model)["selection"]["score"] == "track grounding (the clip queries' masks)"
 
 
-@pytest.mark.parametrize("full", [False, True])
-def test_with_track_grounding_the_session_selects_what_the_model_selects(full):
-    model, _ = tiny(*TRACK, f"model.track.full_resolution={str(full).lower()}")
+OBJECTS = ["model.track.min_objectness=0.5", "model.track.exclusive=true"]
+
+
+@pytest.mark.parametrize("variant", [[], ["model.track.full_resolution=true"], OBJECTS])
+def test_with_track_grounding_the_session_selects_what_the_model_selects(variant):
+    model, _ = tiny(*TRACK, *variant)
     model.eval()
     b = batch(model)
     with torch.no_grad():
@@ -184,18 +187,49 @@ def test_with_track_grounding_the_session_selects_what_the_model_selects(full):
             session.observe(frames[start:start + 2], start)
         session.decode()
         got = session.predict(frames, 0)
-    torch.testing.assert_close(session.probs[1], out["track_logits"][1].sigmoid(), atol=1e-5, rtol=1e-4)
+    probs = model.candidate_probs(out["track_logits"].sigmoid(), out["objectness"])[1]
+    torch.testing.assert_close(session.probs[1], probs, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(got[1].scores, expected[1].scores, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(got[1].logits, expected[1].logits, atol=1e-4, rtol=1e-4)
     assert expected[1].logits.shape[1] >= 1  # the best query is kept whatever its probability
+    if variant == OBJECTS:  # some query is no object and one is, so the rule is tried
+        assert 0 < int((out["objectness"][1] >= 0.5).sum()) < 8, out["objectness"]
 
 
-@pytest.mark.parametrize("option", ["model.track.link=objects", "model.track.crop=12", "model.track.exclusive=true",
+@pytest.mark.parametrize("option", ["model.track.link=objects", "model.track.crop=12", "model.track.duplicate_iou=0.5",
                                     "model.track.text=sentence"])
 def test_track_options_of_linked_frame_queries_are_refused(option):
-    extra = ["model.track.min_objectness=0.2"] if "objects" in option or "exclusive" in option else []
+    extra = ["model.track.min_objectness=0.2"] if "objects" in option or "duplicate" in option else []
     with pytest.raises(ConfigError, match=option.split("=")[0].split(".")[-1]):
         load_config("dshmp_tiny_synth", [*TRACK, *extra, option])
+    with pytest.raises(ConfigError, match="min_objectness"):
+        load_config("dshmp_tiny_synth", [*TRACK, "model.track.exclusive=true"])
+
+
+def test_with_min_objectness_the_class_is_objectness_and_object_queries_share_the_cells():
+    model, _ = tiny(*TRACK, *OBJECTS)
+    masks = torch.full((1, 3, 1, 2, 4), -5.0)
+    masks[0, 0, 0, :, :3] = torch.tensor([4.0, 3.0, 1.0])  # query 0 covers its object and spills onto the next
+    masks[0, 1, 0, :, 2:] = torch.tensor([2.0, 4.0])  # query 1 is that next object
+    masks[0, 2] = 6.0  # query 2 is no object: its mask is emptied whatever it covers
+    out = model.object_masks(masks, torch.tensor([[0.9, 0.8, 0.1]]))
+    assert (out[0, :, 0] > 0).tolist() == [[[True, True, False, False]] * 2, [[False, False, True, True]] * 2,
+                                            [[False] * 4] * 2]
+    probs = model.candidate_probs(torch.tensor([[0.2, 0.3, 0.9], [0.2, 0.3, 0.9]]),
+                                  torch.tensor([[0.9, 0.8, 0.1], [0.1, 0.1, 0.1]]))
+    torch.testing.assert_close(probs, torch.tensor([[0.2, 0.3, 0.0], [0.2, 0.3, 0.9]]))  # none passes: all are
+    # the class is trained as objectness: both objects' matched queries are positives, though one is referred
+    model.train().prepare_training(SPLIT)
+    b = batch(model, iteration=10, instance_ids=[("1", "2"), ("1", "2")])
+    seen, criterion = [], model.criterion
+
+    def spy(*args, labels=None, **kwargs):
+        seen.append(labels)
+        return criterion(*args, labels=labels, **kwargs)
+
+    model.criterion = spy
+    losses = model.loss(model(b), b)
+    assert seen and all(labels is None for labels in seen) and torch.isfinite(losses["track"])
 
 
 def test_the_bag_of_tokens_is_the_mean_of_the_words_token_embeddings():

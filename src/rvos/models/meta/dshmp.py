@@ -29,7 +29,10 @@ the referring probability of a clip query is not its class score but track groun
 query's masks cover over the clip (the colour under them, their place, size and shape, the steps of their centroid)
 and scores it against the sentence's bag of token embeddings, trained on every sentence of the clip's video with a
 replay memory of earlier clips, as conv-CLIP's tiny config does. The class scores are still trained and still match
-the queries to the objects.
+the queries to the objects. With ``track.min_objectness`` they are trained as objectness instead (every matched query
+is an object, referred or not: the track head refers), the queries under it are no candidates and their masks are
+emptied, and with ``track.exclusive`` each cell of a frame is left to the object query of the highest logit there, as
+a clip query's mask is its embedding's product with every pixel's feature and covers look-alikes at once.
 
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training
 (the official model lets its dropout run); frames are padded before normalisation (black; the official pads the
@@ -53,15 +56,16 @@ from rvos.models.backbones.hf_text import HFTextEncoder
 from rvos.models.backbones.mm_swin import MultiModalSwin, load_swin_weights
 from rvos.models.criterion.contrastive import MemoryBank
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
-from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel, TextInputs,
-                                   top_query, union_of_queries)
+from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel,
+                                   TextInputs, top_query, union_of_queries)
 from rvos.models.modules.cues import FeatureResizer, cue_sets
 from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
 from rvos.models.modules.motion_decoder import MotionDecoder
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
-                                                 descriptor_probs, frame_descriptors, labelled_tracks, on_mask_grid,
-                                                 track_bce, tracks, video_expressions, video_sentences)
+                                                 descriptor_probs, exclusive_masks, frame_descriptors,
+                                                 labelled_tracks, on_mask_grid, track_bce, tracks, video_expressions,
+                                                 video_sentences)
 from rvos.text.decouple import ExpressionDecoupler, make_tagger
 
 log = logging.getLogger(__name__)
@@ -153,8 +157,8 @@ class DsHmpConfig:
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     loss: LossConfig = field(default_factory=lambda: LossConfig(similarity_weight=1.0))
     # track grounding of the clip queries (a CPU-size option; off in the paper config): its options that concern
-    # conv-CLIP's slots of linked frame queries (link, min_objectness, exclusive, duplicate_iou, slot_weight, crop)
-    # do not apply, as a clip query is a track already
+    # conv-CLIP's slots of linked frame queries (link, duplicate_iou, slot_weight, crop) do not apply, as a clip query
+    # is a track already; min_objectness is the class probability, then trained as objectness
     track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
 
     def __post_init__(self):
@@ -162,11 +166,14 @@ class DsHmpConfig:
             raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
         t, plain = self.track, TrackGroundingConfig()
         if t.enabled:
-            slots = [name for name in ("link", "min_objectness", "exclusive", "duplicate_iou", "slot_weight", "crop")
+            slots = [name for name in ("link", "duplicate_iou", "slot_weight", "crop")
                      if getattr(t, name) != getattr(plain, name)]
             if slots:
                 raise ValueError(f"model.track.{slots[0]} concerns conv-CLIP's slots of linked frame queries; DsHmp's "
                                  "clip queries are tracks already: leave it unset")
+            if t.exclusive and not t.min_objectness:
+                raise ValueError("model.track.exclusive shares each frame's cells among the object queries of "
+                                 "model.track.min_objectness: set it (e.g. 0.5)")
             if t.text != "bag":
                 raise ValueError("model.track.text: DsHmp's track grounding reads the sentence as its bag of token "
                                  "embeddings ('bag')")
@@ -288,11 +295,12 @@ class DsHmpModel(RvosModel):
         clip_masks = torch.einsum("dnqc,ntchw->dnqthw", mo["mask_embed"], clip_features)
         track = {}
         if self.track_head is not None:  # the clips read from the last frame layer, as the output reads them
-            masks = clip_masks[-1, (keep - 1) * b:]  # (B, cQ, T, h, w)
+            objectness = mo["logits"][-1, (keep - 1) * b:].detach().softmax(-1)[..., 0]  # (B, cQ)
+            masks = self.object_masks(clip_masks[-1, (keep - 1) * b:], objectness)  # (B, cQ, T, h, w)
             images = self.descriptor_frames(self.pad(frames.flatten(0, 1)))
             slot_tracks, logits = self.track_logits(images, masks, self.track_text(batch.text))
-            track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_masks": masks > 0,
-                     "mask_images": images.view(b, t_len, *images.shape[1:])}
+            track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_logits": masks, "slot_masks": masks > 0,
+                     "objectness": objectness, "mask_images": images.view(b, t_len, *images.shape[1:])}
         return track | {
             "frame_logits": fo["logits"],  # per prediction (B*T, fQ, 2)
             "frame_masks": fo["masks"],  # per prediction (B*T, fQ, h, w)
@@ -304,6 +312,34 @@ class DsHmpModel(RvosModel):
             "groups": keep,
             "clip_length": t_len,
         }
+
+    @property
+    def objectness_scores(self) -> bool:
+        """Whether the class score is trained as objectness (``track.min_objectness``: the track head refers)."""
+        return self.track_head is not None and self.cfg.track.min_objectness > 0
+
+    def object_masks(self, masks: torch.Tensor, objectness: torch.Tensor) -> torch.Tensor:
+        """The clip queries' mask logits (B, cQ, T, h, w) and class probabilities (B, cQ) -> with
+        ``track.min_objectness`` those of the queries under it emptied (in a clip where some query passes), and with
+        ``track.exclusive`` each frame's cells left to the query whose logit is the highest there."""
+        if not self.objectness_scores:
+            return masks
+        passes = objectness >= self.cfg.track.min_objectness
+        passes = passes | ~passes.any(1, keepdim=True)
+        masks = masks.masked_fill(~passes[..., None, None, None], NO_MASK)
+        if self.cfg.track.exclusive:
+            b, q, t_len = masks.shape[:3]
+            frames = exclusive_masks(masks.transpose(1, 2).flatten(0, 1))
+            masks = frames.view(b, t_len, q, *masks.shape[-2:]).transpose(1, 2)
+        return masks
+
+    def candidate_probs(self, probs: torch.Tensor, objectness: torch.Tensor) -> torch.Tensor:
+        """The track head's probabilities (B, cQ) with those of the queries under ``track.min_objectness`` set to 0
+        (in a clip where some query passes)."""
+        if not self.objectness_scores:
+            return probs
+        passes = objectness >= self.cfg.track.min_objectness
+        return torch.where(passes | ~passes.any(1, keepdim=True), probs, torch.zeros_like(probs))
 
     def descriptor_frames(self, images: torch.Tensor) -> torch.Tensor:
         """Padded frames (N, 3, H, W) -> the frames as the track descriptors read them: area-pooled to the mask
@@ -363,17 +399,20 @@ class DsHmpModel(RvosModel):
         targets = [self.pad(t) for t in targets]
         frame_targets, frame_ids, frame_labels = per_frame_targets(targets, labels)
         losses: dict[str, torch.Tensor] = {}
+        # with track.min_objectness the class is objectness: every matched query is an object (the track head refers)
+        frame_classes = None if self.objectness_scores else frame_labels
         frame_matches = []
         for i, (logits, masks) in enumerate(zip(outputs["frame_logits"], outputs["frame_masks"])):
             part, matches = self.criterion(self.referring_score(logits), masks[:, :, None], frame_targets,
-                                           labels=frame_labels)
+                                           labels=frame_classes)
             frame_matches.append(matches)
             losses |= {f"frame_{k}_{i}": v for k, v in part.items()}
         clip_targets = targets * groups
         clip_labels = None if labels is None else labels * groups
         clip_matches = None
         for i, (logits, masks) in enumerate(zip(outputs["clip_logits"], outputs["clip_masks"])):
-            part, clip_matches = self.criterion(self.referring_score(logits), masks, clip_targets, labels=clip_labels)
+            part, clip_matches = self.criterion(self.referring_score(logits), masks, clip_targets,
+                                                labels=None if self.objectness_scores else clip_labels)
             losses |= {f"clip_{k}_{i}": v for k, v in part.items()}
         if cfg.similarity_weight:
             losses["similarity"] = cfg.similarity_weight * self._similarity(
@@ -475,8 +514,11 @@ class DsHmpModel(RvosModel):
         probs = outputs["clip_logits"][-1].softmax(-1)[..., 0]  # (N, cQ)
         masks = outputs["clip_masks"][-1].transpose(1, 2)  # (N, T, cQ, h, w)
         n = len(masks) // outputs["groups"]  # the clips read from the last frame layer
-        probs = probs[-n:] if self.track_head is None else outputs["track_logits"].sigmoid()
-        return [self.select(p.expand(t_len, -1), m, score_threshold) for p, m in zip(probs, masks[-n:])]
+        probs, masks = probs[-n:], masks[-n:]
+        if self.track_head is not None:
+            probs = self.candidate_probs(outputs["track_logits"].sigmoid(), outputs["objectness"])
+            masks = outputs["slot_logits"].transpose(1, 2)
+        return [self.select(p.expand(t_len, -1), m, score_threshold) for p, m in zip(probs, masks)]
 
     def parameter_group(self, name: str) -> str:
         if name.startswith("text_encoder."):
@@ -532,8 +574,9 @@ class DsHmpSession(InferenceSession):
         self.embeds: list[torch.Tensor] = []  # per sentence (cQ, D)
         tracked = model.track_head is not None
         self.features: list[list[torch.Tensor]] | None = [[] for _ in range(self.count)] if tracked else None
-        self.images: list[torch.Tensor] = []  # track grounding: per window the frames at the mask grid
+        self.images: list[torch.Tensor] = []  # track grounding: per window the frames as the descriptors read them
         self.track_text = model.track_text(text) if tracked else None
+        self.objectness: list[torch.Tensor] = []  # track grounding: per sentence (1, cQ) the class probabilities
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
         cached = []
@@ -553,17 +596,22 @@ class DsHmpSession(InferenceSession):
             self.probs.append(mo["logits"][-1, 0].softmax(-1)[:, 0])
             self.embeds.append(mo["mask_embed"][-1, 0])
             if self.features is not None:  # every frame's masks -> the queries' tracks over the video
-                masks = torch.einsum("qc,nchw->qnhw", self.embeds[k], torch.cat(self.features[k]))
-                _, logits = self.model.track_logits(torch.cat(self.images), masks[None], self.track_text[k:k + 1])
-                self.probs[k] = logits[0].sigmoid()
+                self.objectness.append(self.probs[k][None])
+                masks = torch.einsum("qc,nchw->qnhw", self.embeds[k], torch.cat(self.features[k]))[None]
+                masks = self.model.object_masks(masks, self.objectness[k])
+                _, logits = self.model.track_logits(torch.cat(self.images), masks, self.track_text[k:k + 1])
+                self.probs[k] = self.model.candidate_probs(logits.sigmoid(), self.objectness[k])[0]
         self.queries, self.features, self.images = [], None, []
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]
         features = self.cache.get(
             start, lambda: [self.model.encode_frames(frames, self.text.take(k, n))[1] for k in range(self.count)])
-        return [(self.probs[k].expand(n, -1), torch.einsum("qc,nchw->nqhw", self.embeds[k], f))
-                for k, f in enumerate(features)]
+        logits = [torch.einsum("qc,nchw->nqhw", self.embeds[k], f) for k, f in enumerate(features)]
+        if self.objectness:  # the object queries' masks, as the track head read them
+            logits = [self.model.object_masks(x.transpose(0, 1)[None], self.objectness[k])[0].transpose(0, 1)
+                      for k, x in enumerate(logits)]
+        return [(self.probs[k].expand(n, -1), x) for k, x in enumerate(logits)]
 
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
         return [self.model.select(probs, logits, self.threshold) for probs, logits in self.candidates(frames, start)]

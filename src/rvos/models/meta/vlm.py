@@ -132,6 +132,9 @@ class VLMConfig:
                              "supervise (the frame level only): set both or neither")
         if self.track.enabled and self.track.link == "objects" and not self.frame_decoder.proposals:
             raise ValueError("model.track.link=objects tracks the proposals' peaks: set model.frame_decoder.proposals")
+        if self.track.exclusive and self.track.link != "objects":
+            raise ValueError("model.track.exclusive shares each frame's cells among the slots of "
+                             "model.track.link=objects: set it")
         if self.frame_decoder.proposals and self.frame_decoder.propagate:
             raise ValueError("model.frame_decoder.proposals starts every frame's queries from that frame's heatmap, "
                              "model.frame_decoder.propagate from the previous frame's queries: set one of them")

@@ -86,9 +86,9 @@ class TrackGroundingConfig:
     # asks about; its steps say how it moves), so that the head cannot learn the training objects' positions
     relative_centre: bool = False
     dropout: float = 0.0  # on the track network's input and hidden layer
-    # the sentence standardised (a layer norm without parameters) before the head reads it: a bag of token embeddings
-    # that start small (RoBERTa's at std 0.02, against conv-CLIP's tiny config's 1.0) otherwise moves the score 40
-    # times less than the tracks do, and the head reads every sentence alike
+    # the sentence standardised (a layer norm without parameters) before the head reads it: with token embeddings that
+    # start small (RoBERTa's at std 0.02, against conv-CLIP's tiny config's 1.0) a bag's norm is about 0.1, and the
+    # head read "moving left" and "moving right" alike (DsHmp, benchmarks/results/synth_learning.md)
     text_norm: bool = False
     # the descriptors read the masks upsampled to the frames' resolution (bilinear, as the output is) and the frames
     # themselves, instead of both at the mask grid, where a small object is 3 x 3 cells and its shape hardly shows
@@ -113,9 +113,6 @@ class TrackGroundingConfig:
         if self.link == "objects" and not self.min_objectness:
             raise ValueError("model.track.link=objects tracks the queries whose peak passes model.track.min_objectness: "
                              "set it (e.g. 0.2)")
-        if self.exclusive and self.link != "objects":
-            raise ValueError("model.track.exclusive shares each frame's cells among the slots of "
-                             "model.track.link=objects: set it")
         if not 0.0 <= self.duplicate_iou < 1.0:
             raise ValueError(f"model.track.duplicate_iou: expected an IoU in [0, 1) (0: off), got {self.duplicate_iou}")
         if self.duplicate_iou and self.link != "objects":
