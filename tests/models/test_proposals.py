@@ -198,7 +198,8 @@ def test_linking_objects_needs_proposals_and_an_objectness_limit():
     with pytest.raises(ConfigError, match="'adjacent' or 'objects'"):
         load_config("vlm_tiny_synth", ["model.track.link=peaks"])
     with pytest.raises(ConfigError, match="exclusive"):
-        load_config("vlm_tiny_synth", ["model.track.link=adjacent", "model.track.exclusive=true"])
+        load_config("vlm_tiny_synth", ["model.track.link=adjacent", "model.track.duplicate_iou=0",
+                                       "model.track.exclusive=true"])
     with pytest.raises(ConfigError, match="duplicate_iou"):
         load_config("vlm_tiny_synth", ["model.track.link=adjacent", "model.track.exclusive=false",
                                        "model.track.duplicate_iou=0.7"])

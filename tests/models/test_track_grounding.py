@@ -233,12 +233,6 @@ def test_each_cell_goes_to_the_query_whose_logit_is_the_highest_there():
     assert torch.equal(exclusive_masks(one), one)
 
 
-def test_vlm_shares_cells_among_linked_object_slots_only():
-    with pytest.raises(ConfigError, match="exclusive"):
-        tiny_config("vlm", *TRACK, "model.track.link=adjacent", "model.track.duplicate_iou=0",
-                    "model.track.exclusive=true")
-
-
 def test_a_second_peak_on_an_object_is_no_object():
     masks = torch.full((1, 5, 2, 16), -5.0)  # each query's mask, a band of columns
     for query, (start, stop) in enumerate([(0, 10), (2, 10), (10, 16), (3, 11), (0, 10)]):
