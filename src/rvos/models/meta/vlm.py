@@ -543,8 +543,8 @@ class VLMModel(RvosModel):
                         exact_crops, exact_present = track_frames(windows[None], exact[None, ..., 0], cfg.crop_frames)
                         crops = torch.cat([crops, exact_crops[0]])
                         present = torch.cat([present, exact_present[0]])
-                    crops = (crops * 255).round().clamp(0, 255).to(torch.uint8)  # as frames are stored: the replay
-                    # holds thousands
+                    # as frames are stored: the replay holds thousands
+                    crops = (crops * 255).round().clamp(0, 255).to(torch.uint8)
                 examples.append(TrackExample(clip_tracks, sentences, flags[:, slot_of].float(),  # -1: the False
                                              crops, present))
         if self.track_replay is not None:

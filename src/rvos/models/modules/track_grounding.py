@@ -75,7 +75,8 @@ class TrackGroundingConfig:
     slot_weight: float = 0.0
     # with model.frame_decoder.proposals: a slot whose queries' peaks have a mean objectness under this, over the frames
     # where its mask shows, is no candidate (probability 0; unless no slot passes), so that a query linked over
-    # background peaks is never the output
+    # background peaks is never the output (DsHmp: its class probability, then trained as objectness; a query under it
+    # is no candidate and its masks are emptied)
     min_objectness: float = 0.0
     # how the frames' queries are linked into slots: "adjacent" (each frame's queries matched to the previous frame's
     # by query and peak distance) or "objects" (with model.frame_decoder.proposals and min_objectness: only the queries
@@ -100,7 +101,8 @@ class TrackGroundingConfig:
     crop_frames: int = 2  # the windows of this many frames per track, spread over those where it is present
     # with link "objects": each pixel of a frame belongs to at most one slot, the one whose query's mask logit is the
     # highest there (the annotated masks are a partition of the pixels: an object is seen where it is in front), so a
-    # query whose mask spills onto the object beside it leaves that object to its own query (:func:`exclusive_masks`)
+    # query whose mask spills onto the object beside it leaves that object to its own query (:func:`exclusive_masks`;
+    # DsHmp: among the clip queries that pass min_objectness)
     exclusive: bool = False
     # with link "objects": a query whose frame mask overlaps (IoU over this) the mask of a query with a likelier peak
     # in the same frame is no object there (:func:`suppress_duplicates`): two peaks on one object otherwise split it
