@@ -64,8 +64,8 @@ from rvos.models.modules.motion_decoder import MotionDecoder
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
                                                  descriptor_probs, exclusive_masks, frame_descriptors,
-                                                 labelled_tracks, on_mask_grid, track_bce, tracks, video_expressions,
-                                                 video_sentences)
+                                                 labelled_tracks, on_mask_grid, pair_labels, track_bce, tracks,
+                                                 video_expressions, video_sentences)
 from rvos.text.decouple import ExpressionDecoupler, make_tagger
 
 log = logging.getLogger(__name__)
@@ -287,7 +287,8 @@ class DsHmpModel(RvosModel):
         b, t_len = frames.shape[:2]
         text = self.encode_text(batch.text)
         keep = self.cfg.frame_decoder.train_layers if self.training else 1
-        fo, clip_features = self.encode_frames(self.pad(frames.flatten(0, 1)), text.repeat(t_len), keep)
+        padded = self.pad(frames.flatten(0, 1))
+        fo, clip_features = self.encode_frames(padded, text.repeat(t_len), keep)
         queries = fo["frame_queries"]  # (keep, B*T, fQ, C)
         queries = queries.reshape(keep * b, t_len, *queries.shape[2:])  # group l * B + b
         mo = self.decode_clip(queries, text.tile(keep))
@@ -297,7 +298,7 @@ class DsHmpModel(RvosModel):
         if self.track_head is not None:  # the clips read from the last frame layer, as the output reads them
             objectness = mo["logits"][-1, (keep - 1) * b:].detach().softmax(-1)[..., 0]  # (B, cQ)
             masks = self.object_masks(clip_masks[-1, (keep - 1) * b:], objectness)  # (B, cQ, T, h, w)
-            images = self.descriptor_frames(self.pad(frames.flatten(0, 1)))
+            images = self.descriptor_frames(padded)
             slot_tracks, logits = self.track_logits(images, masks, self.track_text(batch.text))
             track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_logits": masks, "slot_masks": masks > 0,
                      "objectness": objectness, "mask_images": images.view(b, t_len, *images.shape[1:])}
@@ -443,17 +444,14 @@ class DsHmpModel(RvosModel):
         examples = []
         for b, instances in enumerate(batch.instances):
             sentences, referred = video_sentences(self.expressions, batch, b)
-            flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred])  # (E, M+1)
             gt = on_mask_grid(self.pad(instances), slot_masks.shape[-2:])
             # the exact tracks at the descriptors' resolution (the frames', with track.full_resolution)
             read = gt if images.shape[-2:] == gt.shape[-2:] else on_mask_grid(self.pad(instances), images.shape[-2:])
             clip_tracks, slot_of, _ = labelled_tracks(outputs["slot_tracks"][b], slot_masks[b], gt, images[b], read,
                                                       self.track_head.samples, cfg.match_iou)
-            examples.append(TrackExample(clip_tracks, sentences, flags[:, slot_of].float()))  # -1: the False
+            examples.append(TrackExample(clip_tracks, sentences, pair_labels(referred, slot_of)))
         if self.track_replay is not None:
-            drawn = self.track_replay.draw(cfg.replay_draw)
-            self.track_replay.add(examples)
-            examples += drawn
+            examples = self.track_replay.mix(examples, cfg.replay_draw)
         return track_bce(self.track_head, examples, self.track_sentences, cfg.listwise)
 
     def _similarity(self, outputs, frame_matches, frame_ids, clip_matches, b, t_len) -> torch.Tensor:

@@ -41,8 +41,8 @@ from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_h
 from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
                                                  crop_windows, descriptor_probs, exclusive_masks, frame_descriptors,
-                                                 labelled_tracks, on_mask_grid, suppress_duplicates, track_bce,
-                                                 track_frames, tracks, video_expressions, video_sentences)
+                                                 labelled_tracks, on_mask_grid, pair_labels, suppress_duplicates,
+                                                 track_bce, track_frames, tracks, video_expressions, video_sentences)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -525,7 +525,6 @@ class VLMModel(RvosModel):
         examples = []
         for b, instances in enumerate(batch.instances):
             sentences, referred = video_sentences(self.expressions, batch, b)
-            flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred])  # (E, M+1)
             t_len = instances.shape[1]
             gt = on_mask_grid(self.pad(instances), (h, w))
             # the exact tracks at the descriptors' resolution (the frames', with track.full_resolution)
@@ -545,12 +544,9 @@ class VLMModel(RvosModel):
                         present = torch.cat([present, exact_present[0]])
                     # as frames are stored: the replay holds thousands
                     crops = (crops * 255).round().clamp(0, 255).to(torch.uint8)
-                examples.append(TrackExample(clip_tracks, sentences, flags[:, slot_of].float(),  # -1: the False
-                                             crops, present))
+                examples.append(TrackExample(clip_tracks, sentences, pair_labels(referred, slot_of), crops, present))
         if self.track_replay is not None:
-            drawn = self.track_replay.draw(cfg.replay_draw)
-            self.track_replay.add(examples)
-            examples += drawn
+            examples = self.track_replay.mix(examples, cfg.replay_draw)
         return track_bce(head, examples, self.track_sentences, cfg.listwise)
 
     def track_sentences(self, sentences: list[str]) -> torch.Tensor:

@@ -366,6 +366,12 @@ class TrackReplay:
     def __len__(self) -> int:
         return len(self.examples)
 
+    def mix(self, examples: list[TrackExample], n: int) -> list[TrackExample]:
+        """A step's new examples and ``n`` drawn from those kept before; the new ones are kept too."""
+        drawn = self.draw(n)
+        self.add(examples)
+        return examples + drawn
+
     def add(self, examples: list[TrackExample]) -> None:
         cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
         self.examples.extend(TrackExample(cpu(e.tracks), e.sentences, cpu(e.labels), cpu(e.crops), cpu(e.present))
@@ -415,6 +421,14 @@ def video_sentences(expressions: dict, batch, b: int) -> tuple[list[str], list[t
     flipped = batch.flipped is not None and batch.flipped[b]
     return ([swap_left_right(t) if flipped else t for t, _ in pairs],
             [torch.tensor([i in anno for i in ids], dtype=torch.bool) for _, anno in pairs])
+
+
+def pair_labels(referred: list[torch.Tensor], objects: torch.Tensor) -> torch.Tensor:
+    """For each sentence the flags (M,) of the clip's instances it refers to (:func:`video_sentences`) and the
+    instance each track is (K,), -1 for none (:func:`labelled_tracks`) -> the labels (E, K) of the (sentence, track)
+    pairs, 0 for a track that is no instance."""
+    flags = torch.stack([torch.cat([r, torch.zeros(1, dtype=torch.bool)]) for r in referred])  # (E, M+1): -1 the last
+    return flags[:, objects].float()
 
 
 def labelled_tracks(slot_tracks: torch.Tensor, slot_masks: torch.Tensor, instances: torch.Tensor,
