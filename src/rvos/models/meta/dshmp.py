@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rvos.data.expressions import ContrastiveIndex, contrastive_index
 from rvos.errors import ConfigError
@@ -62,10 +61,8 @@ from rvos.models.modules.cues import FeatureResizer, cue_sets
 from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
 from rvos.models.modules.motion_decoder import MotionDecoder
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
-from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
-                                                 descriptor_probs, exclusive_masks, frame_descriptors,
-                                                 labelled_tracks, on_mask_grid, pair_labels, track_bce, tracks,
-                                                 video_expressions, video_sentences)
+from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
+                                                 exclusive_masks)
 from rvos.text.decouple import ExpressionDecoupler, make_tagger
 
 log = logging.getLogger(__name__)
@@ -164,20 +161,10 @@ class DsHmpConfig:
     def __post_init__(self):
         if self.selection not in ("union", "top1"):
             raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
-        t, plain = self.track, TrackGroundingConfig()
-        if t.enabled:
-            slots = [name for name in ("link", "duplicate_iou", "slot_weight", "crop")
-                     if getattr(t, name) != getattr(plain, name)]
-            if slots:
-                raise ValueError(f"model.track.{slots[0]} concerns conv-CLIP's slots of linked frame queries; DsHmp's "
-                                 "clip queries are tracks already: leave it unset")
-            if t.exclusive and not t.min_objectness:
-                raise ValueError("model.track.exclusive shares each frame's cells among the object queries of "
-                                 "model.track.min_objectness: set it (e.g. 0.5)")
-            if t.text != "bag":
-                raise ValueError("model.track.text: DsHmp's track grounding reads the sentence as its bag of token "
-                                 "embeddings ('bag')")
-
+        check_query_tracks(self.track, "DsHmp")
+        if self.track.enabled and self.track.exclusive and not self.track.min_objectness:
+            raise ValueError("model.track.exclusive shares each frame's cells among the object queries of "
+                             "model.track.min_objectness: set it (e.g. 0.5)")
 
 @dataclass
 class EncodedText:
@@ -202,7 +189,7 @@ class EncodedText:
         return EncodedText(*(x.repeat(n, *[1] * (x.dim() - 1)) for x in vars(self).values()))
 
 
-class DsHmpModel(RvosModel):
+class DsHmpModel(QueryTracks, RvosModel):
     config_class = DsHmpConfig
     mask_stride = 4
 
@@ -233,11 +220,7 @@ class DsHmpModel(RvosModel):
         self.criterion = SetCriterion(cfg.loss)
         self._decoupler: ExpressionDecoupler | None = None  # made on first use (spaCy loads only when needed)
         self.index: ContrastiveIndex | None = None  # the training split's expressions (prepare_training)
-        tr = cfg.track
-        self.track_head = (TrackGrounding(self.text_encoder.width, tr.hidden, tr.samples, tr.relative_centre,
-                                          tr.dropout, text_norm=tr.text_norm) if tr.enabled else None)
-        self.track_replay = TrackReplay(tr.replay) if tr.enabled and tr.replay else None
-        self.expressions: dict[str, list[tuple[str, frozenset[str]]]] = {}  # per training video (track grounding)
+        self.build_track_grounding(cfg.track)
 
     # ------------------------------------------------------------------------------------------- text
 
@@ -342,46 +325,13 @@ class DsHmpModel(RvosModel):
         passes = objectness >= self.cfg.track.min_objectness
         return torch.where(passes | ~passes.any(1, keepdim=True), probs, torch.zeros_like(probs))
 
-    def descriptor_frames(self, images: torch.Tensor) -> torch.Tensor:
-        """Padded frames (N, 3, H, W) -> the frames as the track descriptors read them: area-pooled to the mask
-        grid, or as they are with ``track.full_resolution``."""
-        if self.cfg.track.full_resolution:
-            return images
-        return F.interpolate(images, size=(images.shape[-2] // self.mask_stride, images.shape[-1] // self.mask_stride),
-                             mode="area")
-
-    def track_text(self, text: TextInputs) -> torch.Tensor:
-        """The sentences (N, width) as the track score reads them: the mean of their words' token embeddings."""
-        return self.text_encoder.bag_of_tokens(text)
-
-    def track_sentences(self, sentences: list[str]) -> torch.Tensor:
-        """Sentences -> (N, width) as the track score reads them, on the model's device."""
-        return self.track_text(self.text_encoder.tokenize(sentences).to(next(self.track_head.parameters()).device))
-
-    def track_embeds(self, descriptors: torch.Tensor, windows: None = None):
-        """Per-frame descriptors (B, T, K, D) of K tracks -> (the tracks (B, K, samples, D'), their embeddings (B, K,
-        hidden)); ``windows`` as conv-CLIP's, which alone reads frame windows (``track.crop``)."""
-        track = tracks(descriptors, self.track_head.samples)
-        return track, self.track_head.embed(track)
-
-    def track_logits(self, images: torch.Tensor, masks: torch.Tensor, sentences: torch.Tensor):
-        """The frames (B*T, 3, h', w') of :meth:`descriptor_frames`, the clip queries' mask logits (B, cQ, T, h, w) and
-        the sentences (B, width) as the track head reads them -> (the queries' tracks (B, cQ, samples, D), referring
-        logits (B, cQ))."""
-        b, q, t_len = masks.shape[:3]
-        descriptors = frame_descriptors(images, descriptor_probs(masks.transpose(1, 2).flatten(0, 1),
-                                                                 images.shape[-2:]))
-        track, embeds = self.track_embeds(descriptors.view(b, t_len, q, -1))
-        return track, self.track_head.score(embeds, sentences[:, None])[:, 0]
-
     @staticmethod
     def referring_score(logits: torch.Tensor) -> torch.Tensor:
         """(..., 2) object / no-object logits -> (...) the logit of the object's softmax probability."""
         return logits[..., 0] - logits[..., 1]
 
     def prepare_training(self, split) -> None:
-        if self.track_head is not None:
-            self.expressions = video_expressions(split)
+        super().prepare_training(split)  # track grounding's expressions
         self.index = contrastive_index(split)
         entries = self.cfg.contrastive.entries
         if len(self.index) > entries:
@@ -425,34 +375,9 @@ class DsHmpModel(RvosModel):
             losses["contrastive"] = k.weight * ramp * self._contrastive(anchors, clip_matches[(groups - 1) * b:],
                                                                         clip_labels, batch)
         if self.track_head is not None:
-            losses["track"] = self.cfg.track.weight * self._track_loss(outputs, batch)
+            losses["track"] = self.track_loss(outputs["slot_tracks"], outputs["slot_masks"], outputs["mask_images"],
+                                              [self.pad(t) for t in batch.instances], batch)
         return losses
-
-    def training_state(self) -> dict:
-        return {"track_replay": self.track_replay.state()} if self.track_replay is not None else {}
-
-    def load_training_state(self, state: dict) -> None:
-        if self.track_replay is not None and "track_replay" in state:
-            self.track_replay.load(state["track_replay"])
-
-    def _track_loss(self, outputs: dict, batch: ClipBatch) -> torch.Tensor:
-        """BCE of every (sentence of the clip's video, track) pair: the clip queries' tracks, labelled with the
-        annotated object their masks cover, and the annotated objects' own tracks; a mean over the batch's clips and
-        the clips drawn from the replay memory. Without the split's expressions (or the instances' ids) the clip's
-        own sentence alone."""
-        cfg, slot_masks, images = self.cfg.track, outputs["slot_masks"], outputs["mask_images"]
-        examples = []
-        for b, instances in enumerate(batch.instances):
-            sentences, referred = video_sentences(self.expressions, batch, b)
-            gt = on_mask_grid(self.pad(instances), slot_masks.shape[-2:])
-            # the exact tracks at the descriptors' resolution (the frames', with track.full_resolution)
-            read = gt if images.shape[-2:] == gt.shape[-2:] else on_mask_grid(self.pad(instances), images.shape[-2:])
-            clip_tracks, slot_of, _ = labelled_tracks(outputs["slot_tracks"][b], slot_masks[b], gt, images[b], read,
-                                                      self.track_head.samples, cfg.match_iou)
-            examples.append(TrackExample(clip_tracks, sentences, pair_labels(referred, slot_of)))
-        if self.track_replay is not None:
-            examples = self.track_replay.mix(examples, cfg.replay_draw)
-        return track_bce(self.track_head, examples, self.track_sentences, cfg.listwise)
 
     def _similarity(self, outputs, frame_matches, frame_ids, clip_matches, b, t_len) -> torch.Tensor:
         """VITA's similarity over each group (a clip read from one frame-decoder layer): matched frame embeddings

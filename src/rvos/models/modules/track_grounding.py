@@ -488,3 +488,104 @@ def track_bce(head: TrackGrounding, examples: list[TrackExample],
         if ranked:
             loss = loss + listwise * torch.stack(ranked).sum() / len(examples)
     return loss
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def check_query_tracks(track: TrackGroundingConfig, method: str, refused: tuple[str, ...] = ()) -> None:
+    """The options a model whose queries are tracks already (a query has a mask in every frame: DsHmp's clip queries,
+    SgMg's and MUTR's queries) cannot take: those of conv-CLIP's slots of linked frame queries, the sentence feature
+    (the bag of token embeddings needs no text transformer trained first), and the method's own ``refused``."""
+    if not track.enabled:
+        return
+    plain = TrackGroundingConfig()
+    slots = [name for name in ("link", "duplicate_iou", "slot_weight", "crop", *refused)
+             if getattr(track, name) != getattr(plain, name)]
+    if slots:
+        raise ValueError(f"model.track.{slots[0]} does not apply to {method}, whose queries are tracks already (it "
+                         "concerns conv-CLIP's slots of linked frame queries): leave it unset")
+    if track.text != "bag":
+        raise ValueError(f"model.track.text: {method}'s track grounding reads the sentence as its bag of token "
+                         "embeddings ('bag')")
+
+
+class QueryTracks:
+    """Track grounding for a model whose queries are tracks (DsHmp, SgMg, MUTR), mixed into its
+    :class:`~rvos.models.meta.base.RvosModel`: the head, the replay memory and the training split's expressions
+    (:meth:`build_track_grounding`), the sentences as the head reads them (the bag of token embeddings of the model's
+    ``text_encoder``), the queries' tracks and referring logits, and the loss. ``track_stride`` is the stride of the
+    masks the tracks are read from. (The head is a submodule: :meth:`build_track_grounding` sets it, never a class
+    attribute, which would hide it from ``nn.Module``'s lookup.)"""
+
+    track_stride: int = 4
+
+    def build_track_grounding(self, cfg: TrackGroundingConfig) -> None:
+        self.track_head = (TrackGrounding(self.text_encoder.width, cfg.hidden, cfg.samples, cfg.relative_centre,
+                                          cfg.dropout, text_norm=cfg.text_norm) if cfg.enabled else None)
+        self.track_replay = TrackReplay(cfg.replay) if cfg.enabled and cfg.replay else None
+        self.expressions: dict[str, list[tuple[str, frozenset[str]]]] = {}  # per training video
+
+    def prepare_training(self, split) -> None:
+        if self.track_head is not None:
+            self.expressions = video_expressions(split)
+
+    def training_state(self) -> dict:
+        return {"track_replay": self.track_replay.state()} if self.track_replay is not None else {}
+
+    def load_training_state(self, state: dict) -> None:
+        if self.track_replay is not None and "track_replay" in state:
+            self.track_replay.load(state["track_replay"])
+
+    def descriptor_frames(self, images: torch.Tensor) -> torch.Tensor:
+        """Padded frames (N, 3, H, W) -> the frames as the track descriptors read them: area-pooled to the grid of
+        the masks the tracks are read from, or as they are with ``track.full_resolution``."""
+        s = self.track_stride
+        if self.cfg.track.full_resolution or s == 1:
+            return images
+        return F.interpolate(images, size=(images.shape[-2] // s, images.shape[-1] // s), mode="area")
+
+    def track_text(self, text) -> torch.Tensor:
+        """The sentences (N, width) as the track score reads them: the mean of their words' token embeddings."""
+        return self.text_encoder.bag_of_tokens(text)
+
+    def track_sentences(self, sentences: list[str]) -> torch.Tensor:
+        """Sentences -> (N, width) as the track score reads them, on the model's device."""
+        return self.track_text(self.text_encoder.tokenize(sentences).to(next(self.track_head.parameters()).device))
+
+    def track_embeds(self, descriptors: torch.Tensor, windows: None = None):
+        """Per-frame descriptors (B, T, K, D) of K tracks -> (the tracks (B, K, samples, D'), their embeddings (B, K,
+        hidden)); ``windows`` as conv-CLIP's, which alone reads frame windows (``track.crop``)."""
+        track = tracks(descriptors, self.track_head.samples)
+        return track, self.track_head.embed(track)
+
+    def track_logits(self, images: torch.Tensor, masks: torch.Tensor, sentences: torch.Tensor):
+        """The frames (B*T, 3, h', w') of :meth:`descriptor_frames`, the queries' mask logits (B, Q, T, h, w) and
+        the sentences (B, width) as the track head reads them -> (the queries' tracks (B, Q, samples, D), referring
+        logits (B, Q))."""
+        b, q, t_len = masks.shape[:3]
+        descriptors = frame_descriptors(images, descriptor_probs(masks.transpose(1, 2).flatten(0, 1),
+                                                                 images.shape[-2:]))
+        track, embeds = self.track_embeds(descriptors.view(b, t_len, q, -1))
+        return track, self.track_head.score(embeds, sentences[:, None])[:, 0]
+
+    def track_loss(self, slot_tracks: torch.Tensor, slot_masks: torch.Tensor, images: torch.Tensor,
+                   instances: list[torch.Tensor], batch) -> torch.Tensor:
+        """BCE of every (sentence of the clip's video, track) pair: the queries' tracks (B, Q, samples, D) and masks
+        (B, Q, T, h, w) bool, labelled with the annotated object their masks cover, and the annotated objects' own
+        tracks (per clip (M_b, T, H', W'), padded as the frames are; read from the frames (B, T, 3, h', w') of
+        :meth:`descriptor_frames`); a mean over the batch's clips and the clips drawn from the replay memory. Without
+        the split's expressions (or the instances' ids) the clip's own sentence alone."""
+        cfg = self.cfg.track
+        examples = []
+        for b, objects in enumerate(instances):
+            sentences, referred = video_sentences(self.expressions, batch, b)
+            gt = on_mask_grid(objects, slot_masks.shape[-2:])
+            # the exact tracks at the descriptors' resolution (the frames', with track.full_resolution)
+            read = gt if images.shape[-2:] == gt.shape[-2:] else on_mask_grid(objects, images.shape[-2:])
+            clip_tracks, slot_of, _ = labelled_tracks(slot_tracks[b], slot_masks[b], gt, images[b], read,
+                                                      self.track_head.samples, cfg.match_iou)
+            examples.append(TrackExample(clip_tracks, sentences, pair_labels(referred, slot_of)))
+        if self.track_replay is not None:
+            examples = self.track_replay.mix(examples, cfg.replay_draw)
+        return self.cfg.track.weight * track_bce(self.track_head, examples, self.track_sentences, cfg.listwise)
