@@ -19,6 +19,11 @@ MTI on the last decoder layer's frame queries alone and, as the official code th
 first layer's heads: the first class head, the first layer's boxes and their centres for the mask head's
 coordinates. The query with the best score is the output (top-1), threshold 0.5.
 
+With ``model.loss.instance_targets`` and ``model.track.enabled`` (CPU-size options, off in the paper configs) every
+annotated object of a clip is a target of its own video query, and a query's referring probability is track
+grounding's (:mod:`rvos.models.modules.track_grounding`), read from its masks over the window; ``selection: union``
+takes the queries whose probability passes ``score_threshold`` (the official rule is ``top1``).
+
 Where rvos departs from the official code, on purpose: with several clips in a batch, the official model mixes
 them up in two places (``mti_hs.repeat(1, t, 1, 1)`` gives clip ``b``'s frame ``t`` the video queries of clip
 ``(b * T + t) mod B``, and MTI reshapes (layers, T, B, ...) as (layers * B, T, ...)), which is correct only for one
@@ -31,20 +36,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rvos.errors import ConfigError
-from rvos.models.criterion.referformer import ReferLossConfig, clip_targets, layer_losses, match, num_valid_frames
+from rvos.models.criterion.referformer import (ReferLossConfig, layer_losses, match, num_valid_frames,
+                                               referring_targets)
 from rvos.models.layers.attention import AttentionLayer, FFNLayer
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
-from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs, top_query
+from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs, top_query,
+                                   union_of_queries)
 from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.instance_queries import InstanceQueryInit
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.temporal_interaction import TemporalInteraction
+from rvos.models.modules.track_grounding import QueryTracks, TrackGroundingConfig, check_query_tracks
 
 
 @dataclass
@@ -89,8 +98,17 @@ class MutrConfig:
     mti: MTIConfig = field(default_factory=MTIConfig)
     instances: InstanceConfig = field(default_factory=InstanceConfig)
     loss: ReferLossConfig = field(default_factory=lambda: ReferLossConfig(low_mask_weight=0.0, low_dice_weight=0.0))
+    # "top1": the query with the best score (the official rule); "union": the queries whose probability passes
+    # score_threshold (for expressions that name several objects; with track.keep_best the best one in any case)
+    selection: str = "top1"
+    score_threshold: float = 0.5
+    # track grounding of the video queries' masks (a CPU-size option; off in the paper configs; module text)
+    track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
 
     def __post_init__(self):
+        if self.selection not in ("union", "top1"):
+            raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
+        check_query_tracks(self.track, "MUTR", refused=("min_objectness", "exclusive"))
         if self.levels not in (3, 4):
             raise ValueError(f"model.levels: 3 (strides 8, 16, 32) or 4 (and 64), got {self.levels}")
 
@@ -109,7 +127,7 @@ class TextAggregation(nn.Module):
         return self.ffn(self.attn(words, visual, query_pos=pos, key_padding_mask=padding))
 
 
-class MutrModel(ReferFormerParts):
+class MutrModel(QueryTracks, ReferFormerParts):
     config_class = MutrConfig
     method = "MUTR"
     mask_stride = 4
@@ -131,6 +149,7 @@ class MutrModel(ReferFormerParts):
         i = cfg.instances
         if i.enabled:
             self.instance_init = InstanceQueryInit(self.backbone.channels, c, i.heads, i.ffn, i.dropout)
+        self.build_track_grounding(cfg.track)
 
     # ------------------------------------------------------------------------------------------- text
 
@@ -221,18 +240,28 @@ class MutrModel(ReferFormerParts):
 
     def forward(self, batch: ClipBatch) -> dict:
         """Per layer the scores (l, B, Q), boxes (l, B, T, Q, 4) and mask logits (l, B, T, Q, h, w) at stride 4:
-        every decoder layer in training, the official inference pairing (one) otherwise."""
+        every decoder layer in training, the official inference pairing (one) otherwise; with track grounding the
+        queries' referring logits (B, Q) read from the last of them, and what the track loss reads."""
         text = self.encode_text(batch.text)
         layers = list(range(self.cfg.transformer.dec_layers)) if self.training else [-1]
         # the clip's annotated objects stand for a VIS model's instances (in the order the batch gives them)
         out = self.encode_clips(batch.frames, text, layers, batch.instances or None)
+        size = tuple(4 * s for s in out["masks"].shape[-2:])
+        if self.track_head is not None:
+            b, t_len = batch.frames.shape[:2]
+            images = self.descriptor_frames(self.pad_frames(batch.frames.flatten(0, 1))[0])
+            slot_logits = out["masks"][-1].transpose(1, 2)  # (B, Q, T, h, w)
+            slot_tracks, logits = self.track_logits(images, slot_logits, self.track_text(batch.text))
+            out |= {"track_logits": logits, "slot_tracks": slot_tracks, "slot_masks": slot_logits > 0,
+                    "mask_images": images.view(b, t_len, *images.shape[1:])}
         if self.training:
-            size = tuple(4 * s for s in out["masks"].shape[-2:])
-            out["targets"] = clip_targets(batch.targets, size)
+            out["targets"] = referring_targets(batch, size, self.cfg.loss.instance_targets)
+            out["size"] = size
         return out
 
     def loss(self, outputs: dict, batch: ClipBatch) -> dict:
-        """Every decoder layer's losses (the last layer's unsuffixed, the others ``_0``, ``_1``, ...)."""
+        """Every decoder layer's losses (the last layer's unsuffixed, the others ``_0``, ``_1``, ...), and track
+        grounding's."""
         targets = outputs["targets"]
         norm = num_valid_frames(targets.valid)
         t_len = outputs["boxes"].shape[2]
@@ -241,18 +270,33 @@ class MutrModel(ReferFormerParts):
             logits = outputs["logits"][layer][:, None].expand(-1, t_len, -1)  # a video query scores every frame
             boxes, masks = outputs["boxes"][layer], outputs["masks"][layer]
             matched = match(logits, boxes, masks, targets, targets.at_stride(4), self.cfg.loss)
-            clips = torch.arange(len(matched), device=matched.device)
-            parts.append(layer_losses(logits, boxes, matched, masks[clips, :, matched], None, targets, self.cfg.loss,
-                                      norm, mask_stride=4))
-        return self.layer_losses(parts)
+            parts.append(layer_losses(logits, boxes, matched, masks[targets.clips, :, matched], None, targets,
+                                      self.cfg.loss, norm, mask_stride=4))
+        losses = self.layer_losses(parts)
+        if self.track_head is not None:
+            h, w = outputs["size"]
+            instances = [F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2])) for x in batch.instances]
+            losses["track"] = self.track_loss(outputs["slot_tracks"], outputs["slot_masks"], outputs["mask_images"],
+                                              instances, batch)
+        return losses
 
     # ------------------------------------------------------------------------------------------- selection
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
         self.check_threshold(score_threshold)
         t_len = outputs["masks"].shape[2]
-        probs = outputs["logits"][-1].sigmoid()  # (B, Q)
-        return [top_query(p.expand(t_len, -1), m) for p, m in zip(probs, outputs["masks"][-1])]
+        probs = outputs["track_logits" if self.track_head is not None else "logits"]
+        probs = probs if self.track_head is not None else probs[-1]
+        return [self.select(p.sigmoid().expand(t_len, -1), m, score_threshold)
+                for p, m in zip(probs, outputs["masks"][-1])]
+
+    def select(self, probs: torch.Tensor, masks: torch.Tensor, threshold: float | None = None) -> ClipMasks:
+        """probs (T, Q), mask logits (T, Q, h, w) -> the rule's masks and scores: the official one query, or the
+        union of those that pass the threshold."""
+        if self.cfg.selection == "top1":
+            return top_query(probs, masks)
+        keep_best = self.track_head is not None and self.cfg.track.keep_best
+        return union_of_queries(probs, masks, self.cfg.score_threshold if threshold is None else threshold, keep_best)
 
     # ------------------------------------------------------------------------------------------- inference
 
@@ -264,7 +308,7 @@ class MutrModel(ReferFormerParts):
         if instances is not None and not self.cfg.instances.enabled:
             raise ConfigError("instance masks were given, but this MUTR model has no instance block "
                               "(model.instances.enabled is false)")
-        return MutrSession(self, text, instances)
+        return MutrSession(self, text, instances, score_threshold)
 
     # ------------------------------------------------------------------------------------------- reporting
 
@@ -280,7 +324,11 @@ class MutrModel(ReferFormerParts):
             "mti": {"encoder_layers": m.enc_layers, "decoder_layers": m.dec_layers, "window": m.window,
                     "video_queries": cfg.queries},
             "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers},
-            "selection": {"rule": "top-1 query (best score over the video)"},
+            "selection": {"rule": "top-1 query (best score over the video)" if cfg.selection == "top1"
+                          else f"union of queries with probability > {cfg.score_threshold}"
+                          + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
+                          "score": "track grounding (the video queries' masks)" if cfg.track.enabled
+                          else "the video query's class"},
         }
 
 
@@ -289,18 +337,25 @@ class MutrSession(InferenceSession):
     clip, its video queries scored and its masks made from them; the best query is chosen per window. Set
     ``infer.window`` to the videos' length to read them whole, as the official inference does."""
 
-    def __init__(self, model: MutrModel, text: TextInputs, instances=None):
-        self.model = model
+    def __init__(self, model: MutrModel, text: TextInputs, instances=None, score_threshold: float | None = None):
+        self.model, self.threshold = model, score_threshold
         self.text = model.encode_text(text)
         self.count = text["input_ids"].shape[0]
         self.instances = instances
         self.cache = LastWindow()
+        self.track_text = model.track_text(text) if model.track_head is not None else None
 
     def _encode(self, frames: torch.Tensor, start: int) -> list[dict]:
         images = self.model.encode_images(frames[None])  # the backbone reads no sentence: once for all of them
         masks = None if self.instances is None else [self.instances(start, start + frames.shape[0])]
         init = self.model.initial_queries(masks, images["shape"])  # nor do the instances
-        return [self.model.encode_clips(images, self.text.take(k, 1), [-1], init=init) for k in range(self.count)]
+        out = [self.model.encode_clips(images, self.text.take(k, 1), [-1], init=init) for k in range(self.count)]
+        if self.track_text is not None:  # each query's referring probability read from its masks over the window
+            seen = self.model.descriptor_frames(self.model.pad_frames(frames)[0])
+            for k, enc in enumerate(out):
+                _, logits = self.model.track_logits(seen, enc["masks"][-1].transpose(1, 2), self.track_text[k:k + 1])
+                enc["probs"] = logits[0].sigmoid()
+        return out
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
         self.cache.keep(start, self._encode(frames, start))
@@ -313,8 +368,8 @@ class MutrSession(InferenceSession):
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]
-        return [(out["logits"][-1, 0].sigmoid().expand(n, -1), out["masks"][-1, 0])
-                for out in self._window(frames, start)]
+        probs = lambda out: out["probs"] if "probs" in out else out["logits"][-1, 0].sigmoid()  # noqa: E731
+        return [(probs(out).expand(n, -1), out["masks"][-1, 0]) for out in self._window(frames, start)]
 
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
-        return [top_query(probs, masks) for probs, masks in self.candidates(frames, start)]
+        return [self.model.select(probs, masks, self.threshold) for probs, masks in self.candidates(frames, start)]

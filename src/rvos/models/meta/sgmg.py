@@ -22,6 +22,13 @@ resolution of the padded input (``mask_stride`` 1). A training batch whose clips
 the data loader, and that padding is read as image (the official training pads to a multiple of 1, i.e. not at
 all, for its single-size batches).
 
+With ``model.loss.instance_targets`` and ``model.track.enabled`` (CPU-size options, off in the paper configs) every
+annotated object of a clip is a target of its own query, and the referring probability of a query is track
+grounding's (:mod:`rvos.models.modules.track_grounding`): a query has a mask in every frame (its stride-2 prior), so
+it is a track, which a small head scores against the sentence's bag of token embeddings. ``selection: union`` takes
+the queries whose probability passes ``score_threshold`` (the best kept with ``track.keep_best``), so that an
+expression naming several objects gets them all; the official rule is ``top1``.
+
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training;
 frames are padded before normalisation (black; the official pads normalised frames with zeros); the spectrum
 modulation runs in float32 under mixed precision (the official casts its input, then lets its 1x1 convs run in
@@ -36,15 +43,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvos.models.criterion.referformer import ReferLossConfig, clip_targets, layer_losses, match, num_valid_frames
+from rvos.models.criterion.referformer import (ReferLossConfig, layer_losses, match, num_valid_frames,
+                                               referring_targets)
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
 from rvos.models.layers.spectrum import SpectrumModulation
-from rvos.models.meta.base import ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs, top_query
+from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs, top_query,
+                                   union_of_queries)
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.segment_optimize import SegmentOptimize
+from rvos.models.modules.track_grounding import QueryTracks, TrackGroundingConfig, check_query_tracks
 
 
 @dataclass
@@ -64,18 +74,29 @@ class SgMgConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     loss: ReferLossConfig = field(default_factory=ReferLossConfig)
+    # "top1": the query with the best mean score over the video (the official rule); "union": the queries whose
+    # probability passes score_threshold (for expressions that name several objects; with track.keep_best the best
+    # one in any case)
+    selection: str = "top1"
+    score_threshold: float = 0.5
+    # track grounding of the queries' stride-2 priors (a CPU-size option; off in the paper configs; module text)
+    track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
 
     def __post_init__(self):
+        if self.selection not in ("union", "top1"):
+            raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
+        check_query_tracks(self.track, "SgMg", refused=("min_objectness", "exclusive"))
         if self.levels not in (3, 4):
             raise ValueError(f"model.levels: 3 (strides 8, 16, 32) or 4 (and 64), got {self.levels}")
         if self.mask_channels % 16:
             raise ValueError(f"model.mask_channels must be a multiple of 16 (pixel shuffle x4), got {self.mask_channels}")
 
 
-class SgMgModel(ReferFormerParts):
+class SgMgModel(QueryTracks, ReferFormerParts):
     config_class = SgMgConfig
     method = "SgMg"
     mask_stride = 1
+    track_stride = 2  # the tracks read the stride-2 priors of every query
 
     def __init__(self, cfg: SgMgConfig):
         super().__init__(cfg)
@@ -92,6 +113,7 @@ class SgMgModel(ReferFormerParts):
         channels = self.backbone.channels
         self.mask_refine = SegmentOptimize(cfg.mask_channels, (channels[0], channels[1]))
         self.window_invariant = not self.backbone.temporal
+        self.build_track_grounding(cfg.track)
 
     # ------------------------------------------------------------------------------------------- text
 
@@ -148,70 +170,115 @@ class SgMgModel(ReferFormerParts):
         """priors (N, 16, h, w) of one query per frame -> the full-resolution mask logits (N, H', W')."""
         return self.mask_refine(priors, stride4, stride8)[:, 0]
 
+    @staticmethod
+    def coarse_masks(priors: torch.Tensor) -> torch.Tensor:
+        """priors (..., 16, h, w) -> the stride-2 mask logits (..., 4h, 4w) they are pixel-shuffled into."""
+        lead, (h, w) = priors.shape[:-3], priors.shape[-2:]
+        return F.pixel_shuffle(priors.flatten(0, -4), 4).view(*lead, 4 * h, 4 * w)
+
     # ------------------------------------------------------------------------------------------- training
 
     def forward(self, batch: ClipBatch) -> dict:
         """Every decoder layer's scores (L, B, T, Q) and boxes (L, B, T, Q, 4); in training also each layer's
-        matched query (L, B) and its refined masks (L, B, T, H', W') and stride-2 priors (L, B, T, H'/2, W'/2),
-        and the clip targets; in inference the last layer's priors of every query and the refinement's input."""
+        matched queries (L, P) of the P targets and their refined masks (L, P, T, H', W') and stride-2 priors (L, P, T,
+        H'/2, W'/2), and the targets; in inference the last layer's priors of every query and the refinement's input;
+        with track grounding the queries' referring logits (B, Q) and what the track loss reads."""
         b, t_len = batch.frames.shape[:2]
         text = self.encode_text(batch.text)
-        out = self.encode_frames(batch.frames.flatten(0, 1), text.repeat(t_len), t_len)
+        frames = batch.frames.flatten(0, 1)
+        out = self.encode_frames(frames, text.repeat(t_len), t_len)
         layers = out["logits"].shape[0]
         logits = out["logits"].view(layers, b, t_len, -1)
         boxes = out["boxes"].view(layers, b, t_len, *out["boxes"].shape[2:])
         priors = out["priors"].view(layers, b, t_len, *out["priors"].shape[2:])  # (L, B, T, Q, 16, h, w)
-        outputs = {"logits": logits, "boxes": boxes}
+        outputs = {"logits": logits, "boxes": boxes, "size": tuple(out["size"])}
+        if self.track_head is not None:  # the queries' tracks, read from the last layer's stride-2 priors
+            images = self.descriptor_frames(self.pad_frames(frames)[0])
+            slot_logits = self.coarse_masks(priors[-1]).transpose(1, 2)  # (B, Q, T, h, w)
+            slot_tracks, track_logits = self.track_logits(images, slot_logits, self.track_text(batch.text))
+            outputs |= {"track_logits": track_logits, "slot_tracks": slot_tracks, "slot_masks": slot_logits > 0,
+                        "mask_images": images.view(b, t_len, *images.shape[1:])}
         if not self.training:
             return outputs | {"priors": priors[-1], "stride4": out["stride4"], "stride8": out["stride8"]}
-        q, (h8, w8) = priors.shape[3], priors.shape[-2:]
-        low = F.pixel_shuffle(priors.flatten(0, 3), 4).view(layers, b, t_len, q, 4 * h8, 4 * w8)
-        targets = clip_targets(batch.targets, tuple(out["size"]))
-        clips = torch.arange(b, device=logits.device)
+        low = self.coarse_masks(priors)  # (L, B, T, Q, H'/2, W'/2)
+        targets = referring_targets(batch, outputs["size"], self.cfg.loss.instance_targets)
+        pairs = targets.clips  # each target's clip, and its frames' refinement input
+        stride4, stride8 = (x.view(b, t_len, *x.shape[1:])[pairs].flatten(0, 1)
+                            for x in (out["stride4"], out["stride8"]))
         matched, masks, low_masks = [], [], []
-        for layer in range(layers):  # match on the priors, then refine the matched query alone
+        for layer in range(layers):  # match on the priors, then refine the matched queries alone
             m = match(logits[layer], boxes[layer], low[layer], targets, targets.low, self.cfg.loss)
-            refined = self.refine(priors[layer, clips, :, m].flatten(0, 1), out["stride4"], out["stride8"])
+            refined = self.refine(priors[layer, pairs, :, m].flatten(0, 1), stride4, stride8)
             matched.append(m)
-            masks.append(refined.view(b, t_len, *refined.shape[-2:]))
-            low_masks.append(low[layer, clips, :, m])
+            masks.append(refined.view(len(pairs), t_len, *refined.shape[-2:]))
+            low_masks.append(low[layer, pairs, :, m])
         return outputs | {"matched": torch.stack(matched), "masks": torch.stack(masks),
                           "low_masks": torch.stack(low_masks), "targets": targets}
 
     def loss(self, outputs: dict, batch: ClipBatch) -> dict:
-        """Every decoder layer's losses (the last layer's unsuffixed, the others ``_0``, ``_1``, ...)."""
+        """Every decoder layer's losses (the last layer's unsuffixed, the others ``_0``, ``_1``, ...), and track
+        grounding's."""
         targets = outputs["targets"]
         norm = num_valid_frames(targets.valid)
-        return self.layer_losses(
+        losses = self.layer_losses(
             layer_losses(outputs["logits"][layer], outputs["boxes"][layer], outputs["matched"][layer],
                          outputs["masks"][layer], outputs["low_masks"][layer], targets, self.cfg.loss, norm)
             for layer in range(outputs["logits"].shape[0]))
+        if self.track_head is not None:
+            h, w = outputs["size"]
+            instances = [F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2])) for x in batch.instances]
+            losses["track"] = self.track_loss(outputs["slot_tracks"], outputs["slot_masks"], outputs["mask_images"],
+                                              instances, batch)
+        return losses
 
     # ------------------------------------------------------------------------------------------- selection
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
         self.check_threshold(score_threshold)
-        probs = outputs["logits"][-1].sigmoid()  # (B, T, Q)
+        probs = self.referring_probs(outputs)  # (B, T, Q)
         t_len = probs.shape[1]
         results = []
         for b in range(probs.shape[0]):
             frames = slice(b * t_len, (b + 1) * t_len)
             results.append(self.select(probs[b], outputs["priors"][b], outputs["stride4"][frames],
-                                       outputs["stride8"][frames]))
+                                       outputs["stride8"][frames], self.chosen_queries(probs[b], score_threshold),
+                                       score_threshold))
         return results
 
+    def referring_probs(self, outputs: dict) -> torch.Tensor:
+        """The queries' referring probabilities (B, T, Q): their scores, or track grounding's (one per query)."""
+        probs = outputs["logits"][-1].sigmoid()
+        if self.track_head is None:
+            return probs
+        return outputs["track_logits"].sigmoid()[:, None].expand_as(probs)
+
+    def chosen_queries(self, probs: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+        """The queries the selection rule may show, from their probabilities over the video (T, Q): the best by its
+        mean (``top1``), or those that pass the threshold in some frame, the best with ``track.keep_best``."""
+        best = probs.sum(0).argmax()
+        if self.cfg.selection == "top1":
+            return best[None]
+        keep = (probs > (self.cfg.score_threshold if threshold is None else threshold)).any(0)
+        if self.track_head is not None and self.cfg.track.keep_best:
+            keep[best] = True
+        return keep.nonzero()[:, 0] if keep.any() else best[None]
+
     def select(self, probs: torch.Tensor, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor,
-               best: torch.Tensor | None = None) -> ClipMasks:
-        """The official rule: the query with the best mean score over the frames (probs (T, Q); ``best`` when it
-        was chosen over more frames), refined in every frame (priors (T, Q, 16, h, w))."""
-        best = probs.sum(0).argmax() if best is None else best
-        return top_query(probs[:, best, None], self.refine(priors[:, best], stride4, stride8)[:, None])
+               queries: torch.Tensor, threshold: float | None = None) -> ClipMasks:
+        """probs (T, Q); priors (T, Q, 16, h, w) -> the chosen ``queries`` (:meth:`chosen_queries`, over the whole
+        video) refined in every frame, and the rule's masks and scores: the official one query, or their union."""
+        masks = torch.stack([self.refine(priors[:, q], stride4, stride8) for q in queries.tolist()], 1)
+        if self.cfg.selection == "top1":
+            return top_query(probs[:, queries], masks)
+        keep_best = self.track_head is not None and self.cfg.track.keep_best
+        return union_of_queries(probs[:, queries], masks, self.cfg.score_threshold if threshold is None else threshold,
+                                keep_best)
 
     # ------------------------------------------------------------------------------------------- inference
 
     def start_session(self, text: TextInputs, score_threshold: float | None = None) -> "SgMgSession":
         self.check_threshold(score_threshold)
-        return SgMgSession(self, text)
+        return SgMgSession(self, text, score_threshold)
 
     # ------------------------------------------------------------------------------------------- reporting
 
@@ -227,23 +294,35 @@ class SgMgModel(ReferFormerParts):
             "transformer": {"encoder_layers": x.enc_layers, "decoder_layers": x.dec_layers, "heads": x.heads,
                             "points": x.dec_points, "queries_per_frame": cfg.queries},
             "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers},
-            "selection": {"rule": "top-1 query (best mean score over the video)"},
+            "selection": {"rule": "top-1 query (best mean score over the video)" if cfg.selection == "top1"
+                          else f"union of queries with probability > {cfg.score_threshold}"
+                          + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
+                          "score": "track grounding (the queries' stride-2 priors)" if cfg.track.enabled
+                          else "the query's class"},
         }
 
 
 class SgMgSession(InferenceSession):
-    """Pass one keeps every frame's query scores per sentence; :meth:`decode` picks each sentence's query over the
-    whole video; pass two encodes each window again and refines that query (the last observed window's encoding is
+    """Pass one keeps every frame's query scores per sentence; :meth:`decode` picks each sentence's queries over the
+    whole video; pass two encodes each window again and refines those queries (the last observed window's encoding is
     kept, so a video of one window is encoded once). A temporal backbone sees one window at a time: set
-    ``infer.window`` to the videos' length to encode them whole, as the official inference does."""
+    ``infer.window`` to the videos' length to encode them whole, as the official inference does.
 
-    def __init__(self, model: SgMgModel, text: TextInputs):
-        self.model = model
+    With track grounding pass one also keeps every window's stride-2 priors of every query (per frame, sentence and
+    query H/2 x W/2 logits) and its frames as the descriptors read them; :meth:`decode` scores the queries' tracks
+    over the whole video."""
+
+    def __init__(self, model: SgMgModel, text: TextInputs, score_threshold: float | None = None):
+        self.model, self.threshold = model, score_threshold
         self.text = model.encode_text(text)
         self.count = text["input_ids"].shape[0]
         self.probs: list[list[torch.Tensor]] = [[] for _ in range(self.count)]  # per sentence, per window (n, Q)
         self.cache = LastWindow()
-        self.best: list[torch.Tensor] = []
+        self.chosen: list[torch.Tensor] = []
+        tracked = model.track_head is not None
+        self.coarse: list[list[torch.Tensor]] | None = [[] for _ in range(self.count)] if tracked else None
+        self.images: list[torch.Tensor] = []  # track grounding: per window the frames as the descriptors read them
+        self.track_text = model.track_text(text) if tracked else None
 
     def _encode(self, frames: torch.Tensor) -> list[dict]:
         n = frames.shape[0]
@@ -253,10 +332,21 @@ class SgMgSession(InferenceSession):
     def observe(self, frames: torch.Tensor, start: int) -> None:
         for k, out in enumerate(self.cache.keep(start, self._encode(frames))):
             self.probs[k].append(out["logits"][-1].sigmoid())
+            if self.coarse is not None:
+                self.coarse[k].append(self.model.coarse_masks(out["priors"][-1]))
+        if self.coarse is not None:
+            self.images.append(self.model.descriptor_frames(self.model.pad_frames(frames)[0]))
 
     def decode(self) -> None:
         self.probs = [torch.cat(p) for p in self.probs]
-        self.best = [p.sum(0).argmax() for p in self.probs]
+        if self.coarse is not None:  # every frame's priors -> the queries' tracks over the video
+            images = torch.cat(self.images)
+            for k in range(self.count):
+                masks = torch.cat(self.coarse[k]).transpose(0, 1)[None]  # (1, Q, T, h, w)
+                _, logits = self.model.track_logits(images, masks, self.track_text[k:k + 1])
+                self.probs[k] = logits.sigmoid().expand_as(self.probs[k])
+            self.coarse, self.images = None, []
+        self.chosen = [self.model.chosen_queries(p, self.threshold) for p in self.probs]
 
     def _window(self, frames: torch.Tensor, start: int) -> list[dict]:
         return self.cache.get(start, lambda: self._encode(frames))
@@ -274,4 +364,4 @@ class SgMgSession(InferenceSession):
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
         n = frames.shape[0]
         return [self.model.select(self.probs[k][start : start + n], enc["priors"][-1], enc["stride4"], enc["stride8"],
-                                  self.best[k]) for k, enc in enumerate(self._window(frames, start))]
+                                  self.chosen[k], self.threshold) for k, enc in enumerate(self._window(frames, start))]

@@ -176,9 +176,9 @@ class ReferFormerParts(RvosModel):
 
     def check_threshold(self, score_threshold: float | None) -> None:
         """The top-1 rule has no threshold: say so when one is given rather than ignore it silently."""
-        if score_threshold is not None:
-            log.warning("%s takes the query with the best score; the score threshold %s is not used", self.method,
-                        score_threshold)
+        if score_threshold is not None and getattr(self.cfg, "selection", "top1") == "top1":
+            log.warning("%s takes the query with the best score (model.selection top1); the score threshold %s is not "
+                        "used", self.method, score_threshold)
 
     @staticmethod
     def layer_losses(per_layer) -> dict:

@@ -1,0 +1,137 @@
+"""Every annotated object as a target of its own query, and track grounding of the queries, in the ReferFormer-style
+methods (SgMg, MUTR; CPU-size options): the targets, the Hungarian matching of a clip's objects, the class's
+positives, the track loss over the video's sentences, the union rule, and the streaming session against the model's
+own selection."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rvos.config import load_config
+from rvos.data.schema import Expression, Video
+from rvos.errors import ConfigError
+from rvos.models.build import build_model
+from rvos.models.criterion.referformer import (ReferLossConfig, instance_targets, layer_losses, match,
+                                               num_valid_frames)
+from rvos.models.meta.base import ClipBatch, describe_model
+
+SENTENCES = ["the red block moving right", "the still block"]
+SPLIT = SimpleNamespace(videos={"v": Video("v", ("0",), {"0": Expression("0", SENTENCES[0], ("1",), ("1",)),
+                                                         "1": Expression("1", SENTENCES[1], ("2",), ("2",)),
+                                                         "2": Expression("2", "both blocks", ("1", "2"), ("1", "2"))})})
+TRACK = ["model.loss.instance_targets=true", "model.track.enabled=true", "model.track.replay=4",
+         "model.track.replay_draw=2", "model.selection=union"]
+
+
+def tiny(method, *overrides):
+    cfg = load_config(f"{method}_tiny_synth", ["data.short_side=48", "data.max_long_side=64", *overrides])
+    torch.manual_seed(0)
+    return build_model(cfg.model), cfg
+
+
+def clip_batch(model, t_len=3, h=48, w=64):
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, t_len, 3, h, w, generator=g) * 0.3
+    inst = torch.zeros(2, t_len, h, w, dtype=torch.bool)
+    for t in range(t_len):
+        inst[0, t, 6:22, 4 + 6 * t:24 + 6 * t] = True
+        inst[1, t, 28:44, 36:60] = True
+    frames[:, :, 0][inst[0][None].expand(2, -1, -1, -1)] = 0.9
+    return ClipBatch(frames, model.prepare_text(SENTENCES), SENTENCES, [inst, inst],
+                     [torch.tensor([True, False]), torch.tensor([False, True])], ["v", "v"], ["0", "1"],
+                     iteration=10, instance_ids=[("1", "2"), ("1", "2")])
+
+
+def test_every_shown_object_is_a_target_matched_to_a_query_of_its_own():
+    cfg = ReferLossConfig()
+    objects = torch.zeros(3, 2, 8, 8, dtype=torch.bool)
+    objects[0, :, 0:3, 0:3] = True
+    objects[1, 1, 4:8, 4:8] = True  # shown in frame 1 alone
+    # object 2 is never shown: nothing to segment, no target
+    referred = [torch.tensor([False, True, True]), torch.tensor([True])]
+    targets = instance_targets([objects, objects[:1]], referred, (8, 8))
+    assert targets.clips.tolist() == [0, 0, 1] and targets.referred.tolist() == [False, True, True]
+    assert targets.valid.tolist() == [[True, True], [False, True], [True, True]]
+    logits = torch.full((2, 2, 4), -3.0)
+    boxes = torch.full((2, 2, 4, 4), 0.5)
+    masks = torch.full((2, 2, 4, 8, 8), -8.0)
+    # clip 0: query 3 is object 0, query 1 object 1, and query 2 fits object 0 nearly as well as query 3 does
+    masks[0, :, 3] = torch.where(targets.masks[0] > 0, 8.0, -8.0)
+    masks[0, :, 2] = torch.where(targets.masks[0] > 0, 6.0, -8.0)
+    masks[0, :, 1] = torch.where(targets.masks[1] > 0, 8.0, -8.0)
+    masks[1, :, 0] = torch.where(targets.masks[2] > 0, 8.0, -8.0)
+    matched = match(logits, boxes, masks, targets, targets.masks, cfg)
+    assert matched.tolist() == [3, 1, 0]
+    norm = num_valid_frames(targets.valid)
+    assert norm == 5.0
+    pairs = masks[targets.clips, :, matched]
+    losses = layer_losses(logits, boxes, matched, pairs, None, targets, cfg, norm)
+    # the class: the referred objects' queries positive where their objects show (object 1: frame 1), the rest not
+    p = torch.sigmoid(torch.tensor(-3.0))
+    neg, pos = 0.75 * p**2 * -torch.log(1 - p), 0.25 * (1 - p) ** 2 * -torch.log(p)
+    torch.testing.assert_close(losses["class"], cfg.class_weight * (13 * neg + 3 * pos) / norm)
+    assert losses["dice"].item() < 1e-2
+    too_many = torch.ones(5, 2, 8, 8, dtype=torch.bool)
+    many = instance_targets([too_many, objects], [torch.ones(5, dtype=torch.bool), torch.ones(3, dtype=torch.bool)],
+                            (8, 8))
+    with pytest.raises(ConfigError, match="5 annotated objects.*4 queries.*model.queries"):
+        match(logits, boxes, masks, many, many.masks, cfg)
+
+
+@pytest.mark.parametrize("method", ["sgmg", "mutr"])
+def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video(method):
+    model, cfg = tiny(method, *TRACK)
+    model.train().prepare_training(SPLIT)
+    b = clip_batch(model)
+    out = model(b)
+    q = cfg.model.queries
+    assert out["track_logits"].shape == (2, q) and out["slot_tracks"].shape[:2] == (2, q)
+    assert out["targets"].clips.tolist() == [0, 0, 1, 1]  # both objects of both clips
+    if method == "sgmg":  # the queries of a clip's two objects are two (MUTR matches in its loss)
+        assert out["matched"][-1, 0] != out["matched"][-1, 1]
+    losses = model.loss(out, b)
+    assert torch.isfinite(losses["track"]) and len(model.track_replay) == 2
+    # each clip's example: its queries and the 2 objects' exact tracks, against the video's 3 sentences
+    example = model.track_replay.examples[0]
+    assert example.tracks.shape[0] == q + 2
+    assert example.labels[:, q:].tolist() == [[1, 0], [0, 1], [1, 1]]
+    sum(losses.values()).backward()
+    assert model.track_head.text.weight.grad is not None
+    again, _ = tiny(method, *TRACK)
+    again.load_training_state(model.training_state())
+    assert [e.sentences for e in again.track_replay.draw(4)] == [e.sentences for e in model.track_replay.draw(4)]
+    described = describe_model(model)["selection"]
+    assert described["score"].startswith("track grounding") and "union" in described["rule"]
+
+
+@pytest.mark.parametrize("method", ["sgmg", "mutr"])
+def test_with_track_grounding_the_session_selects_what_the_model_selects(method):
+    model, _ = tiny(method, *TRACK)
+    model.eval()
+    b = clip_batch(model)
+    with torch.no_grad():
+        out = model(b)
+        expected = model.postprocess(out, 0.3)
+        session = model.start_session(b.text, 0.3)
+        frames = b.frames[1]
+        session.observe(frames, 0)
+        session.decode()
+        got = session.predict(frames, 0)
+        _, (probs, candidates) = session.candidates(frames, 0)  # clip 1 is read with sentence 1
+    torch.testing.assert_close(probs[0], out["track_logits"][1].sigmoid(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got[1].scores, expected[1].scores, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got[1].logits, expected[1].logits, atol=1e-3, rtol=1e-3)
+    kept = (out["track_logits"][1].sigmoid() > 0.3).sum().clamp(min=1)  # the best query kept whatever its probability
+    assert got[1].logits.shape[1] == kept
+    assert candidates.shape[1] == model.cfg.queries
+
+
+@pytest.mark.parametrize("method", ["sgmg", "mutr"])
+@pytest.mark.parametrize("option", ["model.track.crop=12", "model.track.min_objectness=0.5",
+                                    "model.track.text=sentence"])
+def test_track_options_that_do_not_apply_are_refused(method, option):
+    with pytest.raises(ConfigError, match=option.split("=")[0].split(".")[-1]):
+        load_config(f"{method}_tiny_synth", [*TRACK, option])
+    with pytest.raises(ConfigError, match="top1"):
+        load_config(f"{method}_tiny_synth", ["model.selection=best"])
