@@ -11,6 +11,11 @@ METHODS = method_names()
 KEEP_ALL = "infer.score_threshold=0.0"
 
 
+# what the tiny configs of SgMg and MUTR add to learn on a CPU, switched off: the official model's outputs, losses and
+# state dict (the parity fixtures, the official selection rule)
+OFFICIAL_PATH = ("model.loss.instance_targets=false", "model.track.enabled=false", "model.selection=top1")
+
+
 def tiny_config(method: str = "vlm", *overrides: str):
     """The method's ``<method>_tiny_synth`` config, with the given overrides."""
     return load_config(f"{method}_tiny_synth", list(overrides))

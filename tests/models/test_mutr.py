@@ -12,7 +12,7 @@ from rvos.models.meta.mutr import TextAggregation
 from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.temporal_interaction import TemporalInteraction
 
-from contract import tiny_config
+from contract import OFFICIAL_PATH, tiny_config
 
 
 def test_mti_windows_in_training_and_shifted_windows_at_inference():
@@ -80,7 +80,7 @@ def test_cross_modal_fpn_gives_stride_4_mask_features():
 def test_training_supervises_every_layer_and_inference_reads_the_last_layer_with_the_first_heads():
     from rvos.models.build import build_model
 
-    cfg = tiny_config("mutr")
+    cfg = tiny_config("mutr", *OFFICIAL_PATH)
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     g = torch.Generator().manual_seed(0)

@@ -185,7 +185,7 @@ def num_valid_frames(valid: torch.Tensor) -> float:
 
 
 def _mask_losses(pred: torch.Tensor, target: torch.Tensor, alpha: float, norm: float):
-    """pred, target (B, T, h, w) -> (focal, dice), each summed over clips / norm."""
+    """pred, target (P, T, h, w) -> (focal, dice), each summed over targets / norm."""
     pred, target = pred.flatten(1).float(), target.flatten(1)
     focal = sigmoid_focal(pred, target, alpha).mean(1).sum() / norm
     p = pred.sigmoid()

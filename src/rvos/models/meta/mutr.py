@@ -285,8 +285,7 @@ class MutrModel(QueryTracks, ReferFormerParts):
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
         self.check_threshold(score_threshold)
         t_len = outputs["masks"].shape[2]
-        probs = outputs["track_logits" if self.track_head is not None else "logits"]
-        probs = probs if self.track_head is not None else probs[-1]
+        probs = outputs["track_logits"] if self.track_head is not None else outputs["logits"][-1]  # (B, Q)
         return [self.select(p.sigmoid().expand(t_len, -1), m, score_threshold)
                 for p, m in zip(probs, outputs["masks"][-1])]
 
