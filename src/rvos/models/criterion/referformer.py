@@ -102,13 +102,17 @@ def inclusive_boxes(masks: torch.Tensor) -> torch.Tensor:
     return boxes.reshape(*masks.shape[:-2], 4)
 
 
+def pad_to(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """masks (..., H, W) -> padded at the bottom / right to ``size``, as the models pad their frames."""
+    h, w = masks.shape[-2:]
+    return F.pad(masks, (0, size[1] - w, 0, size[0] - h))
+
+
 def _targets(objects: torch.Tensor, size: tuple[int, int], clips: torch.Tensor, referred: torch.Tensor) -> ClipTargets:
     """objects (P, T, H, W) bool -> their targets, padded at the bottom / right to ``size`` (boxes relative to the
     unpadded H, W)."""
-    h, w = objects.shape[-2:]
-    masks = F.pad(objects, (0, size[1] - w, 0, size[0] - h))
-    return ClipTargets(masks.float(), inclusive_boxes(objects), objects.flatten(2).any(-1), clips.to(objects.device),
-                       referred.to(objects.device))
+    return ClipTargets(pad_to(objects, size).float(), inclusive_boxes(objects), objects.flatten(2).any(-1),
+                       clips.to(objects.device), referred.to(objects.device))
 
 
 def clip_targets(targets: list[torch.Tensor], size: tuple[int, int]) -> ClipTargets:

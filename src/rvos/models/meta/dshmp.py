@@ -375,8 +375,7 @@ class DsHmpModel(QueryTracks, RvosModel):
             losses["contrastive"] = k.weight * ramp * self._contrastive(anchors, clip_matches[(groups - 1) * b:],
                                                                         clip_labels, batch)
         if self.track_head is not None:
-            losses["track"] = self.track_loss(outputs["slot_tracks"], outputs["slot_masks"], outputs["mask_images"],
-                                              [self.pad(t) for t in batch.instances], batch)
+            losses["track"] = self.track_loss(outputs, [self.pad(t) for t in batch.instances], batch)
         return losses
 
     def _similarity(self, outputs, frame_matches, frame_ids, clip_matches, b, t_len) -> torch.Tensor:

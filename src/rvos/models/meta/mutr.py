@@ -36,11 +36,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rvos.errors import ConfigError
-from rvos.models.criterion.referformer import (ReferLossConfig, layer_losses, match, num_valid_frames,
+from rvos.models.criterion.referformer import (ReferLossConfig, layer_losses, match, num_valid_frames, pad_to,
                                                referring_targets)
 from rvos.models.layers.attention import AttentionLayer, FFNLayer
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
@@ -274,10 +273,7 @@ class MutrModel(QueryTracks, ReferFormerParts):
                                       self.cfg.loss, norm, mask_stride=4))
         losses = self.layer_losses(parts)
         if self.track_head is not None:
-            h, w = outputs["size"]
-            instances = [F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2])) for x in batch.instances]
-            losses["track"] = self.track_loss(outputs["slot_tracks"], outputs["slot_masks"], outputs["mask_images"],
-                                              instances, batch)
+            losses["track"] = self.track_loss(outputs, [pad_to(x, outputs["size"]) for x in batch.instances], batch)
         return losses
 
     # ------------------------------------------------------------------------------------------- selection

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvos.models.criterion.referformer import (ReferLossConfig, layer_losses, match, num_valid_frames,
+from rvos.models.criterion.referformer import (ReferLossConfig, layer_losses, match, num_valid_frames, pad_to,
                                                referring_targets)
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
@@ -225,10 +225,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
                          outputs["masks"][layer], outputs["low_masks"][layer], targets, self.cfg.loss, norm)
             for layer in range(outputs["logits"].shape[0]))
         if self.track_head is not None:
-            h, w = outputs["size"]
-            instances = [F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2])) for x in batch.instances]
-            losses["track"] = self.track_loss(outputs["slot_tracks"], outputs["slot_masks"], outputs["mask_images"],
-                                              instances, batch)
+            losses["track"] = self.track_loss(outputs, [pad_to(x, outputs["size"]) for x in batch.instances], batch)
         return losses
 
     # ------------------------------------------------------------------------------------------- selection

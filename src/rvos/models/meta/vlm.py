@@ -39,10 +39,11 @@ from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
-from rvos.models.modules.track_grounding import (TrackExample, TrackGrounding, TrackGroundingConfig, TrackReplay,
-                                                 crop_windows, descriptor_probs, exclusive_masks, frame_descriptors,
-                                                 labelled_tracks, on_mask_grid, pair_labels, suppress_duplicates,
-                                                 track_bce, track_frames, tracks, video_expressions, video_sentences)
+from rvos.models.modules.track_grounding import (ReplayState, TrackExample, TrackGrounding, TrackGroundingConfig,
+                                                 TrackReplay, crop_windows, descriptor_probs, exclusive_masks,
+                                                 frame_descriptors, labelled_tracks, on_mask_grid, pair_labels,
+                                                 suppress_duplicates, track_bce, track_frames, tracks,
+                                                 video_expressions, video_sentences)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -177,7 +178,7 @@ def frames_of_tracks(matches: list[tuple[torch.Tensor, torch.Tensor]], frame_ids
     return out
 
 
-class VLMModel(RvosModel):
+class VLMModel(ReplayState, RvosModel):
     config_class = VLMConfig
 
     def __init__(self, cfg: VLMConfig):
@@ -505,13 +506,6 @@ class VLMModel(RvosModel):
     def prepare_training(self, split) -> None:
         """Every expression of each training video, with the objects it refers to (the track grounding's labels)."""
         self.expressions = video_expressions(split)
-
-    def training_state(self) -> dict:
-        return {"track_replay": self.track_replay.state()} if self.track_replay is not None else {}
-
-    def load_training_state(self, state: dict) -> None:
-        if self.track_replay is not None and "track_replay" in state:
-            self.track_replay.load(state["track_replay"])
 
     def _track_loss(self, outputs: dict, batch: ClipBatch) -> torch.Tensor:
         """BCE of every (sentence of the clip's video, track) pair: the query slots' tracks, labelled with the

@@ -510,7 +510,20 @@ def check_query_tracks(track: TrackGroundingConfig, method: str, refused: tuple[
                          "embeddings ('bag')")
 
 
-class QueryTracks:
+class ReplayState:
+    """A model's track replay memory (its ``track_replay``, a :class:`TrackReplay` or None) as the training state a
+    checkpoint keeps (:meth:`~rvos.models.meta.base.RvosModel.training_state`), mixed into conv-CLIP's model and those
+    of :class:`QueryTracks`."""
+
+    def training_state(self) -> dict:
+        return {"track_replay": self.track_replay.state()} if self.track_replay is not None else {}
+
+    def load_training_state(self, state: dict) -> None:
+        if self.track_replay is not None and "track_replay" in state:
+            self.track_replay.load(state["track_replay"])
+
+
+class QueryTracks(ReplayState):
     """Track grounding for a model whose queries are tracks (DsHmp, SgMg, MUTR), mixed into its
     :class:`~rvos.models.meta.base.RvosModel`: the head, the replay memory and the training split's expressions
     (:meth:`build_track_grounding`), the sentences as the head reads them (the bag of token embeddings of the model's
@@ -530,18 +543,11 @@ class QueryTracks:
         if self.track_head is not None:
             self.expressions = video_expressions(split)
 
-    def training_state(self) -> dict:
-        return {"track_replay": self.track_replay.state()} if self.track_replay is not None else {}
-
-    def load_training_state(self, state: dict) -> None:
-        if self.track_replay is not None and "track_replay" in state:
-            self.track_replay.load(state["track_replay"])
-
     def descriptor_frames(self, images: torch.Tensor) -> torch.Tensor:
         """Padded frames (N, 3, H, W) -> the frames as the track descriptors read them: area-pooled to the grid of
         the masks the tracks are read from, or as they are with ``track.full_resolution``."""
         s = self.track_stride
-        if self.cfg.track.full_resolution or s == 1:
+        if self.cfg.track.full_resolution:
             return images
         return F.interpolate(images, size=(images.shape[-2] // s, images.shape[-1] // s), mode="area")
 
@@ -569,14 +575,15 @@ class QueryTracks:
         track, embeds = self.track_embeds(descriptors.view(b, t_len, q, -1))
         return track, self.track_head.score(embeds, sentences[:, None])[:, 0]
 
-    def track_loss(self, slot_tracks: torch.Tensor, slot_masks: torch.Tensor, images: torch.Tensor,
-                   instances: list[torch.Tensor], batch) -> torch.Tensor:
+    def track_loss(self, outputs: dict, instances: list[torch.Tensor], batch) -> torch.Tensor:
         """BCE of every (sentence of the clip's video, track) pair: the queries' tracks (B, Q, samples, D) and masks
-        (B, Q, T, h, w) bool, labelled with the annotated object their masks cover, and the annotated objects' own
-        tracks (per clip (M_b, T, H', W'), padded as the frames are; read from the frames (B, T, 3, h', w') of
-        :meth:`descriptor_frames`); a mean over the batch's clips and the clips drawn from the replay memory. Without
-        the split's expressions (or the instances' ids) the clip's own sentence alone."""
+        (B, Q, T, h, w) bool of the forward's ``slot_tracks`` and ``slot_masks``, labelled with the annotated object
+        their masks cover, and the annotated objects' own tracks (per clip (M_b, T, H', W'), padded as the frames are;
+        read from the frames (B, T, 3, h', w') of :meth:`descriptor_frames`, its ``mask_images``); a mean over the
+        batch's clips and the clips drawn from the replay memory. Without the split's expressions (or the instances'
+        ids) the clip's own sentence alone."""
         cfg = self.cfg.track
+        slot_tracks, slot_masks, images = outputs["slot_tracks"], outputs["slot_masks"], outputs["mask_images"]
         examples = []
         for b, objects in enumerate(instances):
             sentences, referred = video_sentences(self.expressions, batch, b)
