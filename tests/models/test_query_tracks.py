@@ -15,6 +15,7 @@ from rvos.models.build import build_model
 from rvos.models.criterion.referformer import (ReferLossConfig, instance_targets, layer_losses, match,
                                                num_valid_frames)
 from rvos.models.meta.base import ClipBatch, describe_model
+from rvos.models.modules.query_init import link_masks, reorder
 
 SENTENCES = ["the red block moving right", "the still block"]
 SPLIT = SimpleNamespace(videos={"v": Video("v", ("0",), {"0": Expression("0", SENTENCES[0], ("1",), ("1",)),
@@ -105,9 +106,9 @@ def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video
     assert described["score"].startswith("track grounding") and "union" in described["rule"]
 
 
-@pytest.mark.parametrize("method", ["sgmg", "mutr"])
-def test_with_track_grounding_the_session_selects_what_the_model_selects(method):
-    model, _ = tiny(method, *TRACK)
+@pytest.mark.parametrize("method, extra", [("sgmg", []), ("sgmg", ["model.link=true"]), ("mutr", [])])
+def test_with_track_grounding_the_session_selects_what_the_model_selects(method, extra):
+    model, _ = tiny(method, *TRACK, *extra)
     model.eval()
     b = clip_batch(model)
     with torch.no_grad():
@@ -135,3 +136,23 @@ def test_track_options_that_do_not_apply_are_refused(method, option):
         load_config(f"{method}_tiny_synth", [*TRACK, option])
     with pytest.raises(ConfigError, match="top1"):
         load_config(f"{method}_tiny_synth", ["model.selection=best"])
+
+
+def test_linking_by_masks_keeps_each_slot_on_its_object_and_seeks_a_vanished_one_where_it_was():
+    """Three queries decoded in each frame alone, in a different order in every frame: A moves right, B stays, the
+    third query shows nothing; B vanishes in frame 2 (its query shows nothing there) and is back in frame 3."""
+    t_len, h, w = 4, 12, 24
+    truth = torch.zeros(t_len, 3, h, w, dtype=torch.bool)  # slot order: A, B, nothing
+    for t in range(t_len):
+        truth[t, 0, 2:6, 2 + 2 * t:8 + 2 * t] = True
+        if t != 2:
+            truth[t, 1, 7:11, 14:20] = True
+    orders = torch.tensor([[0, 1, 2], [2, 0, 1], [1, 2, 0], [2, 1, 0]])  # frame t's query k shows slot orders[t, k]
+    masks = torch.stack([truth[t, orders[t]] for t in range(t_len)])[None]
+    queries = torch.randn(8).expand(1, t_len, 3, 8)  # all alike: the masks decide
+    perms, _ = link_masks(masks, queries)
+    torch.testing.assert_close(reorder(masks, perms)[0], truth)
+    # in two windows, the second continuing from the first's state: the same slots
+    first, state = link_masks(masks[:, :2], queries[:, :2])
+    second, _ = link_masks(masks[:, 2:], queries[:, 2:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), perms)

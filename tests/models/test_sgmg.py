@@ -160,7 +160,7 @@ def _batch(model, t_len=3, h=64, w=96):
 def test_training_refines_the_matched_query_of_every_layer_and_inference_the_best_one():
     from rvos.models.build import build_model
 
-    cfg = tiny_config("sgmg", *OFFICIAL_PATH)
+    cfg = tiny_config("sgmg", *OFFICIAL_PATH, "model.link=false")
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     batch = _batch(model)
@@ -206,9 +206,11 @@ def test_config_errors_are_clear(bad, message):
         tiny_config("sgmg", bad)
 
 
-def test_windowed_inference_keeps_one_query_for_the_whole_video():
+@pytest.mark.parametrize("link", [False, True])
+def test_windowed_inference_keeps_one_query_for_the_whole_video(link):
     """With a backbone that reads each frame alone, streaming in windows gives whole-video inference: the query is
-    chosen over every frame, each window refined with it."""
+    chosen over every frame, each window refined with it (with ``model.link``, its queries linked over the windows as
+    over the whole video)."""
     import numpy as np
 
     from rvos.data.video import VideoSource
@@ -216,7 +218,8 @@ def test_windowed_inference_keeps_one_query_for_the_whole_video():
     from rvos.models.build import build_model
 
     cfg = tiny_config("sgmg", "model.backbone.kind=timm", "model.backbone.timm_model=resnet18",
-                      "model.backbone.timm_out_indices=[1,2,3,4]", "data.short_side=48", "data.max_long_side=64")
+                      "model.backbone.timm_out_indices=[1,2,3,4]", "data.short_side=48", "data.max_long_side=64",
+                      f"model.link={str(link).lower()}")
     torch.manual_seed(0)
     model = build_model(cfg.model).eval()
     assert model.window_invariant

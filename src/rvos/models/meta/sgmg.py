@@ -53,6 +53,7 @@ from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastW
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
+from rvos.models.modules.query_init import link_masks, reorder
 from rvos.models.modules.segment_optimize import SegmentOptimize
 from rvos.models.modules.track_grounding import QueryTracks, TrackGroundingConfig, check_query_tracks
 
@@ -79,6 +80,11 @@ class SgMgConfig:
     # one in any case)
     selection: str = "top1"
     score_threshold: float = 0.5
+    # at inference, each frame's queries re-ordered to follow the objects of the frames before (:func:`link_masks` on
+    # the stride-2 priors), so that a query index is one object over the video: a frame's queries start at the same
+    # learned places in every frame, and a query otherwise changes object as the objects move (a CPU-size option;
+    # the official inference reads query q of every frame as one track)
+    link: bool = False
     # track grounding of the queries' stride-2 priors (a CPU-size option; off in the paper configs; module text)
     track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
 
@@ -164,11 +170,16 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         priors = torch.stack([self.mask_head(mask_features, x, box[..., :2].detach() * scale)
                               for x, box in zip(hs, boxes)])
         return {"logits": logits, "boxes": boxes, "priors": priors, "stride4": features[0], "stride8": features[1],
-                "size": padding.shape[-2:]}
+                "queries": hs[-1], "size": padding.shape[-2:]}
 
     def refine(self, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor) -> torch.Tensor:
         """priors (N, 16, h, w) of one query per frame -> the full-resolution mask logits (N, H', W')."""
         return self.mask_refine(priors, stride4, stride8)[:, 0]
+
+    def link_queries(self, priors: torch.Tensor, queries: torch.Tensor, state: tuple | None = None):
+        """priors (B, T, Q, 16, h, w) and decoder queries (B, T, Q, C) -> :func:`link_masks`'s permutations (B, T, Q)
+        and state, on the priors' stride-2 masks."""
+        return link_masks(self.coarse_masks(priors) > 0, queries, state)
 
     @staticmethod
     def coarse_masks(priors: torch.Tensor) -> torch.Tensor:
@@ -191,6 +202,9 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         logits = out["logits"].view(layers, b, t_len, -1)
         boxes = out["boxes"].view(layers, b, t_len, *out["boxes"].shape[2:])
         priors = out["priors"].view(layers, b, t_len, *out["priors"].shape[2:])  # (L, B, T, Q, 16, h, w)
+        if self.cfg.link and not self.training:  # each clip's queries linked over its frames
+            perms, _ = self.link_queries(priors[-1], out["queries"].view(b, t_len, *out["queries"].shape[1:]))
+            logits, boxes, priors = (torch.stack([reorder(x, perms) for x in y]) for y in (logits, boxes, priors))
         outputs = {"logits": logits, "boxes": boxes, "size": tuple(out["size"])}
         if self.track_head is not None:  # the queries' tracks, read from the last layer's stride-2 priors
             images = self.descriptor_frames(self.pad_frames(frames)[0])
@@ -295,7 +309,9 @@ class SgMgModel(QueryTracks, ReferFormerParts):
                           else f"union of queries with probability > {cfg.score_threshold}"
                           + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
                           "score": "track grounding (the queries' stride-2 priors)" if cfg.track.enabled
-                          else "the query's class"},
+                          else "the query's class",
+                          "track": "each frame's queries linked to the frames' before by their stride-2 masks"
+                          if cfg.link else "query q of every frame"},
         }
 
 
@@ -307,7 +323,10 @@ class SgMgSession(InferenceSession):
 
     With track grounding pass one also keeps every window's stride-2 priors of every query (per frame, sentence and
     query H/2 x W/2 logits) and its frames as the descriptors read them; :meth:`decode` scores the queries' tracks
-    over the whole video."""
+    over the whole video.
+
+    With ``model.link`` each window's queries are linked to the windows' before (per sentence, :func:`link_masks`), and
+    the permutations kept, so that a window encoded again in pass two is read in the same order."""
 
     def __init__(self, model: SgMgModel, text: TextInputs, score_threshold: float | None = None):
         self.model, self.threshold = model, score_threshold
@@ -320,14 +339,31 @@ class SgMgSession(InferenceSession):
         self.coarse: list[list[torch.Tensor]] | None = [[] for _ in range(self.count)] if tracked else None
         self.images: list[torch.Tensor] = []  # track grounding: per window the frames as the descriptors read them
         self.track_text = model.track_text(text) if tracked else None
+        self.perms: dict[int, list[torch.Tensor]] = {}  # with model.link: per window start, per sentence (n, Q)
+        self.link_state: list[tuple | None] = [None] * self.count
 
     def _encode(self, frames: torch.Tensor) -> list[dict]:
         n = frames.shape[0]
         images = self.model.encode_images(frames, n)  # the backbone reads no sentence: once for all of them
         return [self.model.encode_frames(images, self.text.take(k, n), n) for k in range(self.count)]
 
+    def _linked(self, outs: list[dict], start: int) -> list[dict]:
+        """A window's encodings with each sentence's queries in its slots' order (linked when first observed)."""
+        if not self.model.cfg.link:
+            return outs
+        if start not in self.perms:
+            perms = []
+            for k, out in enumerate(outs):
+                p, self.link_state[k] = self.model.link_queries(out["priors"][-1][None], out["queries"][None],
+                                                                self.link_state[k])
+                perms.append(p[0])
+            self.perms[start] = perms
+        return [out | {name: reorder(out[name], p.expand(out[name].shape[0], -1, -1))  # each layer's (n, Q, ...)
+                       for name in ("logits", "boxes", "priors")}
+                for out, p in zip(outs, self.perms[start])]
+
     def observe(self, frames: torch.Tensor, start: int) -> None:
-        for k, out in enumerate(self.cache.keep(start, self._encode(frames))):
+        for k, out in enumerate(self.cache.keep(start, self._linked(self._encode(frames), start))):
             self.probs[k].append(out["logits"][-1].sigmoid())
             if self.coarse is not None:
                 self.coarse[k].append(self.model.coarse_masks(out["priors"][-1]))
@@ -346,7 +382,7 @@ class SgMgSession(InferenceSession):
         self.chosen = [self.model.chosen_queries(p, self.threshold) for p in self.probs]
 
     def _window(self, frames: torch.Tensor, start: int) -> list[dict]:
-        return self.cache.get(start, lambda: self._encode(frames))
+        return self.cache.get(start, lambda: self._linked(self._encode(frames), start))
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]

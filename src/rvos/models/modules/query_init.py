@@ -12,6 +12,9 @@ With the proposals' peaks, :func:`link_objects` tracks instead only the queries 
 passes a threshold), as trackers by detection do: a slot remembers its object's last query, place and velocity while
 the object is out of the frame, so that it takes the object back when it returns, and a query over the background
 never carries a slot from one object to another.
+
+:func:`link_masks` links queries by their masks instead (SgMg's, whose frame queries have no peak and look alike):
+a slot follows the query whose mask overlaps the slot's last mask best.
 """
 
 from __future__ import annotations
@@ -90,6 +93,38 @@ def link_objects(queries: torch.Tensor, positions: torch.Tensor, objects: torch.
             rest = np.setdiff1d(np.arange(q), slots)
             perms[i, t, rest] = np.flatnonzero(~objects[i, t])
     return torch.from_numpy(perms).to(queries.device)
+
+
+@torch.no_grad()
+def link_masks(masks: torch.Tensor, queries: torch.Tensor, state: tuple | None = None,
+               query_weight: float = 0.5) -> tuple[torch.Tensor, tuple]:
+    """masks (B, T, Q, h, w) bool and queries (B, T, Q, C) of queries decoded in each frame alone -> permutations
+    (B, T, Q) as :func:`match_adjacent`'s, and the state that continues the linking in the next frames (``state``: that
+    of the frames before; None: frame 0's order is the slots').
+
+    Frame by frame, the queries are matched (Hungarian) to the slots on 1 - the IoU of a query's mask with the slot's
+    last non-empty mask (so an object that vanishes for a while is sought where it was), plus ``query_weight`` x the
+    cosine distance to the slot's last query (which orders the queries on no object)."""
+    b, t_len, q = masks.shape[:3]
+    flat = masks.flatten(3).float()
+    emb = F.normalize(queries.float(), dim=-1)
+    if state is None:
+        last_mask, last_query, start = flat[:, 0].clone(), emb[:, 0].clone(), 1
+        perms = [torch.arange(q, device=masks.device).expand(b, q)]
+    else:
+        (last_mask, last_query), start, perms = (x.clone() for x in state), 0, []
+    for t in range(start, t_len):
+        inter = last_mask @ flat[:, t].transpose(1, 2)  # (B, slot, query)
+        union = last_mask.sum(-1)[:, :, None] + flat[:, t].sum(-1)[:, None] - inter
+        cost = 1 - inter / union.clamp(min=1) + query_weight * (1 - last_query @ emb[:, t].transpose(1, 2))
+        perm = torch.stack([torch.as_tensor(linear_sum_assignment(c.cpu().numpy())[1]) for c in cost])
+        perm = perm.to(masks.device)
+        now = flat[:, t].gather(1, perm[..., None].expand(-1, -1, flat.shape[-1]))
+        shown = now.sum(-1, keepdim=True) > 0
+        last_mask = torch.where(shown, now, last_mask)
+        last_query = emb[:, t].gather(1, perm[..., None].expand(-1, -1, emb.shape[-1]))
+        perms.append(perm)
+    return torch.stack(perms, 1), (last_mask, last_query)
 
 
 def reorder(queries: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
