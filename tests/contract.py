@@ -14,6 +14,8 @@ KEEP_ALL = "infer.score_threshold=0.0"
 # what the tiny configs of SgMg and MUTR add to learn on a CPU, switched off: the official model's outputs, losses and
 # state dict (the parity fixtures, the official selection rule)
 OFFICIAL_PATH = ("model.loss.instance_targets=false", "model.track.enabled=false", "model.selection=top1")
+# and SgMg's own: query q of every frame one track, as the official inference reads it
+SGMG_OFFICIAL_PATH = (*OFFICIAL_PATH, "model.link=false")
 
 
 def tiny_config(method: str = "vlm", *overrides: str):

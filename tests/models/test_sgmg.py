@@ -14,7 +14,7 @@ from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.deformable_transformer import DeformableTransformer, inverse_sigmoid
 from rvos.models.modules.segment_optimize import SegmentOptimize
 
-from contract import OFFICIAL_PATH, tiny_config
+from contract import SGMG_OFFICIAL_PATH, tiny_config
 
 
 def numpy_spectrum(module: SpectrumModulation, x: np.ndarray, gauss: np.ndarray) -> np.ndarray:
@@ -160,7 +160,7 @@ def _batch(model, t_len=3, h=64, w=96):
 def test_training_refines_the_matched_query_of_every_layer_and_inference_the_best_one():
     from rvos.models.build import build_model
 
-    cfg = tiny_config("sgmg", *OFFICIAL_PATH, "model.link=false")
+    cfg = tiny_config("sgmg", *SGMG_OFFICIAL_PATH)
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     batch = _batch(model)

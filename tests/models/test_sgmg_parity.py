@@ -15,7 +15,7 @@ from rvos.models.convert.rules import ConversionError
 from rvos.models.convert.sgmg import convert_checkpoint
 from rvos.models.meta.base import ClipBatch, TextInputs
 
-from contract import OFFICIAL_PATH
+from contract import SGMG_OFFICIAL_PATH
 from official_fixture import convert_command_round_trip, dropouts_off, read_official, video_swin_overrides
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "sgmg_model_official.safetensors"
@@ -30,7 +30,7 @@ def rvos_model(cfg_json):
         f"model.levels={a['num_feature_levels']}", f"model.transformer.enc_layers={a['enc_layers']}",
         f"model.transformer.dec_layers={a['dec_layers']}", f"model.transformer.heads={a['nheads']}",
         f"model.transformer.ffn={a['dim_feedforward']}", "model.transformer.dropout=0.0",
-        *video_swin_overrides(swin), "model.text.model=rvos-tiny-roberta", *OFFICIAL_PATH])
+        *video_swin_overrides(swin), "model.text.model=rvos-tiny-roberta", *SGMG_OFFICIAL_PATH])
     return build_model(cfg.model, load_pretrained=False), cfg
 
 
