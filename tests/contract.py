@@ -15,7 +15,7 @@ KEEP_ALL = "infer.score_threshold=0.0"
 # state dict (the parity fixtures, the official selection rule)
 OFFICIAL_PATH = ("model.loss.instance_targets=false", "model.track.enabled=false", "model.selection=top1")
 # and SgMg's own: query q of every frame one track, as the official inference reads it
-SGMG_OFFICIAL_PATH = (*OFFICIAL_PATH, "model.link=false")
+SGMG_OFFICIAL_PATH = (*OFFICIAL_PATH, "model.link=false", "model.duplicate_iou=0")
 
 
 def tiny_config(method: str = "vlm", *overrides: str):

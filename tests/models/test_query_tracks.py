@@ -15,7 +15,7 @@ from rvos.models.build import build_model
 from rvos.models.criterion.referformer import (ReferLossConfig, instance_targets, layer_losses, match,
                                                num_valid_frames)
 from rvos.models.meta.base import ClipBatch, describe_model
-from rvos.models.modules.query_init import link_masks, reorder
+from rvos.models.modules.query_init import duplicate_masks, link_masks, reorder
 
 SENTENCES = ["the red block moving right", "the still block"]
 SPLIT = SimpleNamespace(videos={"v": Video("v", ("0",), {"0": Expression("0", SENTENCES[0], ("1",), ("1",)),
@@ -106,7 +106,8 @@ def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video
     assert described["score"].startswith("track grounding") and "union" in described["rule"]
 
 
-@pytest.mark.parametrize("method, extra", [("sgmg", []), ("sgmg", ["model.link=true"]), ("mutr", [])])
+@pytest.mark.parametrize("method, extra", [("sgmg", ["model.link=false", "model.duplicate_iou=0"]),
+                                           ("sgmg", ["model.duplicate_iou=0"]), ("sgmg", []), ("mutr", [])])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(method, extra):
     model, _ = tiny(method, *TRACK, *extra)
     model.eval()
@@ -156,3 +157,46 @@ def test_linking_by_masks_keeps_each_slot_on_its_object_and_seeks_a_vanished_one
     first, state = link_masks(masks[:, :2], queries[:, :2])
     second, _ = link_masks(masks[:, 2:], queries[:, 2:], state)
     torch.testing.assert_close(torch.cat([first, second], 1), perms)
+
+
+def test_a_second_query_on_an_object_is_a_duplicate_of_the_larger_one():
+    """Frame 0: queries 0 and 2 on object A (2 the larger), query 1 on B, query 3 empty, query 4 on A and B at once
+    (IoU under the limit with either). Frame 1: query 0 covers most of query 1's mask, and query 2 most of query 0's:
+    0 is a duplicate of 2, and 1 is compared with the kept 2 only, under the limit."""
+    h, w = 12, 24
+    masks = torch.zeros(2, 5, h, w, dtype=torch.bool)
+    masks[0, 2, 2:8, 2:8] = True  # A, 36 cells
+    masks[0, 0, 2:8, 2:7] = True  # A again, 30 cells: IoU 0.83 with query 2
+    masks[0, 1, 2:8, 14:20] = True  # B
+    masks[0, 4, 2:8, 2:20] = True  # 108 cells: IoU 0.33 with A, 0.33 with B
+    masks[1, 2, 0:8, 0:10] = True  # 80 cells
+    masks[1, 0, 0:8, 2:10] = True  # 64 cells: IoU 0.8 with query 2
+    masks[1, 1, 0:8, 5:10] = True  # 40 cells: IoU 0.625 with query 0 (a duplicate), 0.5 with query 2
+    duplicate = duplicate_masks(masks, 0.55)
+    assert duplicate.tolist() == [[True, False, False, False, False], [True, False, False, False, False]]
+    assert not duplicate_masks(masks, 0.9).any()
+    assert duplicate_masks(masks[None], 0.55)[0].tolist() == duplicate.tolist()  # any leading dimensions
+
+
+def test_sgmg_empties_a_duplicate_querys_masks_before_the_linking():
+    model, _ = tiny("sgmg", *TRACK, "model.duplicate_iou=0.5")
+    model.eval()
+    b = clip_batch(model)
+    with torch.no_grad():
+        out = model.encode_frames(b.frames[0], model.encode_text(b.text).take(0, 3), 3)
+        priors = out["priors"].clone()  # (L, T, Q, 16, h, w)
+        priors[:, :, 0, :, 1:4, 1:4] = 3.0  # query 0 shows something in every frame
+        priors[:, :, 1] = priors[:, :, 0]  # query 1 shows what query 0 shows: the later of two equal masks drops
+        priors[:, :, 2] = -1.0  # query 2 shows nothing: no duplicate, left as it is
+        kept = model.without_duplicates(priors)
+        duplicate = duplicate_masks(model.coarse_masks(priors[-1]) > 0, 0.5)  # (T, Q), of the last layer
+        assert duplicate[:, 1].all() and not duplicate[:, [0, 2]].any()
+        torch.testing.assert_close(kept[:, ~duplicate], priors[:, ~duplicate])  # the others as they were
+        assert (model.coarse_masks(kept[-1, :, 1]) < 0).all()
+        assert (model.refine(kept[-1, :, 1], out["stride4"], out["stride8"]) < 0).all()
+        assert (model.refine(kept[-1, :, 0], out["stride4"], out["stride8"]) > 0).any()
+    assert "emptied" in describe_model(model)["selection"]["track"]
+    with pytest.raises(ConfigError, match="duplicate_iou.*model.link"):
+        load_config("sgmg_tiny_synth", ["model.link=false", "model.duplicate_iou=0.5"])
+    with pytest.raises(ConfigError, match="duplicate_iou"):
+        load_config("sgmg_tiny_synth", ["model.duplicate_iou=1.0"])

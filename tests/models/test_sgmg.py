@@ -206,11 +206,11 @@ def test_config_errors_are_clear(bad, message):
         tiny_config("sgmg", bad)
 
 
-@pytest.mark.parametrize("link", [False, True])
+@pytest.mark.parametrize("link", [["model.link=false", "model.duplicate_iou=0"], ["model.duplicate_iou=0"], []])
 def test_windowed_inference_keeps_one_query_for_the_whole_video(link):
     """With a backbone that reads each frame alone, streaming in windows gives whole-video inference: the query is
     chosen over every frame, each window refined with it (with ``model.link``, its queries linked over the windows as
-    over the whole video)."""
+    over the whole video, and their duplicates emptied with ``model.duplicate_iou``)."""
     import numpy as np
 
     from rvos.data.video import VideoSource
@@ -218,8 +218,7 @@ def test_windowed_inference_keeps_one_query_for_the_whole_video(link):
     from rvos.models.build import build_model
 
     cfg = tiny_config("sgmg", "model.backbone.kind=timm", "model.backbone.timm_model=resnet18",
-                      "model.backbone.timm_out_indices=[1,2,3,4]", "data.short_side=48", "data.max_long_side=64",
-                      f"model.link={str(link).lower()}")
+                      "model.backbone.timm_out_indices=[1,2,3,4]", "data.short_side=48", "data.max_long_side=64", *link)
     torch.manual_seed(0)
     model = build_model(cfg.model).eval()
     assert model.window_invariant

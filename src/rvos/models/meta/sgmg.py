@@ -48,12 +48,12 @@ from rvos.models.criterion.referformer import (ReferLossConfig, layer_losses, ma
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
 from rvos.models.layers.spectrum import SpectrumModulation
-from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs, top_query,
+from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs, top_query,
                                    union_of_queries)
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
-from rvos.models.modules.query_init import link_masks, reorder
+from rvos.models.modules.query_init import duplicate_masks, link_masks, reorder
 from rvos.models.modules.segment_optimize import SegmentOptimize
 from rvos.models.modules.track_grounding import QueryTracks, TrackGroundingConfig, check_query_tracks
 
@@ -85,6 +85,10 @@ class SgMgConfig:
     # learned places in every frame, and a query otherwise changes object as the objects move (a CPU-size option;
     # the official inference reads query q of every frame as one track)
     link: bool = False
+    # with link, a query whose stride-2 mask has an IoU over this with the mask of a larger query of the same frame is
+    # emptied in that frame before the linking (:func:`duplicate_masks`; 0: off): a second query on an object otherwise
+    # takes a slot of its own, which hops between that object and whatever the query covers in the next frames
+    duplicate_iou: float = 0.0
     # track grounding of the queries' stride-2 priors (a CPU-size option; off in the paper configs; module text)
     track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
 
@@ -96,6 +100,10 @@ class SgMgConfig:
             raise ValueError(f"model.levels: 3 (strides 8, 16, 32) or 4 (and 64), got {self.levels}")
         if self.mask_channels % 16:
             raise ValueError(f"model.mask_channels must be a multiple of 16 (pixel shuffle x4), got {self.mask_channels}")
+        if not 0.0 <= self.duplicate_iou < 1.0:
+            raise ValueError(f"model.duplicate_iou: expected an IoU in [0, 1) (0: off), got {self.duplicate_iou}")
+        if self.duplicate_iou and not self.link:
+            raise ValueError("model.duplicate_iou empties duplicate queries for the linking of model.link: set it")
 
 
 class SgMgModel(QueryTracks, ReferFormerParts):
@@ -181,6 +189,15 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         and state, on the priors' stride-2 masks."""
         return link_masks(self.coarse_masks(priors) > 0, queries, state)
 
+    def without_duplicates(self, priors: torch.Tensor) -> torch.Tensor:
+        """Every layer's priors (L, ..., Q, 16, h, w) of each frame's queries -> with ``duplicate_iou``, those of the
+        duplicates of the last layer's stride-2 masks (:func:`duplicate_masks`) set to NO_MASK in every layer: their
+        stride-2 masks are empty, and so are their refined ones (the refinement adds finite terms to the prior)."""
+        if not self.cfg.duplicate_iou:
+            return priors
+        duplicate = duplicate_masks(self.coarse_masks(priors[-1]) > 0, self.cfg.duplicate_iou)
+        return priors.masked_fill(duplicate[None, ..., None, None, None], NO_MASK)
+
     @staticmethod
     def coarse_masks(priors: torch.Tensor) -> torch.Tensor:
         """priors (..., 16, h, w) -> the stride-2 mask logits (..., 4h, 4w) they are pixel-shuffled into."""
@@ -203,6 +220,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         boxes = out["boxes"].view(layers, b, t_len, *out["boxes"].shape[2:])
         priors = out["priors"].view(layers, b, t_len, *out["priors"].shape[2:])  # (L, B, T, Q, 16, h, w)
         if self.cfg.link and not self.training:  # each clip's queries linked over its frames
+            priors = self.without_duplicates(priors)
             perms, _ = self.link_queries(priors[-1], out["queries"].view(b, t_len, *out["queries"].shape[1:]))
             logits, boxes, priors = (torch.stack([reorder(x, perms) for x in y]) for y in (logits, boxes, priors))
         outputs = {"logits": logits, "boxes": boxes, "size": tuple(out["size"])}
@@ -311,7 +329,8 @@ class SgMgModel(QueryTracks, ReferFormerParts):
                           "score": "track grounding (the queries' stride-2 priors)" if cfg.track.enabled
                           else "the query's class",
                           "track": "each frame's queries linked to the frames' before by their stride-2 masks"
-                          if cfg.link else "query q of every frame"},
+                          + (f" (a query whose mask overlaps a larger one's at IoU > {cfg.duplicate_iou} emptied)"
+                             if cfg.duplicate_iou else "") if cfg.link else "query q of every frame"},
         }
 
 
@@ -351,6 +370,7 @@ class SgMgSession(InferenceSession):
         """A window's encodings with each sentence's queries in its slots' order (linked when first observed)."""
         if not self.model.cfg.link:
             return outs
+        outs = [out | {"priors": self.model.without_duplicates(out["priors"])} for out in outs]
         if start not in self.perms:
             perms = []
             for k, out in enumerate(outs):
