@@ -32,7 +32,10 @@ replay memory of earlier clips, as conv-CLIP's tiny config does. The class score
 the queries to the objects. With ``track.min_objectness`` they are trained as objectness instead (every matched query
 is an object, referred or not: the track head refers), the queries under it are no candidates and their masks are
 emptied, and with ``track.exclusive`` each cell of a frame is left to the object query of the highest logit there, as
-a clip query's mask is its embedding's product with every pixel's feature and covers look-alikes at once.
+a clip query's mask is its embedding's product with every pixel's feature and covers look-alikes at once. With
+``split_blobs`` (inference only) each clip query's masks are cut into the tracks of their connected blobs
+(:func:`~rvos.models.modules.track_grounding.blob_tracks`), and each such track is a candidate of its own, scored by
+the track head: a query that covers two look-alikes becomes two tracks, each with one object's motion.
 
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training
 (the official model lets its dropout run); frames are padded before normalisation (black; the official pads the
@@ -48,6 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from rvos.data.expressions import ContrastiveIndex, contrastive_index
 from rvos.errors import ConfigError
@@ -61,8 +65,8 @@ from rvos.models.modules.cues import FeatureResizer, cue_sets
 from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
 from rvos.models.modules.motion_decoder import MotionDecoder
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
-from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
-                                                 exclusive_masks)
+from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, blob_masks, blob_tracks,
+                                                 check_query_tracks, exclusive_masks)
 from rvos.text.decouple import ExpressionDecoupler, make_tagger
 
 log = logging.getLogger(__name__)
@@ -157,11 +161,17 @@ class DsHmpConfig:
     # conv-CLIP's slots of linked frame queries (link, duplicate_iou, slot_weight, crop) do not apply, as a clip query
     # is a track already; min_objectness is the class probability, then trained as objectness
     track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
+    # at inference, with track grounding, each clip query's masks cut into the tracks of their connected blobs, each
+    # a candidate of its own (:func:`blob_tracks`; a CPU-size option): a clip query's mask is one embedding's product
+    # with every frame's pixel features, so it covers look-alikes at once, and its track mixes their motions
+    split_blobs: bool = False
 
     def __post_init__(self):
         if self.selection not in ("union", "top1"):
             raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
         check_query_tracks(self.track, "DsHmp")
+        if self.split_blobs and not self.track.enabled:
+            raise ValueError("model.split_blobs makes candidates for track grounding: set model.track.enabled")
         if self.track.enabled and self.track.exclusive and not self.track.min_objectness:
             raise ValueError("model.track.exclusive shares each frame's cells among the object queries of "
                              "model.track.min_objectness: set it (e.g. 0.5)")
@@ -282,7 +292,12 @@ class DsHmpModel(QueryTracks, RvosModel):
             objectness = mo["logits"][-1, (keep - 1) * b:].detach().softmax(-1)[..., 0]  # (B, cQ)
             masks = self.object_masks(clip_masks[-1, (keep - 1) * b:], objectness)  # (B, cQ, T, h, w)
             images = self.descriptor_frames(padded)
+            valid = None
+            if self.cfg.split_blobs and not self.training:
+                masks, objectness, valid = self.blob_candidates(masks, objectness)
             slot_tracks, logits = self.track_logits(images, masks, self.track_text(batch.text))
+            if valid is not None:  # a padding track is no candidate
+                logits = logits.masked_fill(~valid, NO_MASK)
             track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_logits": masks, "slot_masks": masks > 0,
                      "objectness": objectness, "mask_images": images.view(b, t_len, *images.shape[1:])}
         return track | {
@@ -316,6 +331,20 @@ class DsHmpModel(QueryTracks, RvosModel):
             frames = exclusive_masks(masks.transpose(1, 2).flatten(0, 1))
             masks = frames.view(b, t_len, q, *masks.shape[-2:]).transpose(1, 2)
         return masks
+
+    @staticmethod
+    def blob_candidates(masks: torch.Tensor, objectness: torch.Tensor):
+        """The clip queries' mask logits (B, cQ, T, h, w) and class probabilities (B, cQ) -> those of their blob tracks
+        (:func:`blob_tracks`), each with its query's probability, padded to the most tracks of a clip with empty
+        tracks, and which tracks are real (B, K)."""
+        tracks = [blob_tracks(m) for m in masks]
+        k = max(len(owners) for owners, _ in tracks)
+        blobs = [blob_masks(m.transpose(0, 1), owners, where.transpose(0, 1)).transpose(0, 1)
+                 for m, (owners, where) in zip(masks, tracks)]
+        masks = torch.stack([F.pad(m, (0, 0, 0, 0, 0, 0, 0, k - len(m)), value=NO_MASK) for m in blobs])
+        objectness = torch.stack([F.pad(o[owners], (0, k - len(owners))) for o, (owners, _) in zip(objectness, tracks)])
+        counts = torch.tensor([len(owners) for owners, _ in tracks], device=masks.device)
+        return masks, objectness, torch.arange(k, device=masks.device)[None] < counts[:, None]
 
     def candidate_probs(self, probs: torch.Tensor, objectness: torch.Tensor) -> torch.Tensor:
         """The track head's probabilities (B, cQ) with those of the queries under ``track.min_objectness`` set to 0
@@ -472,7 +501,9 @@ class DsHmpModel(QueryTracks, RvosModel):
                           else f"union of queries with probability > {cfg.score_threshold}"
                           + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
                           "score": "track grounding (the clip queries' masks)" if cfg.track.enabled
-                          else "the clip query's class"},
+                          else "the clip query's class"}
+            | ({"candidates": "each clip query's masks cut into the tracks of their connected blobs"}
+               if cfg.split_blobs else {}),
         }
 
 
@@ -484,7 +515,8 @@ class DsHmpSession(InferenceSession):
     With track grounding the referring score reads every frame's masks, which need the motion decoder's mask
     embeddings: pass one then keeps every window's clip mask features and frames as the descriptors read them (per
     frame and sentence mask_dim x H/4 x W/4 values, a CPU-size option's cost), and :meth:`decode` scores the
-    tracks."""
+    tracks; with ``split_blobs`` it cuts each query's masks into blob tracks and keeps where they are, so that pass
+    two reads each window's masks as the tracks the head scored."""
 
     def __init__(self, model: DsHmpModel, text: TextInputs, score_threshold: float | None):
         self.model, self.threshold = model, score_threshold
@@ -499,6 +531,10 @@ class DsHmpSession(InferenceSession):
         self.images: list[torch.Tensor] = []  # track grounding: per window the frames as the descriptors read them
         self.track_text = model.track_text(text) if tracked else None
         self.objectness: list[torch.Tensor] = []  # track grounding: per sentence (1, cQ) the class probabilities
+        # with model.split_blobs: per sentence the blob tracks (their queries (K,), places (K, T, h, w)), and the
+        # class probabilities of the queries (1, cQ) (``objectness`` then holds the tracks' (1, K))
+        self.blobs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.query_objectness: list[torch.Tensor] = []
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
         cached = []
@@ -521,6 +557,12 @@ class DsHmpSession(InferenceSession):
                 self.objectness.append(self.probs[k][None])
                 masks = torch.einsum("qc,nchw->qnhw", self.embeds[k], torch.cat(self.features[k]))[None]
                 masks = self.model.object_masks(masks, self.objectness[k])
+                if self.model.cfg.split_blobs:  # the blob tracks are the candidates, with their query's objectness
+                    self.query_objectness.append(self.objectness[k])
+                    owners, where = blob_tracks(masks[0])
+                    self.blobs.append((owners, where))
+                    masks = blob_masks(masks[0].transpose(0, 1), owners, where.transpose(0, 1)).transpose(0, 1)[None]
+                    self.objectness[k] = self.objectness[k][:, owners]
                 _, logits = self.model.track_logits(torch.cat(self.images), masks, self.track_text[k:k + 1])
                 self.probs[k] = self.model.candidate_probs(logits.sigmoid(), self.objectness[k])[0]
         self.queries, self.features, self.images = [], None, []
@@ -530,7 +572,11 @@ class DsHmpSession(InferenceSession):
         features = self.cache.get(
             start, lambda: [self.model.encode_frames(frames, self.text.take(k, n))[1] for k in range(self.count)])
         logits = [torch.einsum("qc,nchw->nqhw", self.embeds[k], f) for k, f in enumerate(features)]
-        if self.objectness:  # the object queries' masks, as the track head read them
+        if self.blobs:  # the blob tracks' masks, as the track head read them
+            logits = [blob_masks(self.model.object_masks(x.transpose(0, 1)[None], self.query_objectness[k])[0]
+                                 .transpose(0, 1), owners, where[:, start:start + n].transpose(0, 1))
+                      for k, (x, (owners, where)) in enumerate(zip(logits, self.blobs))]
+        elif self.objectness:  # the object queries' masks, as the track head read them
             logits = [self.model.object_masks(x.transpose(0, 1)[None], self.objectness[k])[0].transpose(0, 1)
                       for k, x in enumerate(logits)]
         return [(self.probs[k].expand(n, -1), x) for k, x in enumerate(logits)]

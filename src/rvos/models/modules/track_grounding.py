@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 import torch.nn.functional as F
 from torch import nn
 
@@ -186,6 +187,54 @@ def exclusive_masks(masks: torch.Tensor) -> torch.Tensor:
     is_first = torch.arange(masks.shape[1], device=masks.device)[None, :, None, None] == top.indices[:, :1]
     best_other = torch.where(is_first, second, first)  # (N, Q, h, w) the highest logit of the other queries
     return torch.where(masks >= best_other, masks, masks - best_other.clamp(min=0))
+
+
+def blob_tracks(masks: torch.Tensor, min_cells: int = 2, max_step: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask logits (Q, T, h, w) of queries that each have a mask in every frame -> each query's masks cut into the
+    tracks of their connected blobs: the query of each track (K,) and where the track is (K, T, h, w) bool.
+
+    In each frame a query's cells over 0 are split into connected blobs (4-connected) of ``min_cells`` or more; a
+    query's tracks, oldest first, each take the blob of the frame whose centroid is nearest their last one, within
+    ``max_step`` cells, and a blob no track takes starts a track of its own. A query whose mask shows no such blob in
+    any frame is one track of its own cells (none). So a query whose mask covers two look-alikes at once becomes two
+    candidates, each with the motion of one object."""
+    q, t_len, h, w = masks.shape
+    shown = (masks > 0).cpu().numpy()
+    owners, keeps = [], []
+    for query in range(q):
+        tracks: list[list] = []  # per track: [last centroid, (T, h, w) bool]
+        for t in range(t_len):
+            labels, count = ndimage.label(shown[query, t])
+            blobs = [labels == i for i in range(1, count + 1)]
+            blobs = [b for b in blobs if b.sum() >= min_cells]
+            centres = [np.argwhere(b).mean(0) for b in blobs]
+            free = set(range(len(blobs)))
+            for track in tracks:
+                if not free:
+                    break
+                nearest = min(free, key=lambda i: float(((centres[i] - track[0]) ** 2).sum()))
+                if float(np.sqrt(((centres[nearest] - track[0]) ** 2).sum())) <= max_step:
+                    track[0] = centres[nearest]
+                    track[1][t] = blobs[nearest]
+                    free.discard(nearest)
+            for i in sorted(free):
+                where = np.zeros((t_len, h, w), dtype=bool)
+                where[t] = blobs[i]
+                tracks.append([centres[i], where])
+        for _, where in tracks or [[None, shown[query]]]:
+            owners.append(query)
+            keeps.append(where)
+    return (torch.tensor(owners, device=masks.device),
+            torch.from_numpy(np.stack(keeps)).to(masks.device))
+
+
+def blob_masks(masks: torch.Tensor, owners: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mask logits (..., Q, h, w) and :func:`blob_tracks`' owners (K,) and places (..., K, h, w) -> the tracks' mask
+    logits (..., K, h, w): their query's logits where the track is, minus their magnitude elsewhere. The cells around a
+    blob keep their (negative) logits, so that the logits upsampled bilinearly keep the blob's edge where it was (a
+    far lower value there would eat into the blob); the query's other blobs turn negative."""
+    logits = masks.index_select(-3, owners)
+    return torch.where(keep, logits, -logits.abs())
 
 
 def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
