@@ -39,8 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import nn
 
 from rvos.data.schema import normalize_text
@@ -196,7 +196,7 @@ def blob_tracks(masks: torch.Tensor, min_cells: int = 2, max_step: float = 10.0)
     In each frame a query's cells over 0 are split into connected blobs (4-connected) of ``min_cells`` or more; a
     query's tracks, oldest first, each take the blob of the frame whose centroid is nearest their last one, within
     ``max_step`` cells, and a blob no track takes starts a track of its own. A query whose mask shows no such blob in
-    any frame is one track of its own cells (none). So a query whose mask covers two look-alikes at once becomes two
+    any frame is one track of its cells as they are. So a query whose mask covers two look-alikes at once becomes two
     candidates, each with the motion of one object."""
     q, t_len, h, w = masks.shape
     shown = (masks > 0).cpu().numpy()
