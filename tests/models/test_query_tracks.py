@@ -15,7 +15,8 @@ from rvos.models.build import build_model
 from rvos.models.criterion.referformer import (ReferLossConfig, instance_targets, layer_losses, match,
                                                num_valid_frames)
 from rvos.models.meta.base import ClipBatch, describe_model
-from rvos.models.modules.query_init import duplicate_masks, link_masks, reorder
+from rvos.models.modules.query_init import link_masks, reorder
+from rvos.models.modules.track_grounding import duplicate_masks
 
 SENTENCES = ["the red block moving right", "the still block"]
 SPLIT = SimpleNamespace(videos={"v": Video("v", ("0",), {"0": Expression("0", SENTENCES[0], ("1",), ("1",)),

@@ -53,9 +53,10 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
-from rvos.models.modules.query_init import duplicate_masks, link_masks, reorder
+from rvos.models.modules.query_init import link_masks, reorder
 from rvos.models.modules.segment_optimize import SegmentOptimize
-from rvos.models.modules.track_grounding import QueryTracks, TrackGroundingConfig, check_query_tracks
+from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
+                                                 duplicate_masks)
 
 
 @dataclass

@@ -14,9 +14,10 @@ the object is out of the frame, so that it takes the object back when it returns
 never carries a slot from one object to another.
 
 :func:`link_masks` links queries by their masks instead (SgMg's, whose frame queries have no peak and look alike):
-a slot follows the query whose mask overlaps the slot's last mask best. :func:`duplicate_masks` finds the queries that
-show an object a larger query of the same frame shows already: left in, two queries on one object split it between
-two slots, and a slot hops between the object and whatever its duplicate covers in the next frames.
+a slot follows the query whose mask overlaps the slot's last mask best. SgMg empties first the queries that show an
+object a larger query of the same frame shows already (:func:`~rvos.models.modules.track_grounding.duplicate_masks`):
+left in, two queries on one object split it between two slots, and a slot hops between the object and whatever its
+duplicate covers in the next frames.
 """
 
 from __future__ import annotations
@@ -127,27 +128,6 @@ def link_masks(masks: torch.Tensor, queries: torch.Tensor, state: tuple | None =
         last_query = emb[:, t].gather(1, perm[..., None].expand(-1, -1, emb.shape[-1]))
         perms.append(perm)
     return torch.stack(perms, 1), (last_mask, last_query)
-
-
-@torch.no_grad()
-def duplicate_masks(masks: torch.Tensor, max_iou: float) -> torch.Tensor:
-    """masks (..., Q, h, w) bool of the queries of a frame -> (..., Q) bool, True for a duplicate: from the largest mask
-    down, a query whose mask has an IoU over ``max_iou`` with the mask of a larger query that is no duplicate itself
-    (as non-maximum suppression drops a detector's second box on an object). Empty masks are no duplicates."""
-    lead, q = masks.shape[:-3], masks.shape[-3]
-    flat = masks.reshape(-1, q, masks.shape[-2] * masks.shape[-1]).float()  # (N, Q, P)
-    area = flat.sum(-1)
-    inter = flat @ flat.transpose(1, 2)
-    overlaps = inter / (area[:, :, None] + area[:, None, :] - inter).clamp(min=1) > max_iou  # (N, Q, Q)
-    kept = torch.zeros_like(area, dtype=torch.bool)
-    duplicate = torch.zeros_like(kept)
-    for query in area.argsort(dim=1, descending=True, stable=True).T:  # (N,) the queries of one rank, largest first
-        index = query[:, None]
-        shown = area.gather(1, index)[:, 0] > 0
-        repeats = (overlaps.gather(1, index[..., None].expand(-1, 1, q))[:, 0] & kept).any(1)
-        kept.scatter_(1, index, (shown & ~repeats)[:, None])
-        duplicate.scatter_(1, index, (shown & repeats)[:, None])
-    return duplicate.view(*lead, q)
 
 
 def reorder(queries: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:

@@ -243,6 +243,21 @@ def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (a.sum(-1)[..., :, None] + b.sum(-1)[..., None, :] - inter).clamp(min=1)
 
 
+def greedy_duplicates(order: torch.Tensor, eligible: torch.Tensor, overlap: torch.Tensor) -> torch.Tensor:
+    """Non-maximum suppression's pass over a frame's queries: their ranks ``order`` (N, Q) (query indices, first kept
+    first), which may be kept (N, Q) bool and which overlap (N, Q, Q) bool -> (N, Q) bool, True for an eligible query
+    that overlaps one kept before it (a duplicate); an eligible query that overlaps none is kept."""
+    kept = torch.zeros_like(eligible)
+    duplicate = torch.zeros_like(eligible)
+    for query in order.T:  # (N,) the queries of one rank
+        index = query[:, None]
+        on = eligible.gather(1, index)[:, 0]
+        repeats = (overlap.gather(1, index[..., None].expand(-1, 1, overlap.shape[2]))[:, 0] & kept).any(1)
+        kept.scatter_(1, index, (on & ~repeats)[:, None])
+        duplicate.scatter_(1, index, (on & repeats)[:, None])
+    return duplicate
+
+
 @torch.no_grad()
 def suppress_duplicates(peaks: torch.Tensor, masks: torch.Tensor, limit: float, max_iou: float) -> torch.Tensor:
     """The heatmap's probabilities at a frame's peaks (N, Q) and the queries' mask logits (N, Q, h, w) -> the
@@ -250,16 +265,22 @@ def suppress_duplicates(peaks: torch.Tensor, masks: torch.Tensor, limit: float, 
     (logits over 0) has an IoU over ``max_iou`` with the mask of a query kept before it is a second proposal on the same
     object, as non-maximum suppression drops a detector's second box."""
     fg = (masks > 0).flatten(2).float()
-    overlap = pairwise_iou(fg, fg) > max_iou  # (N, Q, Q)
-    kept = torch.zeros_like(peaks, dtype=torch.bool)
-    duplicate = torch.zeros_like(kept)
-    for query in peaks.argsort(dim=1, descending=True).T:  # (N,) the queries of one rank, likeliest first
-        index = query[:, None]
-        on = peaks.gather(1, index)[:, 0] >= limit
-        repeats = (overlap.gather(1, index[..., None].expand(-1, 1, overlap.shape[2]))[:, 0] & kept).any(1)
-        kept.scatter_(1, index, (on & ~repeats)[:, None])
-        duplicate.scatter_(1, index, (on & repeats)[:, None])
+    duplicate = greedy_duplicates(peaks.argsort(dim=1, descending=True), peaks >= limit,
+                                  pairwise_iou(fg, fg) > max_iou)
     return peaks.masked_fill(duplicate, 0.0)
+
+
+@torch.no_grad()
+def duplicate_masks(masks: torch.Tensor, max_iou: float) -> torch.Tensor:
+    """masks (..., Q, h, w) bool of the queries of a frame -> (..., Q) bool, True for a duplicate: from the largest mask
+    down, a query whose mask has an IoU over ``max_iou`` with the mask of a larger query that is no duplicate itself
+    (:func:`suppress_duplicates` for queries without a peak: SgMg's). Empty masks are no duplicates."""
+    lead, q = masks.shape[:-3], masks.shape[-3]
+    flat = masks.reshape(-1, q, masks.shape[-2] * masks.shape[-1]).float()  # (N, Q, P)
+    area = flat.sum(-1)
+    duplicate = greedy_duplicates(area.argsort(dim=1, descending=True, stable=True), area > 0,
+                                  pairwise_iou(flat, flat) > max_iou)
+    return duplicate.view(*lead, q)
 
 
 def on_mask_grid(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
