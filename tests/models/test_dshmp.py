@@ -313,7 +313,7 @@ def test_blob_tracks_cut_a_querys_masks_into_one_track_per_object():
     owners, where = blob_tracks(masks)
     assert owners.tolist() == [0, 0, 1]
     assert torch.equal(where[0], left) and torch.equal(where[1], right) and not where[2].any()
-    logits = blob_masks(masks.transpose(0, 1), owners, where.transpose(0, 1)).transpose(0, 1)  # (K, T, h, w)
+    logits = blob_masks(masks, owners, where)  # (K, T, h, w)
     torch.testing.assert_close(logits[1][right], masks[0][right])
     torch.testing.assert_close(logits[1][~right], -masks[0][~right].abs())  # the left look-alike's cells too
     assert "blobs" in describe_model(tiny(*TRACK, *BLOBS)[0])["selection"]["candidates"]

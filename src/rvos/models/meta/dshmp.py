@@ -294,7 +294,7 @@ class DsHmpModel(QueryTracks, RvosModel):
             images = self.descriptor_frames(padded)
             valid = None
             if self.cfg.split_blobs and not self.training:
-                masks, objectness, valid = self.blob_candidates(masks, objectness)
+                masks, objectness, valid, _ = self.blob_candidates(masks, objectness)
             slot_tracks, logits = self.track_logits(images, masks, self.track_text(batch.text))
             if valid is not None:  # a padding track is no candidate
                 logits = logits.masked_fill(~valid, NO_MASK)
@@ -336,15 +336,14 @@ class DsHmpModel(QueryTracks, RvosModel):
     def blob_candidates(masks: torch.Tensor, objectness: torch.Tensor):
         """The clip queries' mask logits (B, cQ, T, h, w) and class probabilities (B, cQ) -> those of their blob tracks
         (:func:`blob_tracks`), each with its query's probability, padded to the most tracks of a clip with empty
-        tracks, and which tracks are real (B, K)."""
+        tracks; which tracks are real (B, K); and per clip its tracks (their queries, places)."""
         tracks = [blob_tracks(m) for m in masks]
         k = max(len(owners) for owners, _ in tracks)
-        blobs = [blob_masks(m.transpose(0, 1), owners, where.transpose(0, 1)).transpose(0, 1)
-                 for m, (owners, where) in zip(masks, tracks)]
+        blobs = [blob_masks(m, owners, where) for m, (owners, where) in zip(masks, tracks)]
         masks = torch.stack([F.pad(m, (0, 0, 0, 0, 0, 0, 0, k - len(m)), value=NO_MASK) for m in blobs])
         objectness = torch.stack([F.pad(o[owners], (0, k - len(owners))) for o, (owners, _) in zip(objectness, tracks)])
         counts = torch.tensor([len(owners) for owners, _ in tracks], device=masks.device)
-        return masks, objectness, torch.arange(k, device=masks.device)[None] < counts[:, None]
+        return masks, objectness, torch.arange(k, device=masks.device)[None] < counts[:, None], tracks
 
     def candidate_probs(self, probs: torch.Tensor, objectness: torch.Tensor) -> torch.Tensor:
         """The track head's probabilities (B, cQ) with those of the queries under ``track.min_objectness`` set to 0
@@ -531,10 +530,8 @@ class DsHmpSession(InferenceSession):
         self.images: list[torch.Tensor] = []  # track grounding: per window the frames as the descriptors read them
         self.track_text = model.track_text(text) if tracked else None
         self.objectness: list[torch.Tensor] = []  # track grounding: per sentence (1, cQ) the class probabilities
-        # with model.split_blobs: per sentence the blob tracks (their queries (K,), places (K, T, h, w)), and the
-        # class probabilities of the queries (1, cQ) (``objectness`` then holds the tracks' (1, K))
+        # with model.split_blobs: per sentence the blob tracks (their queries (K,), places (K, T, h, w))
         self.blobs: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.query_objectness: list[torch.Tensor] = []
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
         cached = []
@@ -557,14 +554,12 @@ class DsHmpSession(InferenceSession):
                 self.objectness.append(self.probs[k][None])
                 masks = torch.einsum("qc,nchw->qnhw", self.embeds[k], torch.cat(self.features[k]))[None]
                 masks = self.model.object_masks(masks, self.objectness[k])
+                objectness = self.objectness[k]
                 if self.model.cfg.split_blobs:  # the blob tracks are the candidates, with their query's objectness
-                    self.query_objectness.append(self.objectness[k])
-                    owners, where = blob_tracks(masks[0])
-                    self.blobs.append((owners, where))
-                    masks = blob_masks(masks[0].transpose(0, 1), owners, where.transpose(0, 1)).transpose(0, 1)[None]
-                    self.objectness[k] = self.objectness[k][:, owners]
+                    masks, objectness, _, (blobs,) = self.model.blob_candidates(masks, objectness)
+                    self.blobs.append(blobs)
                 _, logits = self.model.track_logits(torch.cat(self.images), masks, self.track_text[k:k + 1])
-                self.probs[k] = self.model.candidate_probs(logits.sigmoid(), self.objectness[k])[0]
+                self.probs[k] = self.model.candidate_probs(logits.sigmoid(), objectness)[0]
         self.queries, self.features, self.images = [], None, []
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -572,13 +567,13 @@ class DsHmpSession(InferenceSession):
         features = self.cache.get(
             start, lambda: [self.model.encode_frames(frames, self.text.take(k, n))[1] for k in range(self.count)])
         logits = [torch.einsum("qc,nchw->nqhw", self.embeds[k], f) for k, f in enumerate(features)]
-        if self.blobs:  # the blob tracks' masks, as the track head read them
-            logits = [blob_masks(self.model.object_masks(x.transpose(0, 1)[None], self.query_objectness[k])[0]
-                                 .transpose(0, 1), owners, where[:, start:start + n].transpose(0, 1))
-                      for k, (x, (owners, where)) in enumerate(zip(logits, self.blobs))]
-        elif self.objectness:  # the object queries' masks, as the track head read them
-            logits = [self.model.object_masks(x.transpose(0, 1)[None], self.objectness[k])[0].transpose(0, 1)
+        if self.objectness:  # the object queries' masks (or their blob tracks'), as the track head read them
+            logits = [self.model.object_masks(x.transpose(0, 1)[None], self.objectness[k])[0]  # (cQ, n, h, w)
                       for k, x in enumerate(logits)]
+            if self.blobs:
+                logits = [blob_masks(x, owners, where[:, start:start + n])
+                          for x, (owners, where) in zip(logits, self.blobs)]
+            logits = [x.transpose(0, 1) for x in logits]
         return [(self.probs[k].expand(n, -1), x) for k, x in enumerate(logits)]
 
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:

@@ -229,11 +229,11 @@ def blob_tracks(masks: torch.Tensor, min_cells: int = 2, max_step: float = 10.0)
 
 
 def blob_masks(masks: torch.Tensor, owners: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Mask logits (..., Q, h, w) and :func:`blob_tracks`' owners (K,) and places (..., K, h, w) -> the tracks' mask
-    logits (..., K, h, w): their query's logits where the track is, minus their magnitude elsewhere. The cells around a
+    """Mask logits (Q, T, h, w) and :func:`blob_tracks`' owners (K,) and places (K, T, h, w) -> the tracks' mask
+    logits (K, T, h, w): their query's logits where the track is, minus their magnitude elsewhere. The cells around a
     blob keep their (negative) logits, so that the logits upsampled bilinearly keep the blob's edge where it was (a
     far lower value there would eat into the blob); the query's other blobs turn negative."""
-    logits = masks.index_select(-3, owners)
+    logits = masks[owners]
     return torch.where(keep, logits, -logits.abs())
 
 
