@@ -12,7 +12,7 @@ from rvos.models.meta.mutr import TextAggregation
 from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.temporal_interaction import TemporalInteraction
 
-from contract import OFFICIAL_PATH, tiny_config
+from contract import MUTR_OFFICIAL_PATH, tiny_config
 
 
 def test_mti_windows_in_training_and_shifted_windows_at_inference():
@@ -77,10 +77,10 @@ def test_cross_modal_fpn_gives_stride_4_mask_features():
     assert out.shape == (4, 8, 16, 24)
 
 
-def test_training_supervises_every_layer_and_inference_reads_the_last_layer_with_the_first_heads():
+def test_training_supervises_every_layer_and_inference_reads_the_last_layer_with_the_first_or_last_heads():
     from rvos.models.build import build_model
 
-    cfg = tiny_config("mutr", *OFFICIAL_PATH)
+    cfg = tiny_config("mutr", *MUTR_OFFICIAL_PATH)
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     g = torch.Generator().manual_seed(0)
@@ -100,19 +100,35 @@ def test_training_supervises_every_layer_and_inference_reads_the_last_layer_with
     sum(losses.values()).backward()
     assert model.mti.query_feat.weight.grad.abs().sum() > 0 and model.mta.attn.attn.in_proj_weight.grad is not None
     model.eval()
+    for box in model.bbox_embed:  # zero at the start: every layer's boxes would be the first's
+        torch.nn.init.normal_(box.layers[-1].weight, std=0.5)
     seen = {}
-    hooks = [model.transformer.decoder.register_forward_hook(lambda m, i, o: seen.update(hs=o[0])),
-             model.mti.register_forward_hook(lambda m, i, o: seen.update(mti=(i[0], o)))]
+    hooks = [model.transformer.decoder.register_forward_hook(lambda m, i, o: seen.update(hs=o[0], boxes=o[1])),
+             model.mti.register_forward_hook(lambda m, i, o: seen.update(mti=(i[0], o))),
+             model.mask_head.register_forward_hook(lambda m, i, o: seen.update(points=i[2]))]
     with torch.no_grad():
         out = model(batch)
-    for h in hooks:
-        h.remove()
     # the official pairing: MTI on the last decoder layer's frame queries, read by the first class head, with the
-    # first layer's boxes
+    # first layer's boxes (their centres the mask head's reference points)
     frame_queries, video = seen["mti"]
     torch.testing.assert_close(frame_queries, seen["hs"][-1].view(2, 4, q, -1))
     assert out["logits"].shape == (1, 2, q) and out["boxes"].shape == (1, 2, 4, q, 4)
     torch.testing.assert_close(out["logits"][0], model.class_embed[0](video)[..., 0])
+    scale = torch.tensor([96.0, 64.0])
+    torch.testing.assert_close(out["boxes"][0], seen["boxes"][0].view(2, 4, q, 4))
+    torch.testing.assert_close(seen["points"], seen["boxes"][0][..., :2] * scale)
+    # infer_heads "last": the last layer's heads and boxes read them, as training pairs each layer's
+    model.cfg.infer_heads = "last"
+    with torch.no_grad():
+        last = model(batch)
+    for h in hooks:
+        h.remove()
+    torch.testing.assert_close(seen["mti"][1], video)
+    torch.testing.assert_close(last["logits"][0], model.class_embed[-1](video)[..., 0])
+    torch.testing.assert_close(last["boxes"][0], seen["boxes"][-1].view(2, 4, q, 4))
+    torch.testing.assert_close(seen["points"], seen["boxes"][-1][..., :2] * scale)
+    assert not torch.allclose(seen["boxes"][0], seen["boxes"][-1])
+    assert not torch.allclose(last["masks"], out["masks"])
 
 
 def test_instance_block_reads_instances_in_order_and_without_them_changes_nothing():

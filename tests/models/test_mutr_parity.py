@@ -15,7 +15,7 @@ from rvos.models.convert.mutr import convert_checkpoint
 from rvos.models.criterion.referformer import match
 from rvos.models.meta.base import ClipBatch, TextInputs
 
-from contract import OFFICIAL_PATH
+from contract import MUTR_OFFICIAL_PATH
 from official_fixture import convert_command_round_trip, dropouts_off, read_official, video_swin_overrides
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "mutr_model_official.safetensors"
@@ -35,7 +35,7 @@ def rvos_model(cfg_json, extra: list[str] = ()):
         "model.transformer.dropout=0.0", f"model.mti.enc_layers={mti['enc_layers'][1]}",
         f"model.mti.dec_layers={mti['dec_layers'][1]}", f"model.mti.window={mti['window_size'][1]}",
         f"model.mti.heads={mti['nheads'][1]}", f"model.mti.ffn={mti['dim_feedforward'][1]}", "model.mti.dropout=0.0",
-        *video_swin_overrides(swin), "model.text.model=rvos-tiny-roberta", *OFFICIAL_PATH, *extra])
+        *video_swin_overrides(swin), "model.text.model=rvos-tiny-roberta", *MUTR_OFFICIAL_PATH, *extra])
     return build_model(cfg.model, load_pretrained=False), cfg
 
 

@@ -17,7 +17,8 @@ Training supervises every decoder layer (its frame queries through MTI, its boxe
 ReferFormer matcher and criterion (:mod:`rvos.models.criterion.referformer`), masks at stride 4. Inference runs
 MTI on the last decoder layer's frame queries alone and, as the official code then does, reads them with the
 first layer's heads: the first class head, the first layer's boxes and their centres for the mask head's
-coordinates. The query with the best score is the output (top-1), threshold 0.5.
+coordinates (``model.infer_heads: last``, a CPU-size option, reads them with the last layer's, as training pairs
+them). The query with the best score is the output (top-1), threshold 0.5.
 
 With ``model.loss.instance_targets`` and ``model.track.enabled`` (CPU-size options, off in the paper configs) every
 annotated object of a clip is a target of its own video query, and a query's referring probability is track
@@ -91,6 +92,10 @@ class MutrConfig:
     controller_layers: int = 3  # dynamic convolutions
     rel_coord: bool = True
     size_divisibility: int = 1  # the official inference does not pad
+    # which decoder layer's heads read the video queries of the last layer at inference: "first" (the official
+    # pairing: the first layer's class head, and the first layer's boxes as the mask head's reference points) or
+    # "last" (the last layer's, as training pairs each layer's video queries with its own layer's heads and boxes)
+    infer_heads: str = "first"
     text: TextConfig = field(default_factory=TextConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -107,6 +112,8 @@ class MutrConfig:
     def __post_init__(self):
         if self.selection not in ("union", "top1"):
             raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
+        if self.infer_heads not in ("first", "last"):
+            raise ValueError(f"model.infer_heads: expected first or last, got {self.infer_heads!r}")
         check_query_tracks(self.track, "MUTR", refused=("min_objectness", "exclusive"))
         if self.levels not in (3, 4):
             raise ValueError(f"model.levels: 3 (strides 8, 16, 32) or 4 (and 64), got {self.levels}")
@@ -194,9 +201,10 @@ class MutrModel(QueryTracks, ReferFormerParts):
                      instances: list[torch.Tensor] | None = None, init: torch.Tensor | None = None) -> dict:
         """frames (B, T, 3, H, W) in [0, 1], or their :meth:`encode_images`; text per clip; per clip its instance
         masks (K_b, T, H, W) when the instance block is on -> for each decoder layer in ``layers`` (through MTI)
-        the scores (l, B, Q), and for the first ``len(layers)`` decoder layers (the official pairing: at inference
-        MTI reads the last layer, the first layer's heads read it) the boxes (l, B, T, Q, 4) and mask logits
-        (l, B, T, Q, H'/4, W'/4) at stride 4 of the padded input. ``init``: the instances' initial queries already
+        the scores (l, B, Q), the boxes (l, B, T, Q, 4) and the mask logits (l, B, T, Q, H'/4, W'/4) at stride 4
+        of the padded input, read with the heads and boxes of the first ``len(layers)`` decoder layers (the official
+        pairing: at inference MTI reads the last layer, the first layer's heads read it), or with ``model.infer_heads``
+        "last" those of ``layers`` themselves. ``init``: the instances' initial queries already
         made (:meth:`initial_queries`; they read no sentence), in place of ``instances``."""
         cfg = self.cfg
         images = frames if isinstance(frames, dict) else self.encode_images(frames)
@@ -222,17 +230,19 @@ class MutrModel(QueryTracks, ReferFormerParts):
         if init is None:
             init = self.initial_queries(instances, (b, t_len, h, w))
         video = [self.mti(hs[layer].view(b, t_len, *hs.shape[2:]), init) for layer in layers]  # (B, Q, C) each
-        logits = torch.stack([self.class_embed[i](v)[..., 0] for i, v in enumerate(video)])
+        heads = layers if cfg.infer_heads == "last" else list(range(len(layers)))
+        logits = torch.stack([self.class_embed[i](v)[..., 0] for i, v in zip(heads, video)])
+        boxes = boxes[heads]  # (l, B*T, Q, 4): video query q's box in a frame is frame query q's there
         levels = memory.split([a * b_ for a, b_ in shapes], dim=1)[:3]
         maps = [m.transpose(1, 2).reshape(m.shape[0], -1, *s) for m, s in zip(levels, shapes)]
         mask_features = self.pixel_decoder([features[0], *maps], poss, pads, t_len, text.words, text.pos,
                                            text.padding)
         scale = torch.tensor([w, h], dtype=boxes.dtype, device=boxes.device)
         mask_logits = torch.stack([
-            self.mask_head(mask_features, v.repeat_interleave(t_len, 0), boxes[i][..., :2].detach() * scale)[:, :, 0]
-            for i, v in enumerate(video)])  # (l, B*T, Q, h, w)
+            self.mask_head(mask_features, v.repeat_interleave(t_len, 0), x[..., :2].detach() * scale)[:, :, 0]
+            for x, v in zip(boxes, video)])  # (l, B*T, Q, h, w)
         n = len(layers)
-        return {"logits": logits, "boxes": boxes[:n].view(n, b, t_len, *boxes.shape[2:]),
+        return {"logits": logits, "boxes": boxes.view(n, b, t_len, *boxes.shape[2:]),
                 "masks": mask_logits.view(n, b, t_len, *mask_logits.shape[2:])}
 
     # ------------------------------------------------------------------------------------------- training
@@ -318,7 +328,8 @@ class MutrModel(QueryTracks, ReferFormerParts):
                             "points": x.dec_points, "queries_per_frame": cfg.queries},
             "mti": {"encoder_layers": m.enc_layers, "decoder_layers": m.dec_layers, "window": m.window,
                     "video_queries": cfg.queries},
-            "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers},
+            "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers,
+                          "reference_points": f"the {cfg.infer_heads} decoder layer's box centres (at inference)"},
             "selection": {"rule": "top-1 query (best score over the video)" if cfg.selection == "top1"
                           else f"union of queries with probability > {cfg.score_threshold}"
                           + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
