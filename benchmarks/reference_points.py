@@ -1,0 +1,154 @@
+"""Where MUTR's masks lose: the reference points of its dynamic mask head.
+
+    python benchmarks/reference_points.py RUN_DIR [--split-dir runs/synth_learning/data/valid_u] [--videos 30]
+        [--frames 4]
+
+MUTR draws a video query's mask in each frame around a reference point, the centre of a box: that of the frame
+query of the same index in that frame. For a MUTR run, on an annotated split: each annotated object of the first
+``--videos`` videos (in a clip of ``--frames`` frames spread over the video, as training samples clips, or the whole
+video, as inference reads it, with ``--frames 0``; the masks of the video's first sentence), the video query whose
+masks cover it best (mean IoU over the frames it is visible in, on the stride-4 mask grid, with the model's own
+points), and the mean IoU of that query's masks drawn around:
+
+* ``model``: the model's own points (its ``infer_heads``);
+* ``index_first`` / ``index_last``: the centre of the same-index frame query's box of the first decoder layer (the
+  official pairing) or of the last (``model.infer_heads: last``);
+* ``best_of_frame``: in each frame the best of that frame's query box centres (last layer; an oracle choice among
+  the frame queries);
+* ``object_centre``: the object's own centroid (an oracle point);
+
+and the distance (pixels of the model's input) from the object's centroid to the model's point, to the
+same-index box centres, and to the nearest centre among the frame's queries. Prints a JSON record;
+``benchmarks/results/synth_learning.md`` quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rvos.data.schema import normalize_text
+from rvos.data.splits import open_split
+from rvos.data.transforms import resize_frames, resized_shape
+from rvos.engine.checkpoint import find_model, load_model
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Broadcast (..., h, w) bool -> (...) IoU (both empty: 1)."""
+    inter = (a & b).flatten(-2).sum(-1).float()
+    union = (a | b).flatten(-2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def centroids(masks: torch.Tensor, stride: int) -> torch.Tensor:
+    """(..., h, w) bool on a stride-``stride`` grid -> (..., 2) the (x, y) centroids in input pixels."""
+    h, w = masks.shape[-2:]
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    area = masks.flatten(-2).sum(-1).float().clamp(min=1)
+    centre = torch.stack([(x * masks).flatten(-2).sum(-1), (y * masks).flatten(-2).sum(-1)], -1) / area[..., None]
+    return centre * stride + stride // 2
+
+
+class Capture:
+    """What one MUTR forward pass computes on the way: the mask features, the last layer's video queries, every
+    decoder layer's boxes, and the points the mask head was given."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, {}
+        decode = model.transformer.decode
+
+        def keep_boxes(*args, **kwargs):
+            hs, boxes = decode(*args, **kwargs)
+            self.seen["boxes"] = boxes.detach()
+            return hs, boxes
+
+        model.transformer.decode = keep_boxes
+        model.pixel_decoder.register_forward_hook(lambda m, i, o: self.seen.update(features=o.detach()))
+        model.mti.register_forward_hook(lambda m, i, o: self.seen.update(video=o.detach()))
+        model.mask_head.register_forward_hook(lambda m, i, o: self.seen.update(points=i[2].detach()))
+
+    def masks(self, points: torch.Tensor) -> torch.Tensor:
+        """points (T, Q, 2) in input pixels -> the video queries' masks (T, Q, h, w) drawn around them."""
+        t_len = points.shape[0]
+        video = self.seen["video"].expand(t_len, -1, -1)
+        return self.model.mask_head(self.seen["features"], video, points)[:, :, 0] > 0
+
+
+@torch.inference_mode()
+def measure(run: Path, split_dir: Path, n_videos: int, n_frames: int = 4) -> dict:
+    model, cfg = load_model(find_model(run))
+    if model.cfg.name != "mutr":
+        raise SystemExit(f"{run} is a {model.cfg.name} run; this benchmark reads MUTR's reference points")
+    capture = Capture(model)
+    split = open_split(split_dir)
+    rows = {k: [] for k in ("model", "index_first", "index_last", "best_of_frame", "object_centre")}
+    errors = {k: [] for k in ("model", "index_first", "index_last", "nearest_of_frame")}
+    for name in list(split.videos)[:n_videos]:
+        video, frames = split.video(name), split.read_frames(name)
+        model_size = resized_shape(*frames.shape[1:3], cfg.data.short_side, cfg.data.max_long_side)
+        picked = (np.linspace(0, len(frames) - 1, n_frames).round().astype(int).tolist() if n_frames
+                  else list(range(len(frames))))
+        x = torch.from_numpy(resize_frames(frames[picked], model_size)).permute(0, 3, 1, 2).float().div(255)
+        objects = torch.from_numpy(split.masks(name, split.object_ids(name), picked)).float()  # (M, T, H, W)
+        grid = F.interpolate(objects, size=model_size, mode="bilinear", align_corners=False)
+        grid = F.interpolate(grid, size=(model_size[0] // 4, model_size[1] // 4), mode="area") > 0.5
+        sentence = next(normalize_text(e.text) for e in video.expressions.values() if normalize_text(e.text))
+        out = model.encode_clips(x[None], model.encode_text(model.prepare_text([sentence])), [-1])
+        own = out["masks"][0, 0] > 0  # (T, Q, h, w)
+        seen = capture.seen
+        own_points = seen["points"]  # (T, Q, 2), before the redrawn masks replace them
+        h, w = seen["features"].shape[-2:]
+        grid = grid[..., :h, :w]
+        scale = torch.tensor([model_size[1], model_size[0]], dtype=torch.float32)
+        first, last = (seen["boxes"][i][..., :2] * scale for i in (0, -1))  # (T, Q, 2) each
+        drawn = {"index_first": capture.masks(first), "index_last": capture.masks(last)}
+        for gt in grid:  # (T, h, w)
+            visible = gt.flatten(1).any(1)
+            if not visible.any():
+                continue
+            q = int(iou(own, gt[:, None])[visible].mean(0).argmax())
+            centre = centroids(gt, 4)  # (T, 2)
+            rows["model"].append(iou(own[:, q], gt)[visible].mean().item())
+            for key, masks in drawn.items():
+                rows[key].append(iou(masks[:, q], gt)[visible].mean().item())
+            points = last.clone()
+            points[:, q] = torch.where(visible[:, None], centre, points[:, q])
+            rows["object_centre"].append(iou(capture.masks(points)[:, q], gt)[visible].mean().item())
+            best = torch.zeros(len(picked))
+            for j in range(last.shape[1]):  # frame query j's centre in every frame
+                points = last.clone()
+                points[:, q] = last[:, j]
+                best = torch.maximum(best, iou(capture.masks(points)[:, q], gt))
+            rows["best_of_frame"].append(best[visible].mean().item())
+            distance = lambda p: (p - centre).norm(dim=-1)[visible]  # noqa: E731
+            errors["model"].extend(distance(own_points[:, q]).tolist())
+            errors["index_first"].extend(distance(first[:, q]).tolist())
+            errors["index_last"].extend(distance(last[:, q]).tolist())
+            errors["nearest_of_frame"].extend((last - centre[:, None]).norm(dim=-1).min(1).values[visible].tolist())
+    return {
+        "run": str(run), "split": str(split_dir), "videos": n_videos, "frames": n_frames or "all",
+        "objects": len(rows["model"]),
+        "infer_heads": model.cfg.infer_heads,
+        "iou_of_the_best_query": {k: float(np.mean(v)) for k, v in rows.items()},
+        "distance_to_the_object_centre": {
+            k: {"mean": float(np.mean(v)), "median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)),
+                "over_8_pixels": float(np.mean(np.array(v) > 8))} for k, v in errors.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--split-dir", type=Path, default=Path("runs/synth_learning/data/valid_u"))
+    parser.add_argument("--videos", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=4, help="frames of the clip, spread over the video (0: all)")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.run, args.split_dir, args.videos, args.frames), indent=1))
+
+
+if __name__ == "__main__":
+    main()
