@@ -241,3 +241,37 @@ def test_rvos_infer_reads_a_vis_models_results_as_instances(tmp_path):
     (tmp_path / "videos.json").write_text(json.dumps(videos))
     assert main([*args[:-5], str(tmp_path / "pred2"), *args[-4:]]) != 0
     assert not (tmp_path / "pred2" / "v1").exists()
+
+
+def test_clip_queries_read_the_queries_of_every_frame_of_their_clip():
+    from rvos.models.build import build_model
+    from rvos.models.modules.deformable_transformer import DeformableTransformer
+
+    torch.manual_seed(0)
+    transformer = DeformableTransformer(32, heads=4, enc_layers=1, dec_layers=2, ffn=64, dropout=0.0, levels=2).eval()
+    heads = torch.nn.ModuleList(torch.nn.Linear(32, 4) for _ in range(2))
+    srcs = [torch.randn(6, 32, 6, 8), torch.randn(6, 32, 3, 4)]  # 2 clips of 3 frames
+    pads = [torch.zeros(6, 6, 8, dtype=torch.bool), torch.zeros(6, 3, 4, dtype=torch.bool)]
+    memory, shapes, ratios, padding = transformer.encode(srcs, pads, [torch.zeros_like(s) for s in srcs])
+    tgt, pos = torch.randn(6, 5, 32), torch.randn(5, 32)
+    changed = tgt.clone()
+    changed[1] += 1.0  # clip 0, frame 1
+    with torch.no_grad():
+        decode = lambda x, frames: transformer.decode(x, pos, memory, shapes, ratios, padding, heads, frames)[0]  # noqa: E731
+        per_frame, per_frame_changed = decode(tgt, 1), decode(changed, 1)
+        clip, clip_changed = decode(tgt, 3), decode(changed, 3)
+    others = [0, 2, 3, 4, 5]
+    torch.testing.assert_close(per_frame_changed[:, others], per_frame[:, others])  # a frame's queries alone
+    for frame in (0, 2):  # the other frames of the changed frame's clip read it
+        assert not torch.allclose(clip_changed[:, frame], clip[:, frame])
+    torch.testing.assert_close(clip_changed[:, 3:], clip[:, 3:])  # the other clip does not
+    assert not torch.allclose(clip, per_frame)
+
+    seen = []
+    for flag, frames in (("false", 1), ("true", 4)):
+        model = build_model(tiny_config("mutr", *MUTR_OFFICIAL_PATH, f"model.clip_queries={flag}").model).eval()
+        hook = model.transformer.decoder.register_forward_pre_hook(lambda m, args: seen.append(args[-1]))
+        with torch.no_grad():
+            model.encode_clips(torch.rand(1, 4, 3, 64, 96), model.encode_text(model.prepare_text(["a block"])), [-1])
+        hook.remove()
+        assert seen[-1] == frames

@@ -18,7 +18,8 @@ ReferFormer matcher and criterion (:mod:`rvos.models.criterion.referformer`), ma
 MTI on the last decoder layer's frame queries alone and, as the official code then does, reads them with the
 first layer's heads: the first class head, the first layer's boxes and their centres for the mask head's
 coordinates (``model.infer_heads: last``, a CPU-size option, reads them with the last layer's, as training pairs
-them). The query with the best score is the output (top-1), threshold 0.5.
+them; ``model.clip_queries``, another, lets the decoder's self-attention read the queries of every frame of the
+clip, so that frame query q boxes one object over the clip more often). The query with the best score is the output (top-1), threshold 0.5.
 
 With ``model.loss.instance_targets`` and ``model.track.enabled`` (CPU-size options, off in the paper configs) every
 annotated object of a clip is a target of its own video query, and a query's referring probability is track
@@ -96,6 +97,9 @@ class MutrConfig:
     # pairing: the first layer's class head, and the first layer's boxes as the mask head's reference points) or
     # "last" (the last layer's, as training pairs each layer's video queries with its own layer's heads and boxes)
     infer_heads: str = "first"
+    # the deformable decoder's self-attention among the queries of every frame of a clip (a CPU-size option; the
+    # official decoder reads a frame's queries alone): frame query q of one frame sees what q boxes in the others
+    clip_queries: bool = False
     text: TextConfig = field(default_factory=TextConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -226,7 +230,7 @@ class MutrModel(QueryTracks, ReferFormerParts):
         memory, shapes, ratios, flat_padding = self.transformer.encode(srcs, masks, level_pos)
         tgt = sentence.repeat_interleave(t_len, 0)[:, None].expand(-1, cfg.queries, -1)
         hs, boxes = self.transformer.decode(tgt, self.query_embed.weight, memory, shapes, ratios, flat_padding,
-                                            self.bbox_embed)
+                                            self.bbox_embed, t_len if cfg.clip_queries else 1)
         if init is None:
             init = self.initial_queries(instances, (b, t_len, h, w))
         video = [self.mti(hs[layer].view(b, t_len, *hs.shape[2:]), init) for layer in layers]  # (B, Q, C) each
@@ -325,7 +329,9 @@ class MutrModel(QueryTracks, ReferFormerParts):
             "backbone": {"model": f"video Swin-{b.variant.upper()}" if b.kind == "video_swin" else b.timm_model,
                          "channels": list(self.backbone.channels)},
             "transformer": {"encoder_layers": x.enc_layers, "decoder_layers": x.dec_layers, "heads": x.heads,
-                            "points": x.dec_points, "queries_per_frame": cfg.queries},
+                            "points": x.dec_points, "queries_per_frame": cfg.queries,
+                            "self_attention": "the queries of every frame of the clip" if cfg.clip_queries
+                            else "a frame's queries"},
             "mti": {"encoder_layers": m.enc_layers, "decoder_layers": m.dec_layers, "window": m.window,
                     "video_queries": cfg.queries},
             "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers,

@@ -56,9 +56,13 @@ class DeformDecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, reference_points: torch.Tensor, memory: torch.Tensor,
-                shapes: list[tuple[int, int]], padding: torch.Tensor | None) -> torch.Tensor:
-        q = x + pos
-        x = self.norm2(x + self.dropout(self.self_attn(q, q, x, need_weights=False)[0]))
+                shapes: list[tuple[int, int]], padding: torch.Tensor | None, frames: int = 1) -> torch.Tensor:
+        """``frames``: the N maps are clips of that many frames, and the self-attention reads the queries of every
+        frame of a query's clip (1: of its own frame, as the official decoders do)."""
+        n, k, c = x.shape
+        q = (x + pos).reshape(n // frames, frames * k, c)
+        read = self.self_attn(q, q, x.reshape(q.shape), need_weights=False)[0].reshape(n, k, c)
+        x = self.norm2(x + self.dropout(read))
         x = self.norm1(x + self.dropout(self.cross_attn(x + pos, reference_points, memory, shapes, padding)))
         return self.norm3(x + self.dropout(self.linear2(self.dropout(torch.relu(self.linear1(x))))))
 
@@ -80,7 +84,7 @@ class DeformableDecoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(DeformDecoderLayer(dim, ffn, levels, heads, points, dropout) for _ in range(layers))
 
-    def forward(self, x, pos, reference, memory, shapes, ratios, padding, bbox_embed: nn.ModuleList):
+    def forward(self, x, pos, reference, memory, shapes, ratios, padding, bbox_embed: nn.ModuleList, frames: int = 1):
         """x, pos (N, Q, C); reference (N, Q, 2) in [0, 1] -> every layer's queries (L, N, Q, C) and boxes
         (L, N, Q, 4) (cx, cy, w, h) in [0, 1]: layer l's box is ``bbox_embed[l]`` of its queries added to the
         inverse sigmoid of the reference it read (the centre only, for the first layer), and becomes the next
@@ -88,7 +92,7 @@ class DeformableDecoder(nn.Module):
         outputs, boxes = [], []
         for layer, head in zip(self.layers, bbox_embed):
             scale = ratios if reference.shape[-1] == 2 else torch.cat([ratios, ratios], -1)
-            x = layer(x, pos, reference[:, :, None] * scale[:, None], memory, shapes, padding)
+            x = layer(x, pos, reference[:, :, None] * scale[:, None], memory, shapes, padding, frames)
             delta = head(x)
             if reference.shape[-1] == 4:
                 box = (delta + inverse_sigmoid(reference)).sigmoid()
@@ -130,8 +134,9 @@ class DeformableTransformer(nn.Module):
         return self.encoder(src, pos, shapes, ratios, padding), shapes, ratios, padding
 
     def decode(self, tgt: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor, shapes, ratios, padding,
-               bbox_embed: nn.ModuleList):
-        """tgt (N, Q, C) content, query_pos (Q, C) learned -> (queries (L, N, Q, C), boxes (L, N, Q, 4))."""
+               bbox_embed: nn.ModuleList, frames: int = 1):
+        """tgt (N, Q, C) content, query_pos (Q, C) learned -> (queries (L, N, Q, C), boxes (L, N, Q, 4));
+        ``frames`` > 1: the N maps are clips of that many frames, and the queries' self-attention spans a clip."""
         pos = query_pos[None].expand(tgt.shape[0], -1, -1)
         reference = self.reference_points(pos).sigmoid()
-        return self.decoder(tgt, pos, reference, memory, shapes, ratios, padding, bbox_embed)
+        return self.decoder(tgt, pos, reference, memory, shapes, ratios, padding, bbox_embed, frames)
