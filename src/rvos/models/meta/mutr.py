@@ -19,8 +19,8 @@ MTI on the last decoder layer's frame queries alone and, as the official code th
 first layer's heads: the first class head, the first layer's boxes and their centres for the mask head's
 coordinates (``model.infer_heads: last``, a CPU-size option, reads them with the last layer's, as training pairs
 them; ``model.clip_queries``, another, lets the decoder's self-attention read the queries of every frame of the
-clip, so that frame query q boxes one object over the clip more often). The query with the best score is the
-output (top-1), threshold 0.5.
+clip, so that frame query q sees what it boxes in the other frames). The query with the best score is the output
+(top-1), threshold 0.5.
 
 With ``model.loss.instance_targets`` and ``model.track.enabled`` (CPU-size options, off in the paper configs) every
 annotated object of a clip is a target of its own video query, and a query's referring probability is track
