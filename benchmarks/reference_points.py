@@ -37,11 +37,7 @@ from rvos.data.splits import open_split
 from rvos.data.transforms import resize_frames, resized_shape
 from rvos.engine.checkpoint import find_model, load_model
 
-def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Broadcast (..., h, w) bool -> (...) IoU (both empty: 1)."""
-    inter = (a & b).flatten(-2).sum(-1).float()
-    union = (a | b).flatten(-2).sum(-1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+from track_diagnosis import iou  # the sibling benchmark's (this script's folder is on the path when it runs)
 
 
 def centroids(masks: torch.Tensor, stride: int) -> torch.Tensor:
