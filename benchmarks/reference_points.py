@@ -16,9 +16,13 @@ points), and the mean IoU of that query's masks drawn around:
 * ``best_of_frame``: in each frame the best of that frame's query box centres (last layer; an oracle choice among
   the frame queries);
 * ``object_centre``: the object's own centroid (an oracle point);
+* ``path_<s>``: an untrained repair of the same-index points: over the clip, the path through the frames' box
+  centres (last layer) with the least movement between consecutive frames, plus ``s`` pixels for each frame that
+  leaves the same index (:func:`smooth_path`); it mends a point that jumps to another object for a frame or two;
 
 and the distance (pixels of the model's input) from the object's centroid to the model's point, to the
-same-index box centres, and to the nearest centre among the frame's queries. Prints a JSON record;
+same-index box centres, and to the nearest centre among the frame's queries, and how long the stretches of frames
+last where the same-index (last layer) centre lies over 8 pixels from the object. Prints a JSON record;
 ``benchmarks/results/synth_learning.md`` quotes it.
 """
 
@@ -49,6 +53,35 @@ def centroids(masks: torch.Tensor, stride: int) -> torch.Tensor:
     return centre * stride + stride // 2
 
 
+def smooth_path(centres: torch.Tensor, own: int, switch: float) -> torch.Tensor:
+    """centres (T, Q, 2) of each frame's queries -> (T,) the query to take in each frame for video query ``own``: the
+    path with the least total movement between consecutive frames plus ``switch`` for each frame off ``own``
+    (Viterbi)."""
+    leave = torch.full(centres.shape[1:2], float(switch))
+    leave[own] = 0.0
+    cost, back = leave.clone(), []
+    for t in range(1, centres.shape[0]):
+        cost, arg = (cost[:, None] + torch.cdist(centres[t - 1], centres[t])).min(0)
+        cost = cost + leave
+        back.append(arg)
+    path = [int(cost.argmin())]
+    for arg in reversed(back):
+        path.append(int(arg[path[-1]]))
+    return torch.tensor(path[::-1])
+
+
+def stretches(flags: list[bool]) -> list[int]:
+    """The lengths of the runs of True."""
+    runs, n = [], 0
+    for flag in [*flags, False]:
+        if flag:
+            n += 1
+        elif n:
+            runs.append(n)
+            n = 0
+    return runs
+
+
 class Capture:
     """What one MUTR forward pass computes on the way: the mask features, the last layer's video queries, every
     decoder layer's boxes, and the points the mask head was given."""
@@ -75,13 +108,15 @@ class Capture:
 
 
 @torch.inference_mode()
-def measure(run: Path, split_dir: Path, n_videos: int, n_frames: int = 4) -> dict:
+def measure(run: Path, split_dir: Path, n_videos: int, n_frames: int = 4, switches=(8.0, 16.0, 32.0)) -> dict:
     model, cfg = load_model(find_model(run))
     if model.cfg.name != "mutr":
         raise SystemExit(f"{run} is a {model.cfg.name} run; this benchmark reads MUTR's reference points")
     capture = Capture(model)
     split = open_split(split_dir)
-    rows = {k: [] for k in ("model", "index_first", "index_last", "best_of_frame", "object_centre")}
+    rows = {k: [] for k in ("model", "index_first", "index_last", "best_of_frame", "object_centre",
+                            *(f"path_{s:g}" for s in switches))}
+    far = []  # lengths of the stretches of frames where the same-index (last layer) centre is over 8 pixels off
     errors = {k: [] for k in ("model", "index_first", "index_last", "nearest_of_frame")}
     for name in list(split.videos)[:n_videos]:
         video, frames = split.video(name), split.read_frames(name)
@@ -120,11 +155,17 @@ def measure(run: Path, split_dir: Path, n_videos: int, n_frames: int = 4) -> dic
                 points[:, q] = last[:, j]
                 best = torch.maximum(best, iou(capture.masks(points)[:, q], gt))
             rows["best_of_frame"].append(best[visible].mean().item())
+            frames_of = torch.arange(len(picked))
+            for switch in switches:
+                points = last.clone()
+                points[:, q] = last[frames_of, smooth_path(last, q, switch)]
+                rows[f"path_{switch:g}"].append(iou(capture.masks(points)[:, q], gt)[visible].mean().item())
             distance = lambda p: (p - centre).norm(dim=-1)[visible]  # noqa: E731
             errors["model"].extend(distance(own_points[:, q]).tolist())
             errors["index_first"].extend(distance(first[:, q]).tolist())
             errors["index_last"].extend(distance(last[:, q]).tolist())
             errors["nearest_of_frame"].extend((last - centre[:, None]).norm(dim=-1).min(1).values[visible].tolist())
+            far.extend(stretches((((last[:, q] - centre).norm(dim=-1) > 8) & visible).tolist()))
     return {
         "run": str(run), "split": str(split_dir), "videos": n_videos, "frames": n_frames or "all",
         "objects": len(rows["model"]),
@@ -133,6 +174,10 @@ def measure(run: Path, split_dir: Path, n_videos: int, n_frames: int = 4) -> dic
         "distance_to_the_object_centre": {
             k: {"mean": float(np.mean(v)), "median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)),
                 "over_8_pixels": float(np.mean(np.array(v) > 8))} for k, v in errors.items()},
+        "far_stretches_of_the_same_index": {
+            "stretches": len(far), "frames": int(sum(far)),
+            "frames_in_stretches_of": {"1-2": sum(n for n in far if n <= 2), "3-5": sum(n for n in far if 3 <= n <= 5),
+                                       "over 5": sum(n for n in far if n > 5)}},
     }
 
 
