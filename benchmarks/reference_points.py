@@ -22,7 +22,7 @@ points), and the mean IoU of that query's masks drawn around:
 
 and the distance (pixels of the model's input) from the object's centroid to the model's point, to the
 same-index box centres, and to the nearest centre among the frame's queries, and how long the stretches of frames
-last where the same-index (last layer) centre lies over 8 pixels from the object. Prints a JSON record;
+last where the same-index (last layer) centre lies over ``FAR`` (8) pixels from the object. Prints a JSON record;
 ``benchmarks/results/synth_learning.md`` quotes it.
 """
 
@@ -42,6 +42,8 @@ from rvos.data.transforms import resize_frames, resized_shape
 from rvos.engine.checkpoint import find_model, load_model
 
 from track_diagnosis import iou  # the sibling benchmark's (this script's folder is on the path when it runs)
+
+FAR = 8  # pixels of the model's input: a point this far from the object's centroid lies off the object
 
 
 def centroids(masks: torch.Tensor, stride: int) -> torch.Tensor:
@@ -116,7 +118,7 @@ def measure(run: Path, split_dir: Path, n_videos: int, n_frames: int = 4, switch
     split = open_split(split_dir)
     rows = {k: [] for k in ("model", "index_first", "index_last", "best_of_frame", "object_centre",
                             *(f"path_{s:g}" for s in switches))}
-    far = []  # lengths of the stretches of frames where the same-index (last layer) centre is over 8 pixels off
+    far = []  # lengths of the stretches of frames where the same-index (last layer) centre is over FAR pixels off
     errors = {k: [] for k in ("model", "index_first", "index_last", "nearest_of_frame")}
     for name in list(split.videos)[:n_videos]:
         video, frames = split.video(name), split.read_frames(name)
@@ -137,6 +139,7 @@ def measure(run: Path, split_dir: Path, n_videos: int, n_frames: int = 4, switch
         scale = torch.tensor([model_size[1], model_size[0]], dtype=torch.float32)
         first, last = (seen["boxes"][i][..., :2] * scale for i in (0, -1))  # (T, Q, 2) each
         drawn = {"index_first": capture.masks(first), "index_last": capture.masks(last)}
+        every_frame = torch.arange(len(picked))
         for gt in grid:  # (T, h, w)
             visible = gt.flatten(1).any(1)
             if not visible.any():
@@ -155,17 +158,17 @@ def measure(run: Path, split_dir: Path, n_videos: int, n_frames: int = 4, switch
                 points[:, q] = last[:, j]
                 best = torch.maximum(best, iou(capture.masks(points)[:, q], gt))
             rows["best_of_frame"].append(best[visible].mean().item())
-            frames_of = torch.arange(len(picked))
             for switch in switches:
                 points = last.clone()
-                points[:, q] = last[frames_of, smooth_path(last, q, switch)]
+                points[:, q] = last[every_frame, smooth_path(last, q, switch)]
                 rows[f"path_{switch:g}"].append(iou(capture.masks(points)[:, q], gt)[visible].mean().item())
-            distance = lambda p: (p - centre).norm(dim=-1)[visible]  # noqa: E731
-            errors["model"].extend(distance(own_points[:, q]).tolist())
-            errors["index_first"].extend(distance(first[:, q]).tolist())
-            errors["index_last"].extend(distance(last[:, q]).tolist())
-            errors["nearest_of_frame"].extend((last - centre[:, None]).norm(dim=-1).min(1).values[visible].tolist())
-            far.extend(stretches((((last[:, q] - centre).norm(dim=-1) > 8) & visible).tolist()))
+            distance = lambda p: (p - centre).norm(dim=-1)  # noqa: E731
+            off = distance(last[:, q])  # (T,) the same-index last-layer centre's
+            errors["model"].extend(distance(own_points[:, q])[visible].tolist())
+            errors["index_first"].extend(distance(first[:, q])[visible].tolist())
+            errors["index_last"].extend(off[visible].tolist())
+            errors["nearest_of_frame"].extend(distance(last.transpose(0, 1)).min(0).values[visible].tolist())
+            far.extend(stretches(((off > FAR) & visible).tolist()))
     return {
         "run": str(run), "split": str(split_dir), "videos": n_videos, "frames": n_frames or "all",
         "objects": len(rows["model"]),
@@ -173,7 +176,7 @@ def measure(run: Path, split_dir: Path, n_videos: int, n_frames: int = 4, switch
         "iou_of_the_best_query": {k: float(np.mean(v)) for k, v in rows.items()},
         "distance_to_the_object_centre": {
             k: {"mean": float(np.mean(v)), "median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)),
-                "over_8_pixels": float(np.mean(np.array(v) > 8))} for k, v in errors.items()},
+                f"over_{FAR}_pixels": float(np.mean(np.array(v) > FAR))} for k, v in errors.items()},
         "far_stretches_of_the_same_index": {
             "stretches": len(far), "frames": int(sum(far)),
             "frames_in_stretches_of": {"1-2": sum(n for n in far if n <= 2), "3-5": sum(n for n in far if 3 <= n <= 5),
