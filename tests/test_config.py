@@ -13,7 +13,7 @@ def test_bundled_configs_load_by_name_and_path():
     assert load_config("vlm_rn50_mevis").model.backbone.model == "RN50-quickgelu"
     from rvos.config import CONFIG_DIR
 
-    assert load_config(str(CONFIG_DIR / "vlm_tiny_synth.yaml")).data.synth.train == 400
+    assert load_config(str(CONFIG_DIR / "vlm_tiny_synth.yaml")).data.synth.train == 2000
 
 
 def test_overrides_are_typed_dotted_keys():

@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="generate the synthetic motion benchmark (MeViS layout)")
     p.add_argument("out", type=Path, help="folder to write train/, valid_u/ and valid/ into")
-    p.add_argument("--train", type=int, default=400, help="training videos (default 400)")
+    p.add_argument("--train", type=int, default=2000, help="training videos (default 2000)")
     p.add_argument("--valid-u", type=int, default=50, help="annotated validation videos (default 50)")
     p.add_argument("--valid", type=int, default=50, help="validation videos without masks (default 50)")
     p.add_argument("--seed", type=int, default=0)
