@@ -1,7 +1,7 @@
 """Every annotated object as a target of its own query, and track grounding of the queries, in the ReferFormer-style
 methods (SgMg, MUTR; CPU-size options): the targets, the Hungarian matching of a clip's objects, the class's
 positives, the track loss over the video's sentences, the union rule, and the streaming session against the model's
-own selection."""
+own selection; and the number of objects a sentence names (``model.track.count``) in these and DsHmp."""
 
 from types import SimpleNamespace
 
@@ -104,13 +104,14 @@ def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video
     again.load_training_state(model.training_state())
     assert [e.sentences for e in again.track_replay.draw(4)] == [e.sentences for e in model.track_replay.draw(4)]
     described = describe_model(model)["selection"]
-    assert described["score"].startswith("track grounding") and "union" in described["rule"]
+    rule = "as many of the likeliest" if cfg.model.track.count else "union of queries"  # sgmg's tiny config counts
+    assert described["score"].startswith("track grounding") and rule in described["rule"]
 
 
 @pytest.mark.parametrize("method, extra", [("sgmg", ["model.link=false", "model.duplicate_iou=0"]),
                                            ("sgmg", ["model.duplicate_iou=0"]), ("sgmg", []), ("mutr", [])])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(method, extra):
-    model, _ = tiny(method, *TRACK, *extra)
+    model, _ = tiny(method, *TRACK, *extra, "model.track.count=0")  # the threshold's rule (the count's: below)
     model.eval()
     b = clip_batch(model)
     with torch.no_grad():
@@ -128,6 +129,32 @@ def test_with_track_grounding_the_session_selects_what_the_model_selects(method,
     kept = (out["track_logits"][1].sigmoid() > 0.3).sum().clamp(min=1)  # the best query kept whatever its probability
     assert got[1].logits.shape[1] == kept
     assert candidates.shape[1] == model.cfg.queries
+
+
+@pytest.mark.parametrize("method, extra", [("sgmg", []), ("mutr", []), ("dshmp", ["model.split_blobs=false"])])
+def test_with_a_count_the_likeliest_queries_are_kept_as_many_as_the_sentence_names(method, extra):
+    model, _ = tiny(method, *TRACK, *extra, "model.track.count=3")
+    model.train().prepare_training(SPLIT)
+    b = clip_batch(model)
+    losses = model.loss(model(b), b)
+    losses["track_count"].backward()  # the classifier learns from every sentence of the clip's video
+    assert model.track_head.count[0].weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        model.track_head.count[-1].weight.zero_()
+        model.track_head.count[-1].bias.copy_(torch.tensor([-9.0, 9.0, -9.0]))  # every sentence names two objects
+        out = model(b)
+        expected = model.postprocess(out, 0.99)
+        session = model.start_session(b.text, 0.99)
+        frames = model.pad(b.frames[1]) if method == "dshmp" else b.frames[1]  # DsHmp's session reads padded frames
+        session.observe(frames, 0)
+        session.decode()
+        got = session.predict(frames, 0)
+    assert out["object_counts"] == [2, 2] and session.object_counts == [2, 2]
+    assert (out["track_logits"].sigmoid() < 0.99).all() and expected[1].logits.shape[1] == 2  # none passes 0.99
+    torch.testing.assert_close(got[1].scores, expected[1].scores, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got[1].logits, expected[1].logits, atol=1e-3, rtol=1e-3)
+    assert "as many of the likeliest" in describe_model(model)["selection"]["rule"]
 
 
 @pytest.mark.parametrize("method", ["sgmg", "mutr"])

@@ -16,7 +16,7 @@ from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.track_grounding import (CROP_DIM, FRAME_DIM, TRACK_DIM, TrackExample, TrackGrounding,
                                                  crop_windows, descriptor_probs, exclusive_masks, frame_descriptors,
                                                  relative_to_mean, slot_labels, suppress_duplicates, track_bce,
-                                                 track_frames, tracks, video_sentences)
+                                                 track_frames, tracks, video_counts, video_sentences)
 
 from contract import tiny_config
 
@@ -400,3 +400,65 @@ def test_the_best_slot_is_kept_whatever_its_probability():
     assert plain.logits.shape[1] == 1 and kept.logits.shape[1] == 2  # slots 1 and 2
     assert (kept.logits[1, 1] == NO_MASK).all() and (kept.logits[:, 0] == 1).all()
     torch.testing.assert_close(kept.scores, torch.tensor([0.6, 0.45]))
+
+
+def test_the_likeliest_slots_are_kept_as_many_as_the_sentence_refers_to():
+    from rvos.models.meta.base import union_of_queries
+
+    probs = torch.tensor([[0.9, 0.3, 0.6, 0.0], [0.9, 0.3, 0.6, 0.0]])  # slot 3 is no candidate (probability 0)
+    logits = torch.ones(2, 4, 4, 4)
+    one = union_of_queries(probs, logits, 0.5, keep_best=True, count=1)  # slot 2 passes 0.5, but one object is named
+    assert one.logits.shape[1] == 1 and one.scores.tolist() == pytest.approx([0.9, 0.9])
+    two = union_of_queries(probs, logits, 0.7, keep_best=True, count=2)  # slot 2 under 0.7, but two objects are named
+    assert two.logits.shape[1] == 2
+    assert union_of_queries(probs, logits, 0.95, keep_best=True, count=1).logits.shape[1] == 1
+    # more than one: every slot over the threshold as well (a plural seldom says how many)
+    assert union_of_queries(probs, logits, 0.2, keep_best=True, count=2).logits.shape[1] == 3
+    assert union_of_queries(probs, logits, 0.5, keep_best=True, count=4).logits.shape[1] == 3  # never slot 3
+
+
+def test_the_count_classifier_learns_how_many_objects_a_sentence_refers_to():
+    cfg = tiny_config("vlm", *SIZE, *TRACK, "model.track.count=3")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    model.prepare_training(SPLIT)
+    batch = clip_batch(model)
+    # every expression of the clip's video, in video_sentences' order; "the green circle" refers to nothing here,
+    # which the classifier reads as its first class (one object)
+    assert video_counts(model.expressions, batch, 0) == [1, 1, 2, 0]
+    assert video_counts(model.expressions, clip_batch(model, False), 1) == [1]  # the clip's own sentence
+    opt = torch.optim.AdamW(model.parameters(), 1e-2)
+    for _ in range(30):
+        parts = model.loss(model(batch), batch)
+        opt.zero_grad()
+        parts["track_count"].backward()
+        opt.step()
+    assert parts["track_count"].item() < 0.1
+    model.eval()
+    counts = model.track_head.counts(model.track_sentences(["both squares", "the blue square that stays"]))
+    assert counts.tolist() == [2, 1]
+    with torch.no_grad():
+        out = model(batch)
+    assert out["object_counts"] == [1, 1]
+    with pytest.raises(ConfigError, match="keep_best"):
+        tiny_config("vlm", *TRACK, "model.track.count=3", "model.track.keep_best=false")
+
+
+def test_with_a_count_the_session_selects_what_the_model_selects():
+    cfg = tiny_config("vlm", *SIZE, *TRACK, "model.track.count=3")
+    torch.manual_seed(3)
+    model = build_model(cfg.model).eval()
+    with torch.no_grad():
+        model.track_head.count[-1].weight.zero_()
+        model.track_head.count[-1].bias.copy_(torch.tensor([-9.0, 9.0, -9.0]))  # every sentence names two objects
+        batch = clip_batch(model)
+        out = model(batch)
+        expected = model.postprocess(out, 0.99)
+        session = model.start_session(batch.text, 0.99)
+        frames = model.pad(batch.frames[0])
+        session.observe(frames, 0)
+        session.decode()
+        got = session.predict(frames, 0)
+    assert session.object_counts == [2, 2] and expected[0].logits.shape[1] == 2  # two slots, none over 0.99
+    torch.testing.assert_close(got[0].logits, expected[0].logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got[0].scores, expected[0].scores, atol=1e-5, rtol=1e-4)

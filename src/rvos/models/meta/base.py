@@ -231,21 +231,47 @@ def describe_model(model: RvosModel) -> dict[str, dict]:
     return report
 
 
-def union_of_queries(probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float,
-                     keep_best: bool = False) -> ClipMasks:
-    """The selection rule of methods that may name several objects: the union of the masks of the queries whose
-    referring probability passes ``threshold`` (and, with ``keep_best``, the query of the highest mean probability
-    in any case). probs (T, Q); mask_logits (T, Q, h, w) -> per frame the kept queries' logits (the queries kept in
-    some frame; :data:`NO_MASK` where a query is not kept in a frame, one such mask where none is kept at all) and
-    the best kept probability among the queries that show something in the frame."""
-    keep = probs > threshold  # (T, Q)
-    if keep_best:
+def kept_queries(probs: torch.Tensor, threshold: float, keep_best: bool = False, count: int = 0) -> torch.Tensor:
+    """The queries :func:`union_of_queries` keeps in each frame: probs (T, Q) -> (T, Q) bool. Those whose referring
+    probability passes ``threshold`` (and, with ``keep_best``, the query of the highest mean probability in any case).
+    With ``count``, how many objects the sentence refers to as the model reads it: one, the query of the highest mean
+    probability alone; more, the ``count`` queries of the highest mean probability and every query over ``threshold``
+    too (a plural seldom says how many: "the blue shapes"); queries of probability 0 (no candidates) are left out
+    unless none is left."""
+    keep = probs > threshold
+    if count:
+        mean = probs.mean(0)
+        best = mean.argsort(descending=True)[:count]
+        best = best[mean[best] > 0] if (mean[best] > 0).any() else best[:1]
+        keep = keep if count > 1 else torch.zeros_like(keep)
+        keep[:, best] = True
+    elif keep_best:
         keep[:, probs.mean(0).argmax()] = True
+    return keep
+
+
+def union_of_queries(probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float,
+                     keep_best: bool = False, count: int = 0) -> ClipMasks:
+    """The selection rule of methods that may name several objects: the union of the masks of the queries of
+    :func:`kept_queries`. probs (T, Q); mask_logits (T, Q, h, w) -> per frame the kept queries' logits (the queries
+    kept in some frame; :data:`NO_MASK` where a query is not kept in a frame, one such mask where none is kept at all)
+    and the best kept probability among the queries that show something in the frame."""
+    keep = kept_queries(probs, threshold, keep_best, count)  # (T, Q)
     kept = mask_logits.masked_fill(~keep[:, :, None, None], NO_MASK)
     present = (kept > 0).flatten(2).any(-1)  # (T, Q): kept and showing something
     columns = keep.any(0)
     kept = kept[:, columns] if columns.any() else kept[:, :1]
     return ClipMasks(kept, (probs * present).max(1).values)
+
+
+def union_rule(threshold: float, track) -> str:
+    """:func:`union_of_queries` in words, as a model's ``describe`` reports it (``track``: its
+    :class:`~rvos.models.modules.track_grounding.TrackGroundingConfig`)."""
+    if track.enabled and track.count:
+        return (f"the likeliest query alone for a sentence read as naming one object; for one read as naming more (up "
+                f"to {track.count} told apart), as many of the likeliest and every query with probability > {threshold}")
+    return (f"union of queries with probability > {threshold}"
+            + (", the best one kept in any case" if track.enabled and track.keep_best else ""))
 
 
 def top_query(probs: torch.Tensor, mask_logits: torch.Tensor) -> ClipMasks:

@@ -60,13 +60,13 @@ from rvos.models.backbones.mm_swin import MultiModalSwin, load_swin_weights
 from rvos.models.criterion.contrastive import MemoryBank
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
 from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel,
-                                   TextInputs, top_query, union_of_queries)
+                                   TextInputs, top_query, union_of_queries, union_rule)
 from rvos.models.modules.cues import FeatureResizer, cue_sets
 from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
 from rvos.models.modules.motion_decoder import MotionDecoder
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
 from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, blob_masks, blob_tracks,
-                                                 check_query_tracks, exclusive_masks)
+                                                 check_query_tracks, exclusive_masks, object_counts)
 from rvos.text.decouple import ExpressionDecoupler, make_tagger
 
 log = logging.getLogger(__name__)
@@ -295,11 +295,13 @@ class DsHmpModel(QueryTracks, RvosModel):
             valid = None
             if self.cfg.split_blobs and not self.training:
                 masks, objectness, valid, _ = self.blob_candidates(masks, objectness)
-            slot_tracks, logits = self.track_logits(images, masks, self.track_text(batch.text))
+            text = self.track_text(batch.text)
+            slot_tracks, logits = self.track_logits(images, masks, text)
             if valid is not None:  # a padding track is no candidate
                 logits = logits.masked_fill(~valid, NO_MASK)
             track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_logits": masks, "slot_masks": masks > 0,
-                     "objectness": objectness, "mask_images": images.view(b, t_len, *images.shape[1:])}
+                     "objectness": objectness, "mask_images": images.view(b, t_len, *images.shape[1:]),
+                     "object_counts": object_counts(self.track_head, text)}
         return track | {
             "frame_logits": fo["logits"],  # per prediction (B*T, fQ, 2)
             "frame_masks": fo["masks"],  # per prediction (B*T, fQ, h, w)
@@ -404,6 +406,8 @@ class DsHmpModel(QueryTracks, RvosModel):
                                                                         clip_labels, batch)
         if self.track_head is not None:
             losses["track"] = self.track_loss(outputs, [self.pad(t) for t in batch.instances], batch)
+            if self.track_head.count is not None:
+                losses["track_count"] = self.track_count_loss(batch)
         return losses
 
     def _similarity(self, outputs, frame_matches, frame_ids, clip_matches, b, t_len) -> torch.Tensor:
@@ -451,13 +455,15 @@ class DsHmpModel(QueryTracks, RvosModel):
 
     # ------------------------------------------------------------------------------------------- selection
 
-    def select(self, probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float | None = None) -> ClipMasks:
-        """probs (T, Q), mask_logits (T, Q, h, w) -> the selection rule's masks and scores."""
+    def select(self, probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float | None = None,
+               count: int = 0) -> ClipMasks:
+        """probs (T, Q), mask_logits (T, Q, h, w) -> the selection rule's masks and scores; ``count``: how many
+        objects the sentence refers to, as ``track.count``'s classifier reads it (0: no such reading)."""
         if self.cfg.selection == "top1":
             return top_query(probs, mask_logits)
         keep_best = self.track_head is not None and self.cfg.track.keep_best
         return union_of_queries(probs, mask_logits, self.cfg.score_threshold if threshold is None else threshold,
-                                keep_best)
+                                keep_best, count)
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
         t_len = outputs["clip_length"]
@@ -468,7 +474,8 @@ class DsHmpModel(QueryTracks, RvosModel):
         if self.track_head is not None:
             probs = self.candidate_probs(outputs["track_logits"].sigmoid(), outputs["objectness"])
             masks = outputs["slot_logits"].transpose(1, 2)
-        return [self.select(p.expand(t_len, -1), m, score_threshold) for p, m in zip(probs, masks)]
+        counts = outputs.get("object_counts") or [0] * len(probs)
+        return [self.select(p.expand(t_len, -1), m, score_threshold, c) for p, m, c in zip(probs, masks, counts)]
 
     def parameter_group(self, name: str) -> str:
         if name.startswith("text_encoder."):
@@ -497,8 +504,7 @@ class DsHmpModel(QueryTracks, RvosModel):
                                "queries": cfg.motion.queries, "window": cfg.motion.window},
             "memory_bank": {"entries": cfg.contrastive.entries, "contrastive_weight": cfg.contrastive.weight},
             "selection": {"rule": "top-1 query" if cfg.selection == "top1"
-                          else f"union of queries with probability > {cfg.score_threshold}"
-                          + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
+                          else union_rule(cfg.score_threshold, cfg.track),
                           "score": "track grounding (the clip queries' masks)" if cfg.track.enabled
                           else "the clip query's class"}
             | ({"candidates": "each clip query's masks cut into the tracks of their connected blobs"}
@@ -529,6 +535,8 @@ class DsHmpSession(InferenceSession):
         self.features: list[list[torch.Tensor]] | None = [[] for _ in range(self.count)] if tracked else None
         self.images: list[torch.Tensor] = []  # track grounding: per window the frames as the descriptors read them
         self.track_text = model.track_text(text) if tracked else None
+        # track.count: how many objects each sentence refers to (0: the threshold decides)
+        self.object_counts = object_counts(model.track_head, self.track_text) if tracked else [0] * self.count
         self.objectness: list[torch.Tensor] = []  # track grounding: per sentence (1, cQ) the class probabilities
         # with model.split_blobs: per sentence the blob tracks (their queries (K,), places (K, T, h, w))
         self.blobs: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -577,4 +585,5 @@ class DsHmpSession(InferenceSession):
         return [(self.probs[k].expand(n, -1), x) for k, x in enumerate(logits)]
 
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
-        return [self.model.select(probs, logits, self.threshold) for probs, logits in self.candidates(frames, start)]
+        return [self.model.select(probs, logits, self.threshold, count)
+                for (probs, logits), count in zip(self.candidates(frames, start), self.object_counts)]

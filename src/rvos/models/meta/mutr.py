@@ -48,14 +48,15 @@ from rvos.models.layers.attention import AttentionLayer, FFNLayer
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
 from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs, top_query,
-                                   union_of_queries)
+                                   union_of_queries, union_rule)
 from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.instance_queries import InstanceQueryInit
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.temporal_interaction import TemporalInteraction
-from rvos.models.modules.track_grounding import QueryTracks, TrackGroundingConfig, check_query_tracks
+from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
+                                                 object_counts)
 
 
 @dataclass
@@ -265,9 +266,11 @@ class MutrModel(QueryTracks, ReferFormerParts):
             b, t_len = batch.frames.shape[:2]
             images = self.descriptor_frames(self.pad_frames(batch.frames.flatten(0, 1))[0])
             slot_logits = out["masks"][-1].transpose(1, 2)  # (B, Q, T, h, w)
-            slot_tracks, logits = self.track_logits(images, slot_logits, self.track_text(batch.text))
+            text = self.track_text(batch.text)
+            slot_tracks, logits = self.track_logits(images, slot_logits, text)
             out |= {"track_logits": logits, "slot_tracks": slot_tracks, "slot_masks": slot_logits > 0,
-                    "mask_images": images.view(b, t_len, *images.shape[1:])}
+                    "mask_images": images.view(b, t_len, *images.shape[1:]),
+                    "object_counts": object_counts(self.track_head, text)}
         if self.training:
             out["targets"] = referring_targets(batch, size, self.cfg.loss.instance_targets)
             out["size"] = size
@@ -289,6 +292,8 @@ class MutrModel(QueryTracks, ReferFormerParts):
         losses = self.layer_losses(parts)
         if self.track_head is not None:
             losses["track"] = self.track_loss(outputs, [pad_to(x, outputs["size"]) for x in batch.instances], batch)
+            if self.track_head.count is not None:
+                losses["track_count"] = self.track_count_loss(batch)
         return losses
 
     # ------------------------------------------------------------------------------------------- selection
@@ -297,16 +302,20 @@ class MutrModel(QueryTracks, ReferFormerParts):
         self.check_threshold(score_threshold)
         t_len = outputs["masks"].shape[2]
         probs = outputs["track_logits"] if self.track_head is not None else outputs["logits"][-1]  # (B, Q)
-        return [self.select(p.sigmoid().expand(t_len, -1), m, score_threshold)
-                for p, m in zip(probs, outputs["masks"][-1])]
+        counts = outputs.get("object_counts") or [0] * len(probs)
+        return [self.select(p.sigmoid().expand(t_len, -1), m, score_threshold, c)
+                for p, m, c in zip(probs, outputs["masks"][-1], counts)]
 
-    def select(self, probs: torch.Tensor, masks: torch.Tensor, threshold: float | None = None) -> ClipMasks:
+    def select(self, probs: torch.Tensor, masks: torch.Tensor, threshold: float | None = None,
+               count: int = 0) -> ClipMasks:
         """probs (T, Q), mask logits (T, Q, h, w) -> the rule's masks and scores: the official one query, or the
-        union of those that pass the threshold."""
+        union of those that pass the threshold (``count``: how many objects the sentence refers to, as
+        ``track.count``'s classifier reads it; 0: no such reading)."""
         if self.cfg.selection == "top1":
             return top_query(probs, masks)
         keep_best = self.track_head is not None and self.cfg.track.keep_best
-        return union_of_queries(probs, masks, self.cfg.score_threshold if threshold is None else threshold, keep_best)
+        return union_of_queries(probs, masks, self.cfg.score_threshold if threshold is None else threshold, keep_best,
+                                count)
 
     # ------------------------------------------------------------------------------------------- inference
 
@@ -338,8 +347,7 @@ class MutrModel(QueryTracks, ReferFormerParts):
             "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers,
                           "reference_points": f"the {cfg.infer_heads} decoder layer's box centres (at inference)"},
             "selection": {"rule": "top-1 query (best score over the video)" if cfg.selection == "top1"
-                          else f"union of queries with probability > {cfg.score_threshold}"
-                          + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
+                          else union_rule(cfg.score_threshold, cfg.track),
                           "score": "track grounding (the video queries' masks)" if cfg.track.enabled
                           else "the video query's class"},
         }
@@ -357,6 +365,9 @@ class MutrSession(InferenceSession):
         self.instances = instances
         self.cache = LastWindow()
         self.track_text = model.track_text(text) if model.track_head is not None else None
+        # track.count: how many objects each sentence refers to (0: the threshold decides)
+        self.object_counts = (object_counts(model.track_head, self.track_text) if self.track_text is not None
+                              else [0] * self.count)
 
     def _encode(self, frames: torch.Tensor, start: int) -> list[dict]:
         images = self.model.encode_images(frames[None])  # the backbone reads no sentence: once for all of them
@@ -385,4 +396,5 @@ class MutrSession(InferenceSession):
         return [(probs(out).expand(n, -1), out["masks"][-1, 0]) for out in self._window(frames, start)]
 
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
-        return [self.model.select(probs, masks, self.threshold) for probs, masks in self.candidates(frames, start)]
+        return [self.model.select(probs, masks, self.threshold, count)
+                for (probs, masks), count in zip(self.candidates(frames, start), self.object_counts)]

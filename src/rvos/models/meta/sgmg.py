@@ -48,15 +48,15 @@ from rvos.models.criterion.referformer import (ReferLossConfig, layer_losses, ma
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.position_encoding import sine_2d_masked, sine_text
 from rvos.models.layers.spectrum import SpectrumModulation
-from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs, top_query,
-                                   union_of_queries)
+from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs,
+                                   kept_queries, top_query, union_of_queries, union_rule)
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.query_init import link_masks, reorder
 from rvos.models.modules.segment_optimize import SegmentOptimize
 from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
-                                                 duplicate_masks)
+                                                 duplicate_masks, object_counts)
 
 
 @dataclass
@@ -228,9 +228,11 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         if self.track_head is not None:  # the queries' tracks, read from the last layer's stride-2 priors
             images = self.descriptor_frames(self.pad_frames(frames)[0])
             slot_logits = self.coarse_masks(priors[-1]).transpose(1, 2)  # (B, Q, T, h, w)
-            slot_tracks, track_logits = self.track_logits(images, slot_logits, self.track_text(batch.text))
+            text = self.track_text(batch.text)
+            slot_tracks, track_logits = self.track_logits(images, slot_logits, text)
             outputs |= {"track_logits": track_logits, "slot_tracks": slot_tracks, "slot_masks": slot_logits > 0,
-                        "mask_images": images.view(b, t_len, *images.shape[1:])}
+                        "mask_images": images.view(b, t_len, *images.shape[1:]),
+                        "object_counts": object_counts(self.track_head, text)}
         if not self.training:
             return outputs | {"priors": priors[-1], "stride4": out["stride4"], "stride8": out["stride8"]}
         low = self.coarse_masks(priors)  # (L, B, T, Q, H'/2, W'/2)
@@ -259,6 +261,8 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             for layer in range(outputs["logits"].shape[0]))
         if self.track_head is not None:
             losses["track"] = self.track_loss(outputs, [pad_to(x, outputs["size"]) for x in batch.instances], batch)
+            if self.track_head.count is not None:
+                losses["track_count"] = self.track_count_loss(batch)
         return losses
 
     # ------------------------------------------------------------------------------------------- selection
@@ -267,12 +271,14 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         self.check_threshold(score_threshold)
         probs = self.referring_probs(outputs)  # (B, T, Q)
         t_len = probs.shape[1]
+        counts = outputs.get("object_counts") or [0] * len(probs)
         results = []
         for b in range(probs.shape[0]):
             frames = slice(b * t_len, (b + 1) * t_len)
             results.append(self.select(probs[b], outputs["priors"][b], outputs["stride4"][frames],
-                                       outputs["stride8"][frames], self.chosen_queries(probs[b], score_threshold),
-                                       score_threshold))
+                                       outputs["stride8"][frames],
+                                       self.chosen_queries(probs[b], score_threshold, counts[b]), score_threshold,
+                                       counts[b]))
         return results
 
     def referring_probs(self, outputs: dict) -> torch.Tensor:
@@ -282,27 +288,28 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             return probs
         return outputs["track_logits"].sigmoid()[:, None].expand_as(probs)
 
-    def chosen_queries(self, probs: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+    def chosen_queries(self, probs: torch.Tensor, threshold: float | None = None, count: int = 0) -> torch.Tensor:
         """The queries the selection rule may show, from their probabilities over the video (T, Q): the best by its
-        mean (``top1``), or those that pass the threshold in some frame, the best with ``track.keep_best``."""
+        mean (``top1``), or those :func:`kept_queries` keeps in some frame (``count``: as :meth:`select`'s)."""
         best = probs.sum(0).argmax()
         if self.cfg.selection == "top1":
             return best[None]
-        keep = (probs > (self.cfg.score_threshold if threshold is None else threshold)).any(0)
-        if self.track_head is not None and self.cfg.track.keep_best:
-            keep[best] = True
+        keep = kept_queries(probs, self.cfg.score_threshold if threshold is None else threshold,
+                            self.track_head is not None and self.cfg.track.keep_best, count).any(0)
         return keep.nonzero()[:, 0] if keep.any() else best[None]
 
     def select(self, probs: torch.Tensor, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor,
-               queries: torch.Tensor, threshold: float | None = None) -> ClipMasks:
+               queries: torch.Tensor, threshold: float | None = None, count: int = 0) -> ClipMasks:
         """probs (T, Q); priors (T, Q, 16, h, w) -> the chosen ``queries`` (:meth:`chosen_queries`, over the whole
-        video) refined in every frame, and the rule's masks and scores: the official one query, or their union."""
+        video) refined in every frame, and the rule's masks and scores: the official one query, or their union
+        (``count``: how many objects the sentence refers to, as ``track.count``'s classifier reads it; 0: no such
+        reading)."""
         masks = torch.stack([self.refine(priors[:, q], stride4, stride8) for q in queries.tolist()], 1)
         if self.cfg.selection == "top1":
             return top_query(probs[:, queries], masks)
         keep_best = self.track_head is not None and self.cfg.track.keep_best
         return union_of_queries(probs[:, queries], masks, self.cfg.score_threshold if threshold is None else threshold,
-                                keep_best)
+                                keep_best, count)
 
     # ------------------------------------------------------------------------------------------- inference
 
@@ -325,8 +332,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
                             "points": x.dec_points, "queries_per_frame": cfg.queries},
             "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers},
             "selection": {"rule": "top-1 query (best mean score over the video)" if cfg.selection == "top1"
-                          else f"union of queries with probability > {cfg.score_threshold}"
-                          + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
+                          else union_rule(cfg.score_threshold, cfg.track),
                           "score": "track grounding (the queries' stride-2 priors)" if cfg.track.enabled
                           else "the query's class",
                           "track": "each frame's queries linked to the frames' before by their stride-2 masks"
@@ -359,6 +365,8 @@ class SgMgSession(InferenceSession):
         self.coarse: list[list[torch.Tensor]] | None = [[] for _ in range(self.count)] if tracked else None
         self.images: list[torch.Tensor] = []  # track grounding: per window the frames as the descriptors read them
         self.track_text = model.track_text(text) if tracked else None
+        # track.count: how many objects each sentence refers to (0: the threshold decides)
+        self.object_counts = object_counts(model.track_head, self.track_text) if tracked else [0] * self.count
         self.perms: dict[int, list[torch.Tensor]] = {}  # with model.link: per window start, per sentence (n, Q)
         self.link_state: list[tuple | None] = [None] * self.count
 
@@ -400,7 +408,8 @@ class SgMgSession(InferenceSession):
                 _, logits = self.model.track_logits(images, masks, self.track_text[k:k + 1])
                 self.probs[k] = logits.sigmoid().expand_as(self.probs[k])
             self.coarse, self.images = None, []
-        self.chosen = [self.model.chosen_queries(p, self.threshold) for p in self.probs]
+        self.chosen = [self.model.chosen_queries(p, self.threshold, count)
+                       for p, count in zip(self.probs, self.object_counts)]
 
     def _window(self, frames: torch.Tensor, start: int) -> list[dict]:
         return self.cache.get(start, lambda: self._linked(self._encode(frames), start))
@@ -418,4 +427,5 @@ class SgMgSession(InferenceSession):
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
         n = frames.shape[0]
         return [self.model.select(self.probs[k][start : start + n], enc["priors"][-1], enc["stride4"], enc["stride8"],
-                                  self.chosen[k], self.threshold) for k, enc in enumerate(self._window(frames, start))]
+                                  self.chosen[k], self.threshold, self.object_counts[k])
+                for k, enc in enumerate(self._window(frames, start))]

@@ -34,16 +34,16 @@ from rvos.models.backbones.clip import CLIPBackbone
 from rvos.models.criterion.losses import LossConfig, SetCriterion, per_frame_targets, similarity_loss
 from rvos.models.criterion.terms import boxes_from_masks
 from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSession, LastWindow, RvosModel,
-                                   TextInputs, union_of_queries)
+                                   TextInputs, union_of_queries, union_rule)
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (ReplayState, TrackExample, TrackGrounding, TrackGroundingConfig,
-                                                 TrackReplay, crop_windows, descriptor_probs, exclusive_masks,
-                                                 frame_descriptors, labelled_tracks, on_mask_grid, pair_labels,
-                                                 suppress_duplicates, track_bce, track_frames, tracks,
-                                                 video_expressions, video_sentences)
+                                                 TrackReplay, batch_count_loss, crop_windows, descriptor_probs,
+                                                 exclusive_masks, frame_descriptors, labelled_tracks, on_mask_grid,
+                                                 pair_labels, suppress_duplicates, track_bce, track_frames, tracks,
+                                                 object_counts, video_expressions, video_sentences)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -212,7 +212,7 @@ class VLMModel(ReplayState, RvosModel):
         self.video_sim = nn.Linear(c, c)
         track_text = self.backbone.width if cfg.track.text == "bag" else c
         self.track_head = (TrackGrounding(track_text, cfg.track.hidden, cfg.track.samples, cfg.track.relative_centre,
-                                          cfg.track.dropout, cfg.track.crop, cfg.track.text_norm)
+                                          cfg.track.dropout, cfg.track.crop, cfg.track.text_norm, cfg.track.count)
                            if cfg.track.enabled else None)
         self.track_replay = TrackReplay(cfg.track.replay) if cfg.track.enabled and cfg.track.replay else None
         # boxes are predicted per frame only: the video level is matched and supervised on masks and scores
@@ -418,6 +418,8 @@ class VLMModel(ReplayState, RvosModel):
             slot_logits = reorder(masks.view(clips, frames, q, *masks.shape[-2:]), vo.perms)  # (B', T', Q, h, w)
             track = {"track_logits": logits, "slot_tracks": slot_tracks, "slot_logits": slot_logits,
                      "slot_masks": slot_logits > 0, "mask_images": images.view(clips, frames, *images.shape[1:])}
+            if self.track_head.count is not None:  # per clip of the batch
+                track["object_counts"] = object_counts(self.track_head, text.view(b, -1, text.shape[-1])[:, 0])
             if fo.peaks is not None:
                 track["slot_objectness"] = self.slot_objectness(fo.peaks.view(clips, frames, q), vo.perms,
                                                                 descriptors[..., 0])
@@ -485,6 +487,9 @@ class VLMModel(ReplayState, RvosModel):
             losses["centre"] = cfg.centre_weight * self._centre_loss(outputs["frame_objectness"], targets, t_len)
         if self.track_head is not None:
             losses["track"] = self.cfg.track.weight * self._track_loss(outputs, batch)
+            if self.track_head.count is not None:
+                losses["track_count"] = self.cfg.track.count_weight * batch_count_loss(
+                    self.track_head, self.expressions, batch, self.track_sentences)
             if self.cfg.track.slot_weight:
                 part, _ = self.slot_criterion(outputs["track_logits"], outputs["slot_logits"].transpose(1, 2),
                                               clip_targets, labels=clip_labels)
@@ -565,11 +570,13 @@ class VLMModel(ReplayState, RvosModel):
 
     # ------------------------------------------------------------------------------------------- selection
 
-    def select(self, probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float | None = None) -> ClipMasks:
-        """The selection rule (:func:`union_of_queries`) at the config's threshold unless one is given."""
+    def select(self, probs: torch.Tensor, mask_logits: torch.Tensor, threshold: float | None = None,
+               count: int = 0) -> ClipMasks:
+        """The selection rule (:func:`union_of_queries`) at the config's threshold unless one is given; ``count``: how
+        many objects the sentence refers to, as ``track.count``'s classifier reads it (0: no such reading)."""
         keep_best = self.track_head is not None and self.cfg.track.keep_best
         return union_of_queries(probs, mask_logits, self.cfg.score_threshold if threshold is None else threshold,
-                                keep_best)
+                                keep_best, count)
 
     def postprocess(self, outputs: dict, score_threshold: float | None = None) -> list[ClipMasks]:
         scores, masks = outputs["video_scores"][-1], outputs["video_masks"][-1]  # (B', Q), (B', Q, T', h, w)
@@ -580,7 +587,8 @@ class VLMModel(ReplayState, RvosModel):
         t_len, t_clip = outputs["clip_length"], outputs["frames_per_clip"]
         probs = probs[:, None].expand(-1, t_clip, -1).reshape(-1, t_len, scores.shape[1])
         masks = masks.transpose(1, 2).reshape(-1, t_len, *masks.shape[1:2], *masks.shape[-2:])
-        return [self.select(p, m, score_threshold) for p, m in zip(probs, masks)]
+        counts = outputs.get("object_counts") or [0] * len(probs)
+        return [self.select(p, m, score_threshold, c) for p, m, c in zip(probs, masks, counts)]
 
     def parameter_group(self, name: str) -> str:
         if name.startswith("backbone."):
@@ -605,8 +613,7 @@ class VLMModel(ReplayState, RvosModel):
                               "proposals": cfg.frame_decoder.proposals},
             "video_decoder": {"layers": self.video_decoder.num_layers, "queries": self.video_decoder.num_queries,
                               "temporal": cfg.video_decoder.temporal},
-            "selection": {"rule": f"union of queries with probability > {cfg.score_threshold}"
-                          + (", the best one kept in any case" if cfg.track.enabled and cfg.track.keep_best else ""),
+            "selection": {"rule": union_rule(cfg.score_threshold, cfg.track),
                           "score": "track grounding (the slots' frame masks)" if cfg.track.enabled
                           else "video query . sentence"}
                          | ({"slots": "the queries on an object (peak objectness >= "
@@ -633,6 +640,8 @@ class VLMSession(InferenceSession):
         self.descriptors: list[list[torch.Tensor]] = [[] for _ in self.text]  # track grounding: per window (n, Q, D)
         self.windows: list[list[torch.Tensor]] = [[] for _ in self.text]  # track.crop: per window (n, Q, CROP_DIM)
         self.track_text = model.track_text(text) if model.track_head is not None else None
+        # track.count: how many objects each sentence refers to (0: the threshold decides)
+        self.object_counts = object_counts(model.track_head, self.track_text) if self.track_text is not None else None
         self.perms: list[torch.Tensor] = []  # track grounding: per sentence (T, Q), each frame's slot order
         # frame_decoder.propagate: per sentence, by start frame, the queries a window starts from (the previous
         # window's last; none for the first), so that pass two decodes a window again exactly as pass one did
@@ -719,4 +728,6 @@ class VLMSession(InferenceSession):
                 for k, f in enumerate(mask_features)]
 
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
-        return [self.model.select(probs, logits, self.threshold) for probs, logits in self.candidates(frames, start)]
+        counts = self.object_counts or [0] * len(self.text)
+        return [self.model.select(probs, logits, self.threshold, count)
+                for (probs, logits), count in zip(self.candidates(frames, start), counts)]

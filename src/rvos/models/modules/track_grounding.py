@@ -28,6 +28,14 @@ The head is a few small matrix products while a step of the model costs half a s
 see far more clips than the model: with ``replay`` the tracks and labels of the last ``replay`` clips are kept
 (detached, as the descriptors are) and ``replay_draw`` of them are scored again at every step (the grounding probe's
 head reached 0.89 top-1 from many passes over exact tracks, 0.81 from one).
+
+With ``count`` a classifier reads from the same sentence features how many objects the sentence refers to (1 to
+``count``, the last class meaning that many or more), trained on the training expressions' objects (:func:`count_loss`).
+The output of a sentence read as naming one object is then the likeliest slot alone, and that of one read as naming
+more the union of as many of the likeliest and every slot over the threshold
+(:func:`~rvos.models.meta.base.kept_queries`): a threshold on each slot's probability alone adds a second object to a
+sentence in the singular whenever another slot scores over it, and a plural sentence loses an object that scores under
+it.
 """
 
 from __future__ import annotations
@@ -109,6 +117,13 @@ class TrackGroundingConfig:
     # in the same frame is no object there (:func:`suppress_duplicates`): two peaks on one object otherwise split it
     # between two slots, and the object's track moves to the second when the first peak fades (0: off)
     duplicate_iou: float = 0.0
+    # how many objects a sentence refers to, read from the sentence by a classifier with classes 1 to ``count`` (the
+    # last: that many or more), trained with the weight ``count_weight``; the output of a sentence read as naming one
+    # object is the likeliest slot alone, of one naming more as many of the likeliest and every slot over the
+    # threshold (a plural seldom says how many), instead of every slot over the threshold (0: off; requires keep_best,
+    # as every sentence refers to one object at least)
+    count: int = 0
+    count_weight: float = 1.0
 
     def __post_init__(self):
         if self.link not in ("adjacent", "objects"):
@@ -129,6 +144,13 @@ class TrackGroundingConfig:
             raise ValueError(f"model.track.dropout: expected a probability in [0, 1), got {self.dropout}")
         if self.listwise < 0:
             raise ValueError(f"model.track.listwise: expected a weight >= 0, got {self.listwise}")
+        if self.count < 0 or self.count_weight < 0:
+            raise ValueError(f"model.track.count and count_weight: expected >= 0, got {self.count}, "
+                             f"{self.count_weight}")
+        if self.count and not self.keep_best:
+            raise ValueError("model.track.count reads how many objects (1 to count) a sentence refers to, so every "
+                             "sentence keeps one slot at least: it requires model.track.keep_best (set count 0 for "
+                             "data with sentences that refer to nothing)")
         if self.crop < 0 or self.crop_frames < 1:
             raise ValueError(f"model.track.crop and crop_frames: expected >= 0 and >= 1, got {self.crop}, "
                              f"{self.crop_frames}")
@@ -345,7 +367,7 @@ class TrackGrounding(nn.Module):
     (``relative_centre``) and dropout raise the unseen ones to 0.931 (``benchmarks/grounding_probe.py track-head``)."""
 
     def __init__(self, text_dim: int, hidden: int = 64, samples: int = 8, relative_centre: bool = False,
-                 dropout: float = 0.0, crop: int = 0, text_norm: bool = False):
+                 dropout: float = 0.0, crop: int = 0, text_norm: bool = False, count: int = 0):
         super().__init__()
         self.samples, self.relative_centre = samples, relative_centre
         # the descriptors' scales differ by 100x (a colour against a spread): standardised by their running
@@ -362,6 +384,9 @@ class TrackGrounding(nn.Module):
         self.text_norm = nn.LayerNorm(text_dim, elementwise_affine=False) if text_norm else nn.Identity()
         self.text = nn.Linear(text_dim, hidden)
         self.bias = nn.Parameter(torch.tensor(-2.0))  # most (track, sentence) pairs are not referred
+        # how many objects the sentence refers to: classes 1 to ``count``
+        self.count = (nn.Sequential(nn.Linear(text_dim, hidden), nn.ReLU(), nn.Linear(hidden, count))
+                      if count else None)
 
     def crop_embed(self, crops: torch.Tensor) -> torch.Tensor:
         """Frame windows (..., 3, S, S) in [0, 1] (float) or [0, 255] (uint8) -> (..., CROP_DIM)."""
@@ -393,6 +418,14 @@ class TrackGrounding(nn.Module):
         """embeds (..., K, hidden), sentences (..., E, C) -> logits (..., E, K)."""
         text = self.text(self.text_norm(sentences))
         return text @ embeds.transpose(-1, -2) + self.bias
+
+    def count_logits(self, sentences: torch.Tensor) -> torch.Tensor:
+        """sentences (..., C) -> (..., count): the logits of 1, 2, ... objects (the last: that many or more)."""
+        return self.count(self.text_norm(sentences))
+
+    def counts(self, sentences: torch.Tensor) -> torch.Tensor:
+        """sentences (..., C) -> (...) how many objects each refers to, 1 to ``count`` (long)."""
+        return self.count_logits(sentences).argmax(-1) + 1
 
 
 def relative_to_mean(tracks: torch.Tensor) -> torch.Tensor:
@@ -491,6 +524,46 @@ def video_sentences(expressions: dict, batch, b: int) -> tuple[list[str], list[t
     flipped = batch.flipped is not None and batch.flipped[b]
     return ([swap_left_right(t) if flipped else t for t, _ in pairs],
             [torch.tensor([i in anno for i in ids], dtype=torch.bool) for _, anno in pairs])
+
+
+def video_counts(expressions: dict, batch, b: int) -> list[int]:
+    """Clip ``b`` of a :class:`~rvos.models.meta.base.ClipBatch`: for each of its sentences, in the order of
+    :func:`video_sentences`, how many objects of its video it refers to (without the split's expressions, how many of
+    the clip's instances its own sentence refers to, at least one)."""
+    video = batch.video_ids[b]
+    if batch.instance_ids is None or video not in expressions:
+        return [max(1, int(batch.referred[b].sum()))]
+    return [len(anno) for _, anno in expressions[video]]
+
+
+def count_loss(head: TrackGrounding, sentences: list[str], counts: list[int],
+               sentence_features: Callable[[list[str]], torch.Tensor]) -> torch.Tensor:
+    """The cross-entropy of the head's count classifier on each (sentence, count) pair, a mean over the pairs; a count
+    over the classifier's classes is its last class (that many or more). Every distinct sentence read once, through
+    ``sentence_features`` (sentences -> (U, text_dim) on the head's device)."""
+    unique = {t: i for i, t in enumerate(dict.fromkeys(sentences))}
+    index = torch.tensor([unique[t] for t in sentences])
+    logits = head.count_logits(sentence_features(list(unique)))
+    target = torch.tensor(counts).clamp(1, logits.shape[-1]) - 1
+    return F.cross_entropy(logits[index.to(logits.device)], target.to(logits.device))
+
+
+def batch_count_loss(head: TrackGrounding, expressions: dict, batch,
+                     sentence_features: Callable[[list[str]], torch.Tensor]) -> torch.Tensor:
+    """:func:`count_loss` over every sentence of each clip's video (:func:`video_sentences`, :func:`video_counts`)."""
+    sentences, counts = [], []
+    for b in range(len(batch.sentences)):
+        sentences += video_sentences(expressions, batch, b)[0]
+        counts += video_counts(expressions, batch, b)
+    return count_loss(head, sentences, counts, sentence_features)
+
+
+def object_counts(head: TrackGrounding | None, sentences: torch.Tensor) -> list[int]:
+    """Sentences (N, C) as the head reads them -> how many objects each refers to, as the head's count classifier
+    reads it; 0 each (no reading: the selection's threshold decides) without one."""
+    if head is None or head.count is None:
+        return [0] * len(sentences)
+    return head.counts(sentences).tolist()
 
 
 def pair_labels(referred: list[torch.Tensor], objects: torch.Tensor) -> torch.Tensor:
@@ -605,7 +678,8 @@ class QueryTracks(ReplayState):
 
     def build_track_grounding(self, cfg: TrackGroundingConfig) -> None:
         self.track_head = (TrackGrounding(self.text_encoder.width, cfg.hidden, cfg.samples, cfg.relative_centre,
-                                          cfg.dropout, text_norm=cfg.text_norm) if cfg.enabled else None)
+                                          cfg.dropout, text_norm=cfg.text_norm, count=cfg.count)
+                           if cfg.enabled else None)
         self.track_replay = TrackReplay(cfg.replay) if cfg.enabled and cfg.replay else None
         self.expressions: dict[str, list[tuple[str, frozenset[str]]]] = {}  # per training video
 
@@ -644,6 +718,11 @@ class QueryTracks(ReplayState):
                                                                  images.shape[-2:]))
         track, embeds = self.track_embeds(descriptors.view(b, t_len, q, -1))
         return track, self.track_head.score(embeds, sentences[:, None])[:, 0]
+
+    def track_count_loss(self, batch) -> torch.Tensor:
+        """``track.count``'s classifier trained on every sentence of each clip's video (:func:`batch_count_loss`)."""
+        return self.cfg.track.count_weight * batch_count_loss(self.track_head, self.expressions, batch,
+                                                              self.track_sentences)
 
     def track_loss(self, outputs: dict, instances: list[torch.Tensor], batch) -> torch.Tensor:
         """BCE of every (sentence of the clip's video, track) pair: the queries' tracks (B, Q, samples, D) and masks
