@@ -41,9 +41,9 @@ from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_h
 from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (ReplayState, TrackExample, TrackGrounding, TrackGroundingConfig,
                                                  TrackReplay, batch_count_loss, crop_windows, descriptor_probs,
-                                                 exclusive_masks, frame_descriptors, labelled_tracks, on_mask_grid,
-                                                 pair_labels, suppress_duplicates, track_bce, track_frames, tracks,
-                                                 object_counts, video_expressions, video_sentences)
+                                                 exclusive_masks, frame_descriptors, labelled_tracks, object_counts,
+                                                 on_mask_grid, pair_labels, suppress_duplicates, track_bce,
+                                                 track_frames, tracks, video_expressions, video_sentences)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
