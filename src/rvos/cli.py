@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from rvos.data.synth.spec import SynthSpec
 from rvos.errors import CheckpointError, ConfigError, DataError, RvosError
 from rvos.refine.config import SAM_HQ_VIT_L
 
@@ -82,7 +83,7 @@ def _print_eval(scores: dict) -> None:
 
 
 def cmd_synth(args) -> None:
-    from rvos.data.synth.generate import SynthSpec, write_benchmark
+    from rvos.data.synth.generate import write_benchmark
 
     spec = SynthSpec(train=args.train, valid_u=args.valid_u, valid=args.valid, seed=args.seed, frames=args.frames,
                      height=args.height, width=args.width)
@@ -416,13 +417,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="generate the synthetic motion benchmark (MeViS layout)")
     p.add_argument("out", type=Path, help="folder to write train/, valid_u/ and valid/ into")
-    p.add_argument("--train", type=int, default=2000, help="training videos (default 2000)")
-    p.add_argument("--valid-u", type=int, default=50, help="annotated validation videos (default 50)")
-    p.add_argument("--valid", type=int, default=50, help="validation videos without masks (default 50)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames", type=int, default=24, help="frames per video (default 24)")
-    p.add_argument("--height", type=int, default=96, help="frame height (default 96)")
-    p.add_argument("--width", type=int, default=160, help="frame width (default 160)")
+    spec = SynthSpec()  # the defaults
+    p.add_argument("--train", type=int, default=spec.train, help=f"training videos (default {spec.train})")
+    p.add_argument("--valid-u", type=int, default=spec.valid_u,
+                   help=f"annotated validation videos (default {spec.valid_u})")
+    p.add_argument("--valid", type=int, default=spec.valid,
+                   help=f"validation videos without masks (default {spec.valid})")
+    p.add_argument("--seed", type=int, default=spec.seed)
+    p.add_argument("--frames", type=int, default=spec.frames, help=f"frames per video (default {spec.frames})")
+    p.add_argument("--height", type=int, default=spec.height, help=f"frame height (default {spec.height})")
+    p.add_argument("--width", type=int, default=spec.width, help=f"frame width (default {spec.width})")
     p.add_argument("--overwrite", action="store_true", help="replace a benchmark already in OUT")
     p.set_defaults(func=cmd_synth)
 
