@@ -1,6 +1,6 @@
 import torch
 
-from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
+from rvos.models.modules.query_init import ObjectLinker, VideoQueryInitializer, link_objects, match_adjacent, reorder
 
 
 def test_matching_undoes_a_permutation_of_each_frames_queries():
@@ -85,3 +85,45 @@ def test_linking_objects_takes_back_an_object_that_turned_round_while_away():
     perms = link_objects(queries, positions, objects)[0]
     slot = perms[0].tolist().index(where[0]["a"])
     assert [perms[t, slot].item() for t in range(8, 11)] == [where[t]["a"] for t in range(8, 11)]
+
+
+def _swapped_places():
+    """a and its look-alike a2 side by side, both hidden in frame 1, back in frame 2 each where the other was."""
+    places = [{"a": (0, 0), "a2": (1, 0)}, {}, {"a": (1, 0), "a2": (0, 0)}]
+    queries, positions, objects, where = _objects_clip(places)
+    colours = torch.zeros(1, 3, 4, 3)
+    masks = torch.zeros(1, 3, 4, 2, 4, dtype=torch.bool)
+    for t, frame in enumerate(where):
+        for name, k in frame.items():
+            colours[0, t, k] = torch.tensor([1.0, 0, 0] if name == "a" else [0, 0, 1.0])
+            masks[0, t, k, 0 if name == "a" else 1] = True
+    return queries, positions, objects, where, colours, masks
+
+
+def _follows(perms: torch.Tensor, where: list[dict[str, int]]) -> bool:
+    slot = {name: perms[0].tolist().index(k) for name, k in where[0].items()}
+    return all(perms[2, slot[name]] == k for name, k in where[2].items())
+
+
+def test_linking_objects_tells_look_alikes_apart_by_colour():
+    queries, positions, objects, where, colours, _ = _swapped_places()
+    assert not _follows(link_objects(queries, positions, objects)[0], where)  # the places alone swap them
+    assert _follows(link_objects(queries, positions, objects, colours=colours, colour_weight=2.0)[0], where)
+
+
+def test_linking_objects_tells_look_alikes_apart_by_their_masks_overlap():
+    queries, positions, objects, where, _, masks = _swapped_places()
+    assert _follows(link_objects(queries, positions, objects, masks=masks, overlap_weight=2.0)[0], where)
+
+
+def test_object_linker_over_windows_links_as_over_the_whole_clip():
+    torch.manual_seed(0)
+    b, t_len, q = 2, 9, 5
+    queries, positions = torch.randn(b, t_len, q, 8), torch.rand(b, t_len, q, 2) * 4
+    objects = torch.rand(b, t_len, q) > 0.4
+    colours, masks = torch.rand(b, t_len, q, 3), torch.rand(b, t_len, q, 3, 4) > 0.5
+    whole = link_objects(queries, positions, objects, 2.0, colours, 1.0, masks, 1.0)
+    linker = ObjectLinker(2.0, 1.0, 1.0)
+    windows = [linker.link(*(x[:, start:start + 4] for x in (queries, positions, objects, colours, masks)))
+               for start in range(0, t_len, 4)]
+    assert torch.equal(torch.cat(windows, 1), whole)

@@ -38,12 +38,13 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
-from rvos.models.modules.query_init import VideoQueryInitializer, link_objects, match_adjacent, reorder
-from rvos.models.modules.track_grounding import (ReplayState, TrackExample, TrackGrounding, TrackGroundingConfig,
-                                                 TrackReplay, batch_count_loss, crop_windows, descriptor_probs,
-                                                 exclusive_masks, frame_descriptors, labelled_tracks, object_counts,
-                                                 on_mask_grid, pair_labels, suppress_duplicates, track_bce,
-                                                 track_frames, tracks, video_expressions, video_sentences)
+from rvos.models.modules.query_init import ObjectLinker, VideoQueryInitializer, match_adjacent, reorder
+from rvos.models.modules.track_grounding import (COLOUR, ReplayState, TrackExample, TrackGrounding,
+                                                 TrackGroundingConfig, TrackReplay, batch_count_loss, crop_windows,
+                                                 descriptor_probs, exclusive_masks, frame_descriptors,
+                                                 labelled_tracks, object_counts, on_mask_grid, pair_labels,
+                                                 suppress_duplicates, track_bce, track_frames, tracks,
+                                                 video_expressions, video_sentences)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -255,6 +256,11 @@ class VLMModel(ReplayState, RvosModel):
         """Whether slots track the queries on an object (``track.link`` "objects")."""
         return self.track_head is not None and self.cfg.track.link == "objects"
 
+    def object_linker(self) -> ObjectLinker:
+        """What links the queries on an object into slots with ``track.link`` "objects" (:func:`link_objects`)."""
+        track = self.cfg.track
+        return ObjectLinker(track.link_new_slot, track.link_colour, track.link_overlap)
+
     def on_object(self, peaks: torch.Tensor) -> torch.Tensor:
         """The heatmap's probability at each query's peak (...) -> whether the query is on an object in its frame."""
         return peaks >= self.cfg.track.min_objectness
@@ -296,15 +302,19 @@ class VLMModel(ReplayState, RvosModel):
 
     def decode_video(self, frame_queries: torch.Tensor, words: torch.Tensor, padding: torch.Tensor,
                      sentence: torch.Tensor, anchors: torch.Tensor | None = None,
-                     peaks: torch.Tensor | None = None) -> VideoOutputs:
+                     peaks: torch.Tensor | None = None, colours: torch.Tensor | None = None,
+                     masks: torch.Tensor | None = None, perms: torch.Tensor | None = None) -> VideoOutputs:
         """frame_queries (B, T, Q, C); words (B, L, C) (the clip's mean enhanced words); sentence (B, C); anchors
         (B, T, Q, 2) the proposals' peaks on the heatmap's grid and peaks (B, T, Q) their objectness
-        (``frame_decoder.proposals``), which the linking reads."""
+        (``frame_decoder.proposals``), colours (B, T, Q, 3) the mean colour of each query's frame mask and masks (B,
+        T, Q, h, w) those masks (:meth:`slot_frame_masks`), which the linking reads (``track.link_colour``,
+        ``track.link_overlap``); or perms (B, T, Q) the slots as :meth:`object_linker` linked them already (a session
+        links each window as it observes it)."""
         b, t_len = frame_queries.shape[:2]
         if not self.cfg.video_decoder.temporal:  # every frame its own clip of one frame
-            frame_queries = frame_queries.flatten(0, 1)[:, None]
-            anchors = anchors.flatten(0, 1)[:, None] if anchors is not None else None
-            peaks = peaks.flatten(0, 1)[:, None] if peaks is not None else None
+            one_frame = lambda x: x.flatten(0, 1)[:, None] if x is not None else None  # noqa: E731
+            frame_queries, anchors, peaks, colours, masks = map(one_frame, (frame_queries, anchors, peaks, colours,
+                                                                            masks))
             words = words.repeat_interleave(t_len, dim=0)
             padding = padding.repeat_interleave(t_len, dim=0)
             sentence = sentence.repeat_interleave(t_len, dim=0)
@@ -312,7 +322,9 @@ class VLMModel(ReplayState, RvosModel):
             slots = torch.arange(frame_queries.shape[2], device=frame_queries.device)
             perms = slots.expand(frame_queries.shape[:3]).contiguous()
         elif self.links_objects:
-            perms = link_objects(frame_queries, anchors / LINK_UNIT, self.on_object(peaks))
+            if perms is None:
+                perms = self.object_linker().link(frame_queries, anchors / LINK_UNIT, self.on_object(peaks), colours,
+                                                  masks)
         else:
             positions = anchors / LINK_UNIT if anchors is not None else None
             perms = match_adjacent(frame_queries, positions)
@@ -398,15 +410,19 @@ class VLMModel(ReplayState, RvosModel):
         clip_words = fo.words.view(b, t_len, *fo.words.shape[1:]).mean(1)
         anchors = fo.anchors.view(b, t_len, q, 2) if fo.anchors is not None else None
         peaks = fo.peaks.view(b, t_len, q) if fo.peaks is not None else None
-        vo = self.decode_video(fo.queries.view(b, t_len, q, c), clip_words, padding, sentence, anchors, peaks)
+        colours = masks = None
+        if self.track_head is not None:  # the slots' frames: the queries' masks and what they cover
+            masks = self.slot_frame_masks(fo)  # (B*T, Q, h, w)
+            images = self.descriptor_frames(padded)
+            descriptors = frame_descriptors(images, descriptor_probs(masks, images.shape[-2:]))
+            colours = descriptors[..., COLOUR].view(b, t_len, q, 3)
+        vo = self.decode_video(fo.queries.view(b, t_len, q, c), clip_words, padding, sentence, anchors, peaks, colours,
+                               masks.view(b, t_len, q, *masks.shape[-2:]) > 0 if masks is not None else None)
         t_clip = vo.mask_embeds[-1].shape[1]
         features = fo.mask_features.view(-1, t_clip, *fo.mask_features.shape[1:])
         track = {}
         if self.track_head is not None:  # per-frame decoding: every frame a track of one frame (no motion to read)
             clips, frames = (b, t_len) if t_clip == t_len else (b * t_len, 1)
-            masks = self.slot_frame_masks(fo)  # (B*T, Q, h, w)
-            images = self.descriptor_frames(padded)
-            descriptors = frame_descriptors(images, descriptor_probs(masks, images.shape[-2:]))
             crops = windows = None
             if self.cfg.track.crop:
                 crops = self.frame_windows(padded, descriptors, images.shape[-2:])
@@ -643,6 +659,10 @@ class VLMSession(InferenceSession):
         # track.count: how many objects each sentence refers to (0: the threshold decides)
         self.object_counts = object_counts(model.track_head, self.track_text) if self.track_text is not None else None
         self.perms: list[torch.Tensor] = []  # track grounding: per sentence (T, Q), each frame's slot order
+        # track.link "objects" over the clip: per sentence its linker, and per window the slot order it gave
+        linked = model.links_objects and model.cfg.video_decoder.temporal and not model.propagating
+        self.linkers = [model.object_linker() for _ in self.text] if linked else None
+        self.linked: list[list[torch.Tensor]] = [[] for _ in self.text]
         # frame_decoder.propagate: per sentence, by start frame, the queries a window starts from (the previous
         # window's last; none for the first), so that pass two decodes a window again exactly as pass one did
         self.inits: list[dict[int, torch.Tensor]] = [{} for _ in self.text]
@@ -669,6 +689,10 @@ class VLMSession(InferenceSession):
                 masks = self.model.slot_frame_masks(fo)
                 descriptors = frame_descriptors(images, descriptor_probs(masks, images.shape[-2:]))
                 self.descriptors[k].append(descriptors)
+                if self.linkers is not None:
+                    self.linked[k].append(self.linkers[k].link(
+                        fo.queries[None], fo.anchors[None] / LINK_UNIT, self.model.on_object(fo.peaks)[None],
+                        descriptors[None, ..., COLOUR], masks[None] > 0)[0])
                 if self.model.cfg.track.crop:
                     windows = self.model.frame_windows(frames, descriptors, images.shape[-2:])
                     self.windows[k].append(self.model.track_head.crop_embed(windows))
@@ -683,7 +707,9 @@ class VLMSession(InferenceSession):
             anchors = torch.cat(self.anchors[k])[None] if self.anchors[k] else None
             peaks = torch.cat(self.peaks[k])[None] if self.peaks[k] else None
             t_len = queries.shape[1]
-            vo = self.model.decode_video(queries, (self.enhanced[k] / t_len)[None], padding, sentence, anchors, peaks)
+            linked = torch.cat(self.linked[k])[None] if self.linkers is not None else None
+            vo = self.model.decode_video(queries, (self.enhanced[k] / t_len)[None], padding, sentence, anchors, peaks,
+                                         perms=linked)
             probs = vo.scores[-1].sigmoid()  # (1, Q), or (T, Q) when every frame is decoded alone
             if self.model.track_head is not None:
                 temporal = self.model.cfg.video_decoder.temporal
@@ -703,7 +729,7 @@ class VLMSession(InferenceSession):
             embeds = vo.mask_embeds[-1]  # (1, T, Q, D), or (T, 1, Q, D)
             self.probs.append(probs.expand(t_len, -1) if probs.shape[0] == 1 else probs)
             self.embeds.append(embeds[0] if embeds.shape[0] == 1 else embeds[:, 0])
-        self.queries, self.descriptors, self.windows, self.anchors, self.peaks = [], [], [], [], []
+        self.queries, self.descriptors, self.windows, self.anchors, self.peaks, self.linked = [], [], [], [], [], []
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]

@@ -58,7 +58,8 @@ def match_adjacent(queries: torch.Tensor, positions: torch.Tensor | None = None)
 
 @torch.no_grad()
 def link_objects(queries: torch.Tensor, positions: torch.Tensor, objects: torch.Tensor,
-                 new_cost: float = NEW_TRACK_COST) -> torch.Tensor:
+                 new_cost: float = NEW_TRACK_COST, colours: torch.Tensor | None = None, colour_weight: float = 0.0,
+                 masks: torch.Tensor | None = None, overlap_weight: float = 0.0) -> torch.Tensor:
     """queries (B, T, Q, C), positions (B, T, Q, P), objects (B, T, Q) bool: the queries on an object -> permutations
     (B, T, Q) as :func:`match_adjacent`'s, where slot s holds one object's queries over the clip.
 
@@ -69,33 +70,80 @@ def link_objects(queries: torch.Tensor, positions: torch.Tensor, objects: torch.
     behind another, or turned back, as at the picture's edge); a slot never used costs ``new_cost``, so that a query
     starts a new slot when it matches no remembered object better. The other queries fill the frame's remaining slots
     in their order, so a slot's query in a frame is on its object, or over the background while the object is away.
-    More objects over the clip than slots: a new one takes the slot of the object least like it."""
-    b, t_len, q, _ = queries.shape
-    emb = F.normalize(queries.float(), dim=-1).cpu().numpy()
-    pos = positions.float().cpu().numpy()
-    objects = objects.cpu().numpy()
-    perms = np.zeros((b, t_len, q), dtype=np.int64)
-    for i in range(b):
-        last_query = np.zeros((q, emb.shape[-1]), dtype=np.float32)
-        last_place, velocity = np.zeros((q, pos.shape[-1])), np.zeros((q, pos.shape[-1]))
-        last_seen = np.full(q, -1)
-        for t in range(t_len):
-            found = np.flatnonzero(objects[i, t])
-            here = pos[i, t, found][None]
-            predicted = last_place + velocity * (t - last_seen)[:, None]
-            distance = np.minimum(np.linalg.norm(predicted[:, None] - here, axis=-1),
-                                  np.linalg.norm(last_place[:, None] - here, axis=-1))
-            cost = 1 - last_query @ emb[i, t, found].T + distance  # (slot, query)
-            cost[last_seen < 0] = new_cost
-            slots, picks = linear_sum_assignment(cost)
-            for s, k in zip(slots, found[picks]):
-                if last_seen[s] >= 0:  # the velocity, smoothed over the frames it was seen
-                    velocity[s] = 0.5 * velocity[s] + 0.5 * (pos[i, t, k] - last_place[s]) / (t - last_seen[s])
-                last_query[s], last_place[s], last_seen[s] = emb[i, t, k], pos[i, t, k], t
-                perms[i, t, s] = k
-            rest = np.setdiff1d(np.arange(q), slots)
-            perms[i, t, rest] = np.flatnonzero(~objects[i, t])
-    return torch.from_numpy(perms).to(queries.device)
+    More objects over the clip than slots: a new one takes the slot of the object least like it.
+
+    What an object looks like adds to the cost when given: ``colours`` (B, T, Q, 3), the mean colour of each query's
+    mask in its frame, ``colour_weight`` x the Euclidean distance to the colour of the slot's last query; ``masks`` (B,
+    T, Q, h, w) bool, each query's mask, ``overlap_weight`` x (1 - its IoU with the slot's last non-empty mask). Two
+    objects that pass close by, or one that comes out from behind another, are then told apart by their colours (where
+    they differ) and where their masks were, not only by the decoder's queries, which can be alike for both, and their
+    peaks.
+
+    :class:`ObjectLinker` does the same over a video that comes in windows."""
+    return ObjectLinker(new_cost, colour_weight, overlap_weight).link(queries, positions, objects, colours, masks)
+
+
+class ObjectLinker:
+    """:func:`link_objects` continued from window to window: each :meth:`link` links the next frames to the slots
+    that the frames before left (their objects' last queries, places, velocities, colours and masks), so a session
+    links a video as it observes it and keeps no frame's masks."""
+
+    def __init__(self, new_cost: float = NEW_TRACK_COST, colour_weight: float = 0.0, overlap_weight: float = 0.0):
+        self.new_cost, self.colour_weight, self.overlap_weight = new_cost, colour_weight, overlap_weight
+        self.slots: list[dict] | None = None  # per clip of the batch, what its slots remember
+        self.frame = 0  # the frames linked so far
+
+    @torch.no_grad()
+    def link(self, queries: torch.Tensor, positions: torch.Tensor, objects: torch.Tensor,
+             colours: torch.Tensor | None = None, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """The next frames' queries (B, n, Q, C), positions, objects, colours and masks as :func:`link_objects`
+        reads them -> their permutations (B, n, Q)."""
+        b, n, q, _ = queries.shape
+        emb = F.normalize(queries.float(), dim=-1).cpu().numpy()
+        pos = positions.float().cpu().numpy()
+        objects = objects.cpu().numpy()
+        colour = colours.float().cpu().numpy() if colours is not None and self.colour_weight else None
+        flat = masks.flatten(3).float().cpu().numpy() if masks is not None and self.overlap_weight else None
+        if self.slots is None:
+            self.slots = [{"query": np.zeros((q, emb.shape[-1]), dtype=np.float32),
+                           "place": np.zeros((q, pos.shape[-1])), "velocity": np.zeros((q, pos.shape[-1])),
+                           "colour": np.zeros((q, 3), dtype=np.float32),
+                           "mask": np.zeros((q, flat.shape[-1]), dtype=np.float32) if flat is not None else None,
+                           "seen": np.full(q, -1)} for _ in range(b)]
+        perms = np.zeros((b, n, q), dtype=np.int64)
+        for i, slot in enumerate(self.slots):
+            for j in range(n):
+                t = self.frame + j
+                found = np.flatnonzero(objects[i, j])
+                here = pos[i, j, found][None]
+                predicted = slot["place"] + slot["velocity"] * (t - slot["seen"])[:, None]
+                distance = np.minimum(np.linalg.norm(predicted[:, None] - here, axis=-1),
+                                      np.linalg.norm(slot["place"][:, None] - here, axis=-1))
+                cost = 1 - slot["query"] @ emb[i, j, found].T + distance  # (slot, query)
+                if colour is not None:
+                    cost += self.colour_weight * np.linalg.norm(slot["colour"][:, None] - colour[i, j, found][None],
+                                                                axis=-1)
+                if flat is not None:
+                    now = flat[i, j, found]
+                    inter = slot["mask"] @ now.T
+                    union = slot["mask"].sum(-1)[:, None] + now.sum(-1)[None] - inter
+                    cost += self.overlap_weight * (1 - inter / np.maximum(union, 1))
+                cost[slot["seen"] < 0] = self.new_cost
+                rows, picks = linear_sum_assignment(cost)
+                for s, k in zip(rows, found[picks]):
+                    if slot["seen"][s] >= 0:  # the velocity, smoothed over the frames it was seen
+                        step = (pos[i, j, k] - slot["place"][s]) / (t - slot["seen"][s])
+                        slot["velocity"][s] = 0.5 * slot["velocity"][s] + 0.5 * step
+                    slot["query"][s], slot["place"][s], slot["seen"][s] = emb[i, j, k], pos[i, j, k], t
+                    if colour is not None:
+                        slot["colour"][s] = colour[i, j, k]
+                    if flat is not None and flat[i, j, k].any():
+                        slot["mask"][s] = flat[i, j, k]
+                    perms[i, j, s] = k
+                rest = np.setdiff1d(np.arange(q), rows)
+                perms[i, j, rest] = np.flatnonzero(~objects[i, j])
+        self.frame += n
+        return torch.from_numpy(perms).to(queries.device)
 
 
 @torch.no_grad()

@@ -53,10 +53,12 @@ from torch import nn
 
 from rvos.data.schema import normalize_text
 from rvos.data.transforms import swap_left_right
+from rvos.models.modules.query_init import NEW_TRACK_COST
 
 FRAME_DIM = 13  # presence, colour (3), centroid (2), spread (2), area, fill, shape (3)
 TRACK_DIM = FRAME_DIM + 2  # and the centroid's step
 CROP_DIM = 32  # a track's appearance read from its frame windows (``crop``)
+COLOUR = slice(1, 4)  # the mean colour (RGB) among the descriptors
 CENTRE = slice(4, 6)  # the centroid (x, y) among the descriptors
 
 
@@ -92,6 +94,12 @@ class TrackGroundingConfig:
     # whose peak passes min_objectness are an object in their frame; they are tracked with a memory of each slot's
     # object while it is away, and the other queries' masks are emptied, :func:`link_objects`)
     link: str = "adjacent"
+    # with link "objects", what the linking adds to a query's cost for a slot besides the query and place distances
+    # (:func:`link_objects`): ``link_colour`` x the distance between the mean colours of the query's mask and the slot's
+    # last one (RGB in [0, 1]), ``link_overlap`` x (1 - the IoU of their masks); and what starting a slot costs
+    link_colour: float = 0.0
+    link_overlap: float = 0.0
+    link_new_slot: float = NEW_TRACK_COST
     # the track's centroid read relative to its mean position over the clip (where an object is says nothing a sentence
     # asks about; its steps say how it moves), so that the head cannot learn the training objects' positions
     relative_centre: bool = False
@@ -131,6 +139,9 @@ class TrackGroundingConfig:
         if self.link == "objects" and not self.min_objectness:
             raise ValueError("model.track.link=objects tracks the queries whose peak passes model.track.min_objectness: "
                              "set it (e.g. 0.2)")
+        if min(self.link_colour, self.link_overlap) < 0 or self.link_new_slot <= 0:
+            raise ValueError("model.track.link_colour and link_overlap are weights (0 or more), link_new_slot a cost (more "
+                             f"than 0); got {self.link_colour}, {self.link_overlap}, {self.link_new_slot}")
         if not 0.0 <= self.duplicate_iou < 1.0:
             raise ValueError(f"model.track.duplicate_iou: expected an IoU in [0, 1) (0: off), got {self.duplicate_iou}")
         if self.duplicate_iou and self.link != "objects":
