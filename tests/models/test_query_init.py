@@ -88,7 +88,8 @@ def test_linking_objects_takes_back_an_object_that_turned_round_while_away():
 
 
 def _swapped_places():
-    """a and its look-alike a2 side by side, both hidden in frame 1, back in frame 2 each where the other was."""
+    """a and a2 (alike queries, red and blue) side by side, both hidden in frame 1, back in frame 2 each where the other
+    was."""
     places = [{"a": (0, 0), "a2": (1, 0)}, {}, {"a": (1, 0), "a2": (0, 0)}]
     queries, positions, objects, where = _objects_clip(places)
     colours = torch.zeros(1, 3, 4, 3)
@@ -105,13 +106,13 @@ def _follows(perms: torch.Tensor, where: list[dict[str, int]]) -> bool:
     return all(perms[2, slot[name]] == k for name, k in where[2].items())
 
 
-def test_linking_objects_tells_look_alikes_apart_by_colour():
+def test_linking_objects_tells_alike_queries_apart_by_colour():
     queries, positions, objects, where, colours, _ = _swapped_places()
     assert not _follows(link_objects(queries, positions, objects)[0], where)  # the places alone swap them
     assert _follows(link_objects(queries, positions, objects, colours=colours, colour_weight=2.0)[0], where)
 
 
-def test_linking_objects_tells_look_alikes_apart_by_their_masks_overlap():
+def test_linking_objects_tells_alike_queries_apart_by_their_masks_overlap():
     queries, positions, objects, where, _, masks = _swapped_places()
     assert _follows(link_objects(queries, positions, objects, masks=masks, overlap_weight=2.0)[0], where)
 

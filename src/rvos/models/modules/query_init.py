@@ -11,7 +11,8 @@ the weighted sum of each slot over time is the initial video query.
 With the proposals' peaks, :func:`link_objects` tracks instead only the queries on an object (their peak's objectness
 passes a threshold), as trackers by detection do: a slot remembers its object's last query, place and velocity while
 the object is out of the frame, so that it takes the object back when it returns, and a query over the background
-never carries a slot from one object to another.
+never carries a slot from one object to another; given the queries' mask colours and masks, it weighs what the object
+looks like too (:class:`ObjectLinker` links a video window by window).
 
 :func:`link_masks` links queries by their masks instead (SgMg's, whose frame queries have no peak and look alike):
 a slot follows the query whose mask overlaps the slot's last mask best. SgMg empties first the queries that show an

@@ -140,8 +140,8 @@ class TrackGroundingConfig:
             raise ValueError("model.track.link=objects tracks the queries whose peak passes model.track.min_objectness: "
                              "set it (e.g. 0.2)")
         if min(self.link_colour, self.link_overlap) < 0 or self.link_new_slot <= 0:
-            raise ValueError("model.track.link_colour and link_overlap are weights (0 or more), link_new_slot a cost (more "
-                             f"than 0); got {self.link_colour}, {self.link_overlap}, {self.link_new_slot}")
+            raise ValueError("model.track.link_colour and link_overlap are weights (0 or more), link_new_slot a cost "
+                             f"(more than 0); got {self.link_colour}, {self.link_overlap}, {self.link_new_slot}")
         if not 0.0 <= self.duplicate_iou < 1.0:
             raise ValueError(f"model.track.duplicate_iou: expected an IoU in [0, 1) (0: off), got {self.duplicate_iou}")
         if self.duplicate_iou and self.link != "objects":
