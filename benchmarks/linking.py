@@ -37,6 +37,7 @@ from rvos.data.transforms import resize_frames, resized_shape
 from rvos.engine.checkpoint import find_model, load_model
 from rvos.eval.metrics import jaccard_and_f
 from rvos.models.modules.query_init import NEW_TRACK_COST
+from rvos.models.modules.track_grounding import on_mask_grid
 
 ORACLE_IOU = 0.2  # a query's frame mask is on an annotated object when their IoU passes this
 ROWS = ("as configured", "by query and place alone", "by the annotated objects (oracle)")
@@ -89,8 +90,7 @@ def read_linkings(run: Path, split_dir: Path, n_videos: int) -> dict:
         x = model.pad(torch.from_numpy(resize_frames(frames, model_size)).permute(0, 3, 1, 2).float().div(255))
         objects = torch.from_numpy(np.asarray(make_video(spec, split_dir.name, int(name.rsplit("_", 1)[1]))[2]))
         grid = (x.shape[-2] // model.mask_stride, x.shape[-1] // model.mask_stride)
-        objects = F.interpolate(model.pad(F.interpolate(objects.float(), size=model_size, mode="nearest")),
-                                size=grid, mode="area") > 0.5
+        objects = on_mask_grid(model.pad(F.interpolate(objects.float(), size=model_size, mode="nearest")), grid)
         for row in ROWS:
             model.cfg.track = plain if row == ROWS[1] else configured
             if row == ROWS[2]:

@@ -40,7 +40,7 @@ from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import ObjectLinker, VideoQueryInitializer, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (COLOUR, ReplayState, TrackExample, TrackGrounding,
-                                                 TrackGroundingConfig, TrackReplay, batch_count_loss, crop_windows,
+                                                 TrackGroundingConfig, TrackReplay, crop_windows,
                                                  descriptor_probs, exclusive_masks, frame_descriptors,
                                                  labelled_tracks, object_counts, on_mask_grid, pair_labels,
                                                  suppress_duplicates, track_bce, track_frames, tracks,
@@ -504,8 +504,7 @@ class VLMModel(ReplayState, RvosModel):
         if self.track_head is not None:
             losses["track"] = self.cfg.track.weight * self._track_loss(outputs, batch)
             if self.track_head.count is not None:
-                losses["track_count"] = self.cfg.track.count_weight * batch_count_loss(
-                    self.track_head, self.expressions, batch, self.track_sentences)
+                losses["track_count"] = self.track_count_loss(batch)
             if self.cfg.track.slot_weight:
                 part, _ = self.slot_criterion(outputs["track_logits"], outputs["slot_logits"].transpose(1, 2),
                                               clip_targets, labels=clip_labels)
@@ -657,7 +656,8 @@ class VLMSession(InferenceSession):
         self.windows: list[list[torch.Tensor]] = [[] for _ in self.text]  # track.crop: per window (n, Q, CROP_DIM)
         self.track_text = model.track_text(text) if model.track_head is not None else None
         # track.count: how many objects each sentence refers to (0: the threshold decides)
-        self.object_counts = object_counts(model.track_head, self.track_text) if self.track_text is not None else None
+        self.object_counts = (object_counts(model.track_head, self.track_text) if self.track_text is not None
+                              else [0] * len(self.text))
         self.perms: list[torch.Tensor] = []  # track grounding: per sentence (T, Q), each frame's slot order
         # track.link "objects" over the clip: per sentence its linker, and per window the slot order it gave
         linked = model.links_objects and model.cfg.video_decoder.temporal and not model.propagating
@@ -754,6 +754,5 @@ class VLMSession(InferenceSession):
                 for k, f in enumerate(mask_features)]
 
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
-        counts = self.object_counts or [0] * len(self.text)
         return [self.model.select(probs, logits, self.threshold, count)
-                for (probs, logits), count in zip(self.candidates(frames, start), counts)]
+                for (probs, logits), count in zip(self.candidates(frames, start), self.object_counts)]

@@ -665,9 +665,10 @@ def check_query_tracks(track: TrackGroundingConfig, method: str, refused: tuple[
 
 
 class ReplayState:
-    """A model's track replay memory (its ``track_replay``, a :class:`TrackReplay` or None) as the training state a
-    checkpoint keeps (:meth:`~rvos.models.meta.base.RvosModel.training_state`), mixed into conv-CLIP's model and those
-    of :class:`QueryTracks`."""
+    """What conv-CLIP's model and those of :class:`QueryTracks` share of track grounding, mixed into them: the track
+    replay memory (their ``track_replay``, a :class:`TrackReplay` or None) as the training state a checkpoint keeps
+    (:meth:`~rvos.models.meta.base.RvosModel.training_state`), and the loss of ``track.count``'s classifier (read from
+    their ``track_head``, ``expressions`` and ``track_sentences``)."""
 
     def training_state(self) -> dict:
         return {"track_replay": self.track_replay.state()} if self.track_replay is not None else {}
@@ -675,6 +676,11 @@ class ReplayState:
     def load_training_state(self, state: dict) -> None:
         if self.track_replay is not None and "track_replay" in state:
             self.track_replay.load(state["track_replay"])
+
+    def track_count_loss(self, batch) -> torch.Tensor:
+        """``track.count``'s classifier trained on every sentence of each clip's video (:func:`batch_count_loss`)."""
+        return self.cfg.track.count_weight * batch_count_loss(self.track_head, self.expressions, batch,
+                                                              self.track_sentences)
 
 
 class QueryTracks(ReplayState):
@@ -729,11 +735,6 @@ class QueryTracks(ReplayState):
                                                                  images.shape[-2:]))
         track, embeds = self.track_embeds(descriptors.view(b, t_len, q, -1))
         return track, self.track_head.score(embeds, sentences[:, None])[:, 0]
-
-    def track_count_loss(self, batch) -> torch.Tensor:
-        """``track.count``'s classifier trained on every sentence of each clip's video (:func:`batch_count_loss`)."""
-        return self.cfg.track.count_weight * batch_count_loss(self.track_head, self.expressions, batch,
-                                                              self.track_sentences)
 
     def track_loss(self, outputs: dict, instances: list[torch.Tensor], batch) -> torch.Tensor:
         """BCE of every (sentence of the clip's video, track) pair: the queries' tracks (B, Q, samples, D) and masks
