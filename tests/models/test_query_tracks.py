@@ -81,9 +81,10 @@ def test_every_shown_object_is_a_target_matched_to_a_query_of_its_own():
         match(logits, boxes, masks, many, many.masks, cfg)
 
 
-@pytest.mark.parametrize("method", ["sgmg", "mutr"])
-def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video(method):
-    model, cfg = tiny(method, *TRACK)
+@pytest.mark.parametrize("method, extra", [("sgmg", []), ("sgmg", ["model.fine=4", "model.track_refined=true"]),
+                                           ("mutr", [])])
+def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video(method, extra):
+    model, cfg = tiny(method, *TRACK, *extra)
     model.train().prepare_training(SPLIT)
     b = clip_batch(model)
     out = model(b)
@@ -100,7 +101,7 @@ def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video
     assert example.labels[:, q:].tolist() == [[1, 0], [0, 1], [1, 1]]
     sum(losses.values()).backward()
     assert model.track_head.text.weight.grad is not None
-    again, _ = tiny(method, *TRACK)
+    again, _ = tiny(method, *TRACK, *extra)
     again.load_training_state(model.training_state())
     assert [e.sentences for e in again.track_replay.draw(4)] == [e.sentences for e in model.track_replay.draw(4)]
     described = describe_model(model)["selection"]
@@ -109,9 +110,12 @@ def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video
 
 
 @pytest.mark.parametrize("method, extra", [("sgmg", ["model.link=false", "model.duplicate_iou=0"]),
-                                           ("sgmg", ["model.duplicate_iou=0"]), ("sgmg", []), ("mutr", [])])
+                                           ("sgmg", ["model.duplicate_iou=0"]), ("sgmg", []),
+                                           ("sgmg", ["model.fine=4", "model.track_refined=true"]), ("mutr", [])])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(method, extra):
     model, _ = tiny(method, *TRACK, *extra, "model.track.count=0")  # the threshold's rule (the count's: below)
+    if "model.fine=4" in extra:  # the stride-2 stage off its zero start, so that its map counts
+        torch.nn.init.normal_(model.mask_refine.fine[-1].weight, std=0.1)
     model.eval()
     b = clip_batch(model)
     with torch.no_grad():
@@ -228,3 +232,23 @@ def test_sgmg_empties_a_duplicate_querys_masks_before_the_linking():
         load_config("sgmg_tiny_synth", ["model.link=false", "model.duplicate_iou=0.5"])
     with pytest.raises(ConfigError, match="duplicate_iou"):
         load_config("sgmg_tiny_synth", ["model.duplicate_iou=1.0"])
+
+
+def test_sgmg_track_head_reads_the_refined_masks_on_the_priors_grid():
+    model, _ = tiny("sgmg", *TRACK, "model.fine=4", "model.track_refined=true")
+    torch.nn.init.normal_(model.mask_refine.fine[-1].weight, std=0.1)
+    model.eval()
+    b = clip_batch(model)
+    with torch.no_grad():
+        out = model.encode_frames(b.frames[0], model.encode_text(b.text).take(0, 3), 3)
+        priors = out["priors"][-1]  # (T, Q, 16, h, w)
+        read = model.track_masks(priors, out["stride4"], out["stride8"], out["stride2"])
+        coarse = model.coarse_masks(priors)
+        refined = model.refine(priors[:, 3], out["stride4"], out["stride8"], out["stride2"])  # (T, H', W')
+    assert read.shape == coarse.shape and refined.shape[-2:] == (2 * coarse.shape[-2], 2 * coarse.shape[-1])
+    # cell (i, j) of query 3: the mean of the refined logits over its 2 x 2 pixels, not the prior's logit
+    torch.testing.assert_close(read[:, 3, 5, 7], refined[:, 10:12, 14:16].mean((-2, -1)))
+    assert not torch.allclose(read, coarse)
+    assert "refined masks" in describe_model(model)["selection"]["score"]
+    with pytest.raises(ConfigError, match="track_refined.*model.track.enabled"):
+        load_config("sgmg_tiny_synth", ["model.track.enabled=false", "model.track_refined=true"])

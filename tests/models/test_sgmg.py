@@ -1,6 +1,7 @@
 """SgMg's parts: the spectrum modulation against a direct numpy computation of its formula, the dynamic mask head
 against a per-query loop, segment-and-optimize's shapes, the ReferFormer-style targets, matcher and losses, the
-deformable decoder's box refinement, and the model's training outputs and inference session."""
+deformable decoder's box refinement, and the model's training outputs and inference session (with the stride-2 stage
+of ``model.fine`` too)."""
 
 import numpy as np
 import pytest
@@ -86,6 +87,25 @@ def test_segment_optimize_goes_from_the_stride_8_prior_to_full_resolution():
     assert out.shape == (3, 1, 32, 40)
 
 
+def test_the_stride_2_stage_starts_as_the_official_module_and_reads_the_stem():
+    torch.manual_seed(0)
+    official, fine = SegmentOptimize(32, (6, 10)), SegmentOptimize(32, (6, 10), fine_channels=5)
+    fine.load_state_dict(official.state_dict(), strict=False)
+    prior, stride4, stride8 = torch.randn(3, 32, 4, 5), torch.randn(3, 6, 8, 10), torch.randn(3, 10, 4, 5)
+    stride2 = torch.randn(3, 5, 16, 20)
+    with torch.no_grad():
+        expected = official(prior, stride4, stride8)
+        torch.testing.assert_close(fine(prior, stride4, stride8, stride2), expected)  # two masks of 16 channels each
+        torch.nn.init.normal_(fine.fine[-1].weight, std=0.1)
+        moved = fine(prior, stride4, stride8, stride2)
+        other = fine(prior, stride4, stride8, stride2.flip(-1))
+        torch.testing.assert_close(fine(prior, stride4, stride8), expected)  # without the map: the official output
+    assert moved.shape == expected.shape == (3, 2, 32, 40)
+    assert not torch.allclose(moved, expected) and not torch.allclose(moved, other)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        SegmentOptimize(8, (6, 10), upscale=2, fine_channels=5)
+
+
 def test_box_refinement_feeds_each_layers_box_to_the_next():
     torch.manual_seed(0)
     transformer = DeformableTransformer(32, heads=4, enc_layers=1, dec_layers=3, ffn=64, dropout=0.0, levels=2)
@@ -157,12 +177,17 @@ def _batch(model, t_len=3, h=64, w=96):
                      [torch.tensor([True, False]), torch.tensor([False, True])], ["v", "v"], ["0", "1"])
 
 
-def test_training_refines_the_matched_query_of_every_layer_and_inference_the_best_one():
+@pytest.mark.parametrize("fine", [[], ["model.fine=4"]])
+def test_training_refines_the_matched_query_of_every_layer_and_inference_the_best_one(fine):
+    """The official path, and with ``model.fine`` the stride-2 stage (set off zero, so that its stem's map counts) in
+    training, in ``postprocess`` and in the session alike."""
     from rvos.models.build import build_model
 
-    cfg = tiny_config("sgmg", *SGMG_OFFICIAL_PATH)
+    cfg = tiny_config("sgmg", *SGMG_OFFICIAL_PATH, *fine)
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
+    if fine:
+        torch.nn.init.normal_(model.mask_refine.fine[-1].weight, std=0.1)
     batch = _batch(model)
     out = model(batch)
     layers = cfg.model.transformer.dec_layers
@@ -198,7 +223,8 @@ def test_a_per_frame_timm_backbone_needs_the_four_strides():
 
 @pytest.mark.parametrize("bad, message", [("model.mask_channels=8", "multiple of 16"),
                                           ("model.backbone.kind=vit", "video_swin, swin or timm"),
-                                          ("model.levels=5", "3 .* or 4")])
+                                          ("model.levels=5", "3 .* or 4"),
+                                          ("model.fine=-1", "stride-2 stem's channels")])
 def test_config_errors_are_clear(bad, message):
     from rvos.errors import ConfigError
 

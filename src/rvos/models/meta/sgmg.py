@@ -29,6 +29,13 @@ it is a track, which a small head scores against the sentence's bag of token emb
 the queries whose probability passes ``score_threshold`` (the best kept with ``track.keep_best``), so that an
 expression naming several objects gets them all; the official rule is ``top1``.
 
+Two more CPU-size options (off in the paper configs) for the synthetic benchmark's small frames, whose objects are
+10 to 20 pixels wide: ``model.fine`` adds a third, stride-2 stage to the segment-and-optimize, reading a small stem on
+the frames (:mod:`rvos.models.modules.segment_optimize`), for the last decoder layer's masks (those inference shows;
+the earlier layers' are the official module's); and ``model.track_refined`` has the track head read every query's
+refined masks, area-pooled to the priors' stride-2 grid, instead of the priors, which are 16 channels at stride 8
+pixel-shuffled and blur a small object's edges.
+
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training;
 frames are padded before normalisation (black; the official pads normalised frames with zeros); the spectrum
 modulation runs in float32 under mixed precision (the official casts its input, then lets its 1x1 convs run in
@@ -51,6 +58,7 @@ from rvos.models.layers.spectrum import SpectrumModulation
 from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs,
                                    kept_queries, top_query, union_of_queries, union_rule)
 from rvos.models.modules.cues import FeatureResizer
+from rvos.models.modules.pixel_decoder import FineStem
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.query_init import link_masks, reorder
@@ -71,6 +79,10 @@ class SgMgConfig:
     mask_channels: int = 16  # the dynamic head's output; pixel-shuffled x4, so a multiple of 16
     controller_layers: int = 2  # dynamic convolutions
     rel_coord: bool = True
+    # the channels of a stem on the frames at stride 2 (FineStem) that the segment-and-optimize reads in a third stage
+    # before full resolution, for the last decoder layer's masks (0: off, the official two stages at strides 8 and 4;
+    # a CPU-size option, module text)
+    fine: int = 0
     size_divisibility: int = 16  # the official inference pads to 16
     text: TextConfig = field(default_factory=TextConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -92,6 +104,9 @@ class SgMgConfig:
     duplicate_iou: float = 0.0
     # track grounding of the queries' stride-2 priors (a CPU-size option; off in the paper configs; module text)
     track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
+    # the track head reads each query's refined masks, area-pooled to the priors' stride-2 grid, instead of its prior
+    # (every query refined in every frame, without gradient; a CPU-size option with track, module text)
+    track_refined: bool = False
 
     def __post_init__(self):
         if self.selection not in ("union", "top1"):
@@ -103,6 +118,10 @@ class SgMgConfig:
             raise ValueError(f"model.mask_channels must be a multiple of 16 (pixel shuffle x4), got {self.mask_channels}")
         if not 0.0 <= self.duplicate_iou < 1.0:
             raise ValueError(f"model.duplicate_iou: expected an IoU in [0, 1) (0: off), got {self.duplicate_iou}")
+        if self.fine < 0:
+            raise ValueError(f"model.fine: the stride-2 stem's channels (0: off), got {self.fine}")
+        if self.track_refined and not self.track.enabled:
+            raise ValueError("model.track_refined chooses the masks the track head reads: set model.track.enabled")
         if self.duplicate_iou and not self.link:
             raise ValueError("model.duplicate_iou empties duplicate queries for the linking of model.link: set it")
 
@@ -126,7 +145,8 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         self.mask_head = DynamicMaskHead(c, c, cfg.mask_channels, cfg.controller_layers, stride=8,
                                          rel_coord=cfg.rel_coord)
         channels = self.backbone.channels
-        self.mask_refine = SegmentOptimize(cfg.mask_channels, (channels[0], channels[1]))
+        self.mask_refine = SegmentOptimize(cfg.mask_channels, (channels[0], channels[1]), fine_channels=cfg.fine)
+        self.fine_stem = FineStem(cfg.fine, 32) if cfg.fine else None  # GroupNorm(32) as the input projections
         self.window_invariant = not self.backbone.temporal
         self.build_track_grounding(cfg.track)
 
@@ -141,15 +161,17 @@ class SgMgModel(QueryTracks, ReferFormerParts):
 
     def encode_images(self, frames: torch.Tensor, clip_length: int) -> dict:
         """frames (N, 3, H, W) in [0, 1], N = clips x clip_length -> what does not depend on the sentence: the
-        backbone's maps, the padding (N, H', W') of the frames padded to ``size_divisibility``, the frames' size."""
+        backbone's maps, the padding (N, H', W') of the frames padded to ``size_divisibility``, the frames' size,
+        and with ``fine`` the stem's map at stride 2 (N, fine, H'/2, W'/2)."""
         images, padding = self.pad_frames(frames)
         return {"features": self.backbone.forward_image(images, clip_length), "padding": padding,
-                "size": tuple(frames.shape[-2:])}
+                "size": tuple(frames.shape[-2:]), "stride2": self.fine_stem(images) if self.fine_stem else None}
 
     def encode_frames(self, frames: torch.Tensor | dict, text: EncodedText, clip_length: int) -> dict:
         """frames (N, 3, H, W) in [0, 1], N = clips x clip_length, or their :meth:`encode_images`; text per frame
         -> every decoder layer's scores (L, N, Q) and boxes (L, N, Q, 4), the 16-channel priors (L, N, Q, 16, H'/8,
-        W'/8), the backbone's stride-4 and stride-8 maps (the refinement's input) and the padded size (H', W')."""
+        W'/8), the backbone's stride-4 and stride-8 maps and with ``fine`` the stem's stride-2 map (the refinement's
+        input), and the padded size (H', W')."""
         cfg = self.cfg
         images = frames if isinstance(frames, dict) else self.encode_images(frames, clip_length)
         features, padding, (h, w) = images["features"], images["padding"], images["size"]
@@ -179,11 +201,13 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         priors = torch.stack([self.mask_head(mask_features, x, box[..., :2].detach() * scale)
                               for x, box in zip(hs, boxes)])
         return {"logits": logits, "boxes": boxes, "priors": priors, "stride4": features[0], "stride8": features[1],
-                "queries": hs[-1], "size": padding.shape[-2:]}
+                "stride2": images["stride2"], "queries": hs[-1], "size": padding.shape[-2:]}
 
-    def refine(self, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor) -> torch.Tensor:
-        """priors (N, 16, h, w) of one query per frame -> the full-resolution mask logits (N, H', W')."""
-        return self.mask_refine(priors, stride4, stride8)[:, 0]
+    def refine(self, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor,
+               stride2: torch.Tensor | None = None) -> torch.Tensor:
+        """priors (N, 16, h, w) of one query per frame, the frames' refinement input -> the full-resolution mask
+        logits (N, H', W')."""
+        return self.mask_refine(priors, stride4, stride8, stride2)[:, 0]
 
     def link_queries(self, priors: torch.Tensor, queries: torch.Tensor, state: tuple | None = None):
         """priors (B, T, Q, 16, h, w) and decoder queries (B, T, Q, C) -> :func:`link_masks`'s permutations (B, T, Q)
@@ -198,6 +222,19 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             return priors
         duplicate = duplicate_masks(self.coarse_masks(priors[-1]) > 0, self.cfg.duplicate_iou)
         return priors.masked_fill(duplicate[None, ..., None, None, None], NO_MASK)
+
+    def track_masks(self, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor,
+                    stride2: torch.Tensor | None) -> torch.Tensor:
+        """The last layer's priors (N, Q, 16, h, w) of N frames and the frames' refinement input -> the mask logits
+        the track head reads (N, Q, 4h, 4w): the stride-2 priors, or with ``track_refined`` every query's refined
+        masks area-pooled to that grid (without gradient: the head reads what a mask covers, not its logits)."""
+        coarse = self.coarse_masks(priors)
+        if not self.cfg.track_refined:
+            return coarse
+        with torch.no_grad():
+            refined = torch.stack([self.refine(priors[:, k], stride4, stride8, stride2)
+                                   for k in range(priors.shape[1])], 1)
+        return F.interpolate(refined, size=coarse.shape[-2:], mode="area")
 
     @staticmethod
     def coarse_masks(priors: torch.Tensor) -> torch.Tensor:
@@ -225,25 +262,29 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             perms, _ = self.link_queries(priors[-1], out["queries"].view(b, t_len, *out["queries"].shape[1:]))
             logits, boxes, priors = (torch.stack([reorder(x, perms) for x in y]) for y in (logits, boxes, priors))
         outputs = {"logits": logits, "boxes": boxes, "size": tuple(out["size"])}
-        if self.track_head is not None:  # the queries' tracks, read from the last layer's stride-2 priors
+        if self.track_head is not None:  # the queries' tracks, read from the last layer's stride-2 masks
             images = self.descriptor_frames(self.pad_frames(frames)[0])
-            slot_logits = self.coarse_masks(priors[-1]).transpose(1, 2)  # (B, Q, T, h, w)
+            slot_logits = self.track_masks(priors[-1].flatten(0, 1), out["stride4"], out["stride8"], out["stride2"])
+            slot_logits = slot_logits.view(b, t_len, *slot_logits.shape[1:]).transpose(1, 2)  # (B, Q, T, h, w)
             text = self.track_text(batch.text)
             slot_tracks, track_logits = self.track_logits(images, slot_logits, text)
             outputs |= {"track_logits": track_logits, "slot_tracks": slot_tracks, "slot_masks": slot_logits > 0,
                         "mask_images": images.view(b, t_len, *images.shape[1:]),
                         "object_counts": object_counts(self.track_head, text)}
         if not self.training:
-            return outputs | {"priors": priors[-1], "stride4": out["stride4"], "stride8": out["stride8"]}
+            return outputs | {"priors": priors[-1], "stride4": out["stride4"], "stride8": out["stride8"],
+                              "stride2": out["stride2"]}
         low = self.coarse_masks(priors)  # (L, B, T, Q, H'/2, W'/2)
         targets = referring_targets(batch, outputs["size"], self.cfg.loss.instance_targets)
         pairs = targets.clips  # each target's clip, and its frames' refinement input
-        stride4, stride8 = (x.view(b, t_len, *x.shape[1:])[pairs].flatten(0, 1)
-                            for x in (out["stride4"], out["stride8"]))
+        stride4, stride8, stride2 = (x.view(b, t_len, *x.shape[1:])[pairs].flatten(0, 1) if x is not None else None
+                                     for x in (out["stride4"], out["stride8"], out["stride2"]))
         matched, masks, low_masks = [], [], []
         for layer in range(layers):  # match on the priors, then refine the matched queries alone
             m = match(logits[layer], boxes[layer], low[layer], targets, targets.low, self.cfg.loss)
-            refined = self.refine(priors[layer, pairs, :, m].flatten(0, 1), stride4, stride8)
+            # with fine, the last layer's masks alone (those inference shows) through the stride-2 stage
+            refined = self.refine(priors[layer, pairs, :, m].flatten(0, 1), stride4, stride8,
+                                  stride2 if layer == layers - 1 else None)
             matched.append(m)
             masks.append(refined.view(len(pairs), t_len, *refined.shape[-2:]))
             low_masks.append(low[layer, pairs, :, m])
@@ -275,10 +316,11 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         results = []
         for b in range(probs.shape[0]):
             frames = slice(b * t_len, (b + 1) * t_len)
+            stride2 = outputs["stride2"][frames] if outputs["stride2"] is not None else None
             results.append(self.select(probs[b], outputs["priors"][b], outputs["stride4"][frames],
                                        outputs["stride8"][frames],
                                        self.chosen_queries(probs[b], score_threshold, counts[b]), score_threshold,
-                                       counts[b]))
+                                       counts[b], stride2))
         return results
 
     def referring_probs(self, outputs: dict) -> torch.Tensor:
@@ -299,12 +341,13 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         return keep.nonzero()[:, 0] if keep.any() else best[None]
 
     def select(self, probs: torch.Tensor, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor,
-               queries: torch.Tensor, threshold: float | None = None, count: int = 0) -> ClipMasks:
-        """probs (T, Q); priors (T, Q, 16, h, w) -> the chosen ``queries`` (:meth:`chosen_queries`, over the whole
-        video) refined in every frame, and the rule's masks and scores: the official one query, or their union
-        (``count``: how many objects the sentence refers to, as ``track.count``'s classifier reads it; 0: no such
-        reading)."""
-        masks = torch.stack([self.refine(priors[:, q], stride4, stride8) for q in queries.tolist()], 1)
+               queries: torch.Tensor, threshold: float | None = None, count: int = 0,
+               stride2: torch.Tensor | None = None) -> ClipMasks:
+        """probs (T, Q); priors (T, Q, 16, h, w); the frames' refinement input -> the chosen ``queries``
+        (:meth:`chosen_queries`, over the whole video) refined in every frame, and the rule's masks and scores: the
+        official one query, or their union (``count``: how many objects the sentence refers to, as ``track.count``'s
+        classifier reads it; 0: no such reading)."""
+        masks = torch.stack([self.refine(priors[:, q], stride4, stride8, stride2) for q in queries.tolist()], 1)
         if self.cfg.selection == "top1":
             return top_query(probs[:, queries], masks)
         keep_best = self.track_head is not None and self.cfg.track.keep_best
@@ -330,10 +373,12 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             "input_fft": {"levels": cfg.levels, "sigma": cfg.spectrum_sigma} if cfg.spectrum else {},
             "transformer": {"encoder_layers": x.enc_layers, "decoder_layers": x.dec_layers, "heads": x.heads,
                             "points": x.dec_points, "queries_per_frame": cfg.queries},
-            "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers},
+            "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers}
+            | ({"stride_2_stage": f"a {cfg.fine}-channel stem on the frames"} if cfg.fine else {}),
             "selection": {"rule": "top-1 query (best mean score over the video)" if cfg.selection == "top1"
                           else union_rule(cfg.score_threshold, cfg.track),
-                          "score": "track grounding (the queries' stride-2 priors)" if cfg.track.enabled
+                          "score": ("track grounding (the queries' refined masks at stride 2)" if cfg.track_refined
+                                    else "track grounding (the queries' stride-2 priors)") if cfg.track.enabled
                           else "the query's class",
                           "track": "each frame's queries linked to the frames' before by their stride-2 masks"
                           + (f" (a query whose mask overlaps a larger one's at IoU > {cfg.duplicate_iou} emptied)"
@@ -395,7 +440,8 @@ class SgMgSession(InferenceSession):
         for k, out in enumerate(self.cache.keep(start, self._linked(self._encode(frames), start))):
             self.probs[k].append(out["logits"][-1].sigmoid())
             if self.coarse is not None:
-                self.coarse[k].append(self.model.coarse_masks(out["priors"][-1]))
+                self.coarse[k].append(self.model.track_masks(out["priors"][-1], out["stride4"], out["stride8"],
+                                                             out["stride2"]))
         if self.coarse is not None:
             self.images.append(self.model.descriptor_frames(self.model.pad_frames(frames)[0]))
 
@@ -419,7 +465,7 @@ class SgMgSession(InferenceSession):
         out = []
         for k, enc in enumerate(self._window(frames, start)):
             priors = enc["priors"][-1]  # (n, Q, 16, h, w)
-            masks = torch.stack([self.model.refine(priors[:, q], enc["stride4"], enc["stride8"])
+            masks = torch.stack([self.model.refine(priors[:, q], enc["stride4"], enc["stride8"], enc["stride2"])
                                  for q in range(priors.shape[1])], 1)
             out.append((self.probs[k][start : start + n], masks))
         return out
@@ -427,5 +473,5 @@ class SgMgSession(InferenceSession):
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
         n = frames.shape[0]
         return [self.model.select(self.probs[k][start : start + n], enc["priors"][-1], enc["stride4"], enc["stride8"],
-                                  self.chosen[k], self.threshold, self.object_counts[k])
+                                  self.chosen[k], self.threshold, self.object_counts[k], enc["stride2"])
                 for k, enc in enumerate(self._window(frames, start))]
