@@ -196,9 +196,27 @@ def test_training_refines_the_matched_query_of_every_layer_and_inference_the_bes
     losses = model.loss(out, batch)
     expected = {"class", "box", "giou", "mask", "dice", "mask_low", "dice_low"}
     assert set(losses) == expected | {f"{k}_{i}" for k in expected for i in range(layers - 1)}
+    if fine:  # the stage and its stem learn, on the last layer's masks alone
+        sum(losses.values()).backward()
+        assert model.mask_refine.fine[-1].weight.grad.abs().sum() > 0
+        assert model.fine_stem.layers[0].weight.grad.abs().sum() > 0
+        stem, model.fine_stem = model.fine_stem, None  # the official two stages
+        torch.manual_seed(0)
+        with torch.no_grad():
+            official = model(batch)["masks"]
+        model.fine_stem = stem
+        torch.manual_seed(0)
+        with torch.no_grad():
+            again = model(batch)["masks"]
+        torch.testing.assert_close(again[:-1], official[:-1])
+        assert not torch.allclose(again[-1], official[-1])
     model.eval()
     with torch.no_grad():
         (own, _) = model.postprocess(model(batch))
+        if fine:  # inference shows the stage's masks
+            stem, model.fine_stem = model.fine_stem, None
+            assert not torch.allclose(model.postprocess(model(batch))[0].logits, own.logits)
+            model.fine_stem = stem
         session = model.start_session(model.prepare_text(batch.sentences[:1]))
         session.observe(batch.frames[0], 0)
         session.decode()
@@ -224,12 +242,13 @@ def test_a_per_frame_timm_backbone_needs_the_four_strides():
 @pytest.mark.parametrize("bad, message", [("model.mask_channels=8", "multiple of 16"),
                                           ("model.backbone.kind=vit", "video_swin, swin or timm"),
                                           ("model.levels=5", "3 .* or 4"),
-                                          ("model.fine=-1", "stride-2 stem's channels")])
+                                          ("model.fine=-1", "stride-2 stem's channels"),
+                                          ("model.fine=4 model.size_divisibility=6", "multiple of 4")])
 def test_config_errors_are_clear(bad, message):
     from rvos.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
-        tiny_config("sgmg", bad)
+        tiny_config("sgmg", *bad.split())
 
 
 @pytest.mark.parametrize("link", [["model.link=false", "model.duplicate_iou=0"], ["model.duplicate_iou=0"], []])

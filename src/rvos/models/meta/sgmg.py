@@ -120,6 +120,9 @@ class SgMgConfig:
             raise ValueError(f"model.duplicate_iou: expected an IoU in [0, 1) (0: off), got {self.duplicate_iou}")
         if self.fine < 0:
             raise ValueError(f"model.fine: the stride-2 stem's channels (0: off), got {self.fine}")
+        if self.fine and self.size_divisibility % 4:
+            raise ValueError(f"model.fine: the stride-2 stem and the stride-4 map meet on frames padded to a multiple "
+                             f"of 4; set model.size_divisibility to one (got {self.size_divisibility})")
         if self.track_refined and not self.track.enabled:
             raise ValueError("model.track_refined chooses the masks the track head reads: set model.track.enabled")
         if self.duplicate_iou and not self.link:
@@ -130,7 +133,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
     config_class = SgMgConfig
     method = "SgMg"
     mask_stride = 1
-    track_stride = 2  # the tracks read the stride-2 priors of every query
+    track_stride = 2  # the tracks read every query's masks on the stride-2 grid of the priors
 
     def __init__(self, cfg: SgMgConfig):
         super().__init__(cfg)
@@ -165,7 +168,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         and with ``fine`` the stem's map at stride 2 (N, fine, H'/2, W'/2)."""
         images, padding = self.pad_frames(frames)
         return {"features": self.backbone.forward_image(images, clip_length), "padding": padding,
-                "size": tuple(frames.shape[-2:]), "stride2": self.fine_stem(images) if self.fine_stem else None}
+                "size": tuple(frames.shape[-2:]), "stride2": self.fine_stem(images) if self.fine_stem is not None else None}
 
     def encode_frames(self, frames: torch.Tensor | dict, text: EncodedText, clip_length: int) -> dict:
         """frames (N, 3, H, W) in [0, 1], N = clips x clip_length, or their :meth:`encode_images`; text per frame
@@ -392,9 +395,9 @@ class SgMgSession(InferenceSession):
     kept, so a video of one window is encoded once). A temporal backbone sees one window at a time: set
     ``infer.window`` to the videos' length to encode them whole, as the official inference does.
 
-    With track grounding pass one also keeps every window's stride-2 priors of every query (per frame, sentence and
-    query H/2 x W/2 logits) and its frames as the descriptors read them; :meth:`decode` scores the queries' tracks
-    over the whole video.
+    With track grounding pass one also keeps every window's stride-2 masks of every query (per frame, sentence and
+    query H/2 x W/2 logits: the priors, or with ``track_refined`` the refined masks pooled to that grid) and its
+    frames as the descriptors read them; :meth:`decode` scores the queries' tracks over the whole video.
 
     With ``model.link`` each window's queries are linked to the windows' before (per sentence, :func:`link_masks`), and
     the permutations kept, so that a window encoded again in pass two is read in the same order."""
@@ -447,7 +450,7 @@ class SgMgSession(InferenceSession):
 
     def decode(self) -> None:
         self.probs = [torch.cat(p) for p in self.probs]
-        if self.coarse is not None:  # every frame's priors -> the queries' tracks over the video
+        if self.coarse is not None:  # every frame's stride-2 masks -> the queries' tracks over the video
             images = torch.cat(self.images)
             for k in range(self.count):
                 masks = torch.cat(self.coarse[k]).transpose(0, 1)[None]  # (1, Q, T, h, w)
