@@ -13,7 +13,9 @@ split:
   ceiling of any query); an object is small when its median visible area is under ``SMALL`` of the short side
   squared (the synthetic benchmark's small shapes cover 0.009 to 0.017 of it, its big ones 0.024 to 0.048); and by
   neighbourhood: the object beside another one (within 2 pixels) or alone, and the best query's mask spilling onto
-  another object (more than ``SPILL`` of its pixels) or not;
+  another object (more than ``SPILL`` of its pixels) or not; for SgMg the same by neighbourhood on the queries'
+  stride-2 priors (what the dynamic head draws, before the refinement), so that a mask joining two neighbours is
+  traced to the head or to the refinement;
 * grounding, per expression (top-1 accuracy: the best-scored one is a referred object): the track head on the
   annotated objects' own tracks (the head alone, with perfect masks), and on the model's slots (the best-scored slot's
   masks cover a referred object, IoU over the video at least 0.3).
@@ -61,6 +63,7 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
     slot_iou, frame_iou, frame_values = [], [], []
     by_size: dict[tuple[str, str], list[float]] = defaultdict(list)  # (size, row) -> per object-frame IoU
     neighbourhood: dict[str, list[float]] = defaultdict(list)  # per object-frame IoU of the best query in the frame
+    priors: dict[str, list[tuple[float, bool]]] = defaultdict(list)  # SgMg: the best prior's IoU, and its spilling
     top1: dict[tuple[str, str], list[bool]] = defaultdict(list)
     for name in list(split.videos)[:n_videos]:
         video, frames = split.video(name), split.read_frames(name)
@@ -77,6 +80,9 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
         candidates = session.candidates(x, 0)
         # segmentation: the slots' masks do not depend on the sentence here (the first sentence's)
         slots = upsample_masks(candidates[0][1].transpose(0, 1), model.mask_stride, model_size, size) > 0  # (Q, T, H, W)
+        prior = None
+        if hasattr(session, "prior_masks"):  # SgMg: the stride-2 priors, at the input resolution
+            prior = upsample_masks(session.prior_masks(x, 0)[0].transpose(0, 1), 2, model_size, size) > 0
         visible = objects.flatten(1).any(1)
         per = iou(slots[:, None], objects[None])[:, visible]  # (Q, M', T)
         slot_iou += per.mean(-1).max(0).values.tolist()
@@ -98,6 +104,11 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
                 spills = bool((mask & rest[t]).sum() > SPILL * mask.sum())
                 neighbourhood[f"beside another object: {beside}"].append(float(best[m, t]))
                 neighbourhood[f"spills onto another object: {spills}"].append(float(best[m, t]))
+                if prior is not None:
+                    ious = iou(prior[:, t], objects[o, t][None])
+                    mask = prior[int(ious.argmax()), t]
+                    priors[f"beside another object: {beside}"].append(
+                        (float(ious.max()), bool((mask & rest[t]).sum() > SPILL * mask.sum())))
         # by size: the best query and the object squeezed through the mask grid, in the frames where it is seen
         seen = objects[visible]
         area = seen.flatten(2).sum(-1).float() / min(size) ** 2  # (M', T)
@@ -141,7 +152,10 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
             "best query in each frame, by neighbourhood (mean IoU; share of object-frames)": {
                 row: [round(float(np.mean(v)), 3), round(len(v) / max(1, len(frame_values)), 3)]
                 for row, v in sorted(neighbourhood.items())},
-        },
+        } | ({"the best prior in each frame (SgMg, stride 2), by neighbourhood (mean IoU; share spilling onto another "
+              "object)": {row: [round(float(np.mean([a for a, _ in v])), 3),
+                                round(float(np.mean([spills for _, spills in v])), 3)]
+                          for row, v in sorted(priors.items())}} if priors else {}),
         "grounding top-1": {row: {"all": round(float(np.mean([v for (r, _), vs in top1.items() if r == row
                                                                for v in vs])), 3)}
                             | {k: round(float(np.mean(top1[(row, k)])), 3) for k in kinds}

@@ -473,6 +473,11 @@ class SgMgSession(InferenceSession):
             out.append((self.probs[k][start : start + n], masks))
         return out
 
+    def prior_masks(self, frames: torch.Tensor, start: int) -> list[torch.Tensor]:
+        """Per sentence, every query's stride-2 prior logits (n, Q, H'/2, W'/2) in the window, in the queries' order
+        of :meth:`candidates`: what the dynamic head draws before the refinement. For diagnosis."""
+        return [self.model.coarse_masks(enc["priors"][-1]) for enc in self._window(frames, start)]
+
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
         n = frames.shape[0]
         return [self.model.select(self.probs[k][start : start + n], enc["priors"][-1], enc["stride4"], enc["stride8"],
