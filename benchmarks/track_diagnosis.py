@@ -55,6 +55,11 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def spills(mask: torch.Tensor, others: torch.Tensor) -> bool:
+    """Whether more than ``SPILL`` of a mask's pixels (H, W) bool lie on the other objects (H, W) bool."""
+    return bool((mask & others).sum() > SPILL * mask.sum())
+
+
 def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
     model, cfg = load_model(find_model(run))
     if model.track_head is None:
@@ -101,14 +106,12 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
             for t in shown[m].nonzero()[:, 0].tolist():
                 mask = slots[int(best_query[m, t]), t]
                 beside = bool((near[m, t] & rest[t]).any())
-                spills = bool((mask & rest[t]).sum() > SPILL * mask.sum())
                 neighbourhood[f"beside another object: {beside}"].append(float(best[m, t]))
-                neighbourhood[f"spills onto another object: {spills}"].append(float(best[m, t]))
+                neighbourhood[f"spills onto another object: {spills(mask, rest[t])}"].append(float(best[m, t]))
                 if prior is not None:
                     ious = iou(prior[:, t], objects[o, t][None])
-                    mask = prior[int(ious.argmax()), t]
                     priors[f"beside another object: {beside}"].append(
-                        (float(ious.max()), bool((mask & rest[t]).sum() > SPILL * mask.sum())))
+                        (float(ious.max()), spills(prior[int(ious.argmax()), t], rest[t])))
         # by size: the best query and the object squeezed through the mask grid, in the frames where it is seen
         seen = objects[visible]
         area = seen.flatten(2).sum(-1).float() / min(size) ** 2  # (M', T)
@@ -154,7 +157,7 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
                 for row, v in sorted(neighbourhood.items())},
         } | ({"the best prior in each frame (SgMg, stride 2), by neighbourhood (mean IoU; share spilling onto another "
               "object)": {row: [round(float(np.mean([a for a, _ in v])), 3),
-                                round(float(np.mean([spills for _, spills in v])), 3)]
+                                round(float(np.mean([spilling for _, spilling in v])), 3)]
                           for row, v in sorted(priors.items())}} if priors else {}),
         "grounding top-1": {row: {"all": round(float(np.mean([v for (r, _), vs in top1.items() if r == row
                                                                for v in vs])), 3)}

@@ -167,8 +167,9 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         backbone's maps, the padding (N, H', W') of the frames padded to ``size_divisibility``, the frames' size,
         and with ``fine`` the stem's map at stride 2 (N, fine, H'/2, W'/2)."""
         images, padding = self.pad_frames(frames)
+        stride2 = self.fine_stem(images) if self.fine_stem is not None else None
         return {"features": self.backbone.forward_image(images, clip_length), "padding": padding,
-                "size": tuple(frames.shape[-2:]), "stride2": self.fine_stem(images) if self.fine_stem is not None else None}
+                "size": tuple(frames.shape[-2:]), "stride2": stride2}
 
     def encode_frames(self, frames: torch.Tensor | dict, text: EncodedText, clip_length: int) -> dict:
         """frames (N, 3, H, W) in [0, 1], N = clips x clip_length, or their :meth:`encode_images`; text per frame
@@ -212,6 +213,13 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         logits (N, H', W')."""
         return self.mask_refine(priors, stride4, stride8, stride2)[:, 0]
 
+    def refine_queries(self, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor,
+                       stride2: torch.Tensor | None = None, queries: list[int] | None = None) -> torch.Tensor:
+        """priors (N, Q, 16, h, w) of N frames, their refinement input -> the refined mask logits (N, Q', H', W') of
+        ``queries`` (every query when None)."""
+        queries = range(priors.shape[1]) if queries is None else queries
+        return torch.stack([self.refine(priors[:, q], stride4, stride8, stride2) for q in queries], 1)
+
     def link_queries(self, priors: torch.Tensor, queries: torch.Tensor, state: tuple | None = None):
         """priors (B, T, Q, 16, h, w) and decoder queries (B, T, Q, C) -> :func:`link_masks`'s permutations (B, T, Q)
         and state, on the priors' stride-2 masks."""
@@ -235,8 +243,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         if not self.cfg.track_refined:
             return coarse
         with torch.no_grad():
-            refined = torch.stack([self.refine(priors[:, k], stride4, stride8, stride2)
-                                   for k in range(priors.shape[1])], 1)
+            refined = self.refine_queries(priors, stride4, stride8, stride2)
         return F.interpolate(refined, size=coarse.shape[-2:], mode="area")
 
     @staticmethod
@@ -350,7 +357,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         (:meth:`chosen_queries`, over the whole video) refined in every frame, and the rule's masks and scores: the
         official one query, or their union (``count``: how many objects the sentence refers to, as ``track.count``'s
         classifier reads it; 0: no such reading)."""
-        masks = torch.stack([self.refine(priors[:, q], stride4, stride8, stride2) for q in queries.tolist()], 1)
+        masks = self.refine_queries(priors, stride4, stride8, stride2, queries.tolist())
         if self.cfg.selection == "top1":
             return top_query(probs[:, queries], masks)
         keep_best = self.track_head is not None and self.cfg.track.keep_best
@@ -467,9 +474,7 @@ class SgMgSession(InferenceSession):
         n = frames.shape[0]
         out = []
         for k, enc in enumerate(self._window(frames, start)):
-            priors = enc["priors"][-1]  # (n, Q, 16, h, w)
-            masks = torch.stack([self.model.refine(priors[:, q], enc["stride4"], enc["stride8"], enc["stride2"])
-                                 for q in range(priors.shape[1])], 1)
+            masks = self.model.refine_queries(enc["priors"][-1], enc["stride4"], enc["stride8"], enc["stride2"])
             out.append((self.probs[k][start : start + n], masks))
         return out
 
