@@ -13,9 +13,9 @@ split:
   ceiling of any query); an object is small when its median visible area is under ``SMALL`` of the short side
   squared (the synthetic benchmark's small shapes cover 0.009 to 0.017 of it, its big ones 0.024 to 0.048); and by
   neighbourhood: the object beside another one (within 2 pixels) or alone, and the best query's mask spilling onto
-  another object (more than ``SPILL`` of its pixels) or not; for SgMg the same by neighbourhood on the queries'
-  stride-2 priors (what the dynamic head draws, before the refinement), so that a mask joining two neighbours is
-  traced to the head or to the refinement;
+  another object (more than ``SPILL`` of its pixels) or not, and beside an object of its own colour (a look-alike) or
+  of another colour only; for SgMg the same by neighbourhood on the queries' stride-2 priors (what the dynamic head
+  draws, before the refinement), so that a mask joining two neighbours is traced to the head or to the refinement;
 * grounding, per expression (top-1 accuracy: the best-scored one is a referred object): the track head on the
   annotated objects' own tracks (the head alone, with perfect masks), and on the model's slots (the best-scored slot's
   masks cover a referred object, IoU over the video at least 0.3).
@@ -45,6 +45,7 @@ from rvos.models.modules.track_grounding import frame_descriptors
 BINS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01]
 SMALL = 0.02
 SPILL = 0.2
+SAME_COLOUR = 30
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -58,6 +59,21 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def spills(mask: torch.Tensor, others: torch.Tensor) -> bool:
     """Whether more than ``SPILL`` of a mask's pixels (H, W) bool lie on the other objects (H, W) bool."""
     return bool((mask & others).sum() > SPILL * mask.sum())
+
+
+def neighbour_colour(frame: np.ndarray, objects: torch.Tensor, o: int, near: torch.Tensor) -> str:
+    """frame (H, W, 3) uint8, the frame's objects (M, H, W) bool, an object beside another and its neighbourhood
+    (H, W) bool -> "its own colour" when an object within it has the object's colour (median colours within
+    ``SAME_COLOUR`` in every channel: the synthetic palette's colours differ by 105 or more in some channel, its noise
+    is 6), else "another colour"."""
+    def median(mask: torch.Tensor) -> np.ndarray:
+        return np.median(frame[mask.numpy()].astype(np.float32), 0)
+
+    own = median(objects[o])
+    for k in range(len(objects)):
+        if k != o and bool((objects[k] & near).any()) and np.abs(median(objects[k]) - own).max() < SAME_COLOUR:
+            return "its own colour"
+    return "another colour"
 
 
 def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
@@ -83,8 +99,8 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
         session.observe(x, 0)
         session.decode()
         candidates = session.candidates(x, 0)
-        # segmentation: the slots' masks do not depend on the sentence here (the first sentence's)
-        slots = upsample_masks(candidates[0][1].transpose(0, 1), model.mask_stride, model_size, size) > 0  # (Q, T, H, W)
+        # segmentation: the slots' masks (Q, T, H, W) do not depend on the sentence here (the first sentence's)
+        slots = upsample_masks(candidates[0][1].transpose(0, 1), model.mask_stride, model_size, size) > 0
         prior = None
         if hasattr(session, "prior_masks"):  # SgMg: the stride-2 priors, at the input resolution
             prior = upsample_masks(session.prior_masks(x, 0)[0].transpose(0, 1), 2, model_size, size) > 0
@@ -107,11 +123,16 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
                 mask = slots[int(best_query[m, t]), t]
                 beside = bool((near[m, t] & rest[t]).any())
                 neighbourhood[f"beside another object: {beside}"].append(float(best[m, t]))
+                if beside:
+                    colour = f"beside another object: {neighbour_colour(frames[t], objects[:, t], o, near[m, t])}"
+                    neighbourhood[colour].append(float(best[m, t]))
                 neighbourhood[f"spills onto another object: {spills(mask, rest[t])}"].append(float(best[m, t]))
                 if prior is not None:
                     ious = iou(prior[:, t], objects[o, t][None])
-                    priors[f"beside another object: {beside}"].append(
-                        (float(ious.max()), spills(prior[int(ious.argmax()), t], rest[t])))
+                    read = (float(ious.max()), spills(prior[int(ious.argmax()), t], rest[t]))
+                    priors[f"beside another object: {beside}"].append(read)
+                    if beside:
+                        priors[colour].append(read)
         # by size: the best query and the object squeezed through the mask grid, in the frames where it is seen
         seen = objects[visible]
         area = seen.flatten(2).sum(-1).float() / min(size) ** 2  # (M', T)

@@ -6,6 +6,7 @@ of ``model.fine`` too)."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rvos.models.criterion.referformer import (ReferLossConfig, clip_targets, inclusive_boxes, layer_losses, match,
                                                num_valid_frames)
@@ -13,7 +14,7 @@ from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.layers.spectrum import SpectrumModulation, centred_gaussian
 from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.deformable_transformer import DeformableTransformer, inverse_sigmoid
-from rvos.models.modules.segment_optimize import SegmentOptimize
+from rvos.models.modules.segment_optimize import SegmentOptimize, shuffle_half, unshuffle_half
 
 from contract import SGMG_OFFICIAL_PATH, tiny_config
 
@@ -106,6 +107,29 @@ def test_the_stride_2_stage_starts_as_the_official_module_and_reads_the_stem():
         SegmentOptimize(8, (6, 10), upscale=2, fine_channels=5)
 
 
+def test_a_stride_4_prior_is_folded_into_the_official_layout():
+    """``unshuffle_half`` inverts ``shuffle_half``; with ``model.prior_stride`` 4 the dynamic head runs on the
+    stride-4 grid, and the stride-2 masks of the folded priors are its 4 channels pixel-shuffled x2."""
+    from rvos.models.build import build_model
+
+    x, y = torch.randn(2, 32, 3, 5), torch.randn(2, 8, 6, 10)
+    torch.testing.assert_close(unshuffle_half(shuffle_half(x)), x, rtol=0, atol=0)
+    torch.testing.assert_close(shuffle_half(unshuffle_half(y)), y, rtol=0, atol=0)
+    torch.testing.assert_close(F.pixel_shuffle(unshuffle_half(y), 4), F.pixel_shuffle(y, 2), rtol=0, atol=0)
+    cfg = tiny_config("sgmg", *SGMG_OFFICIAL_PATH, "model.prior_stride=4")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    heads = []
+    model.mask_head.register_forward_hook(lambda module, inputs, output: heads.append(output))
+    batch = _batch(model)
+    with torch.no_grad():
+        priors = model(batch)["priors"]  # the last layer's (B, T, Q, 16, H'/8, W'/8), as the official
+    head = heads[-1].view(2, 3, cfg.model.queries, 4, 16, 24)  # (N = B x T, Q, 4, H'/4, W'/4)
+    assert priors.shape == (2, 3, cfg.model.queries, 16, 8, 12)
+    expected = F.pixel_shuffle(head.flatten(0, 2), 2).view(2, 3, cfg.model.queries, 32, 48)
+    torch.testing.assert_close(model.coarse_masks(priors), expected)
+
+
 def test_box_refinement_feeds_each_layers_box_to_the_next():
     torch.manual_seed(0)
     transformer = DeformableTransformer(32, heads=4, enc_layers=1, dec_layers=3, ffn=64, dropout=0.0, levels=2)
@@ -177,13 +201,15 @@ def _batch(model, t_len=3, h=64, w=96):
                      [torch.tensor([True, False]), torch.tensor([False, True])], ["v", "v"], ["0", "1"])
 
 
-@pytest.mark.parametrize("fine", [[], ["model.fine=4"]])
-def test_training_refines_the_matched_query_of_every_layer_and_inference_the_best_one(fine):
-    """The official path, and with ``model.fine`` the stride-2 stage (set off zero, so that its stem's map counts) in
-    training, in ``postprocess`` and in the session alike."""
+@pytest.mark.parametrize("option", [[], ["model.fine=4"], ["model.prior_stride=4"]])
+def test_training_refines_the_matched_query_of_every_layer_and_inference_the_best_one(option):
+    """The official path, with ``model.fine`` the stride-2 stage (set off zero, so that its stem's map counts), and
+    with ``model.prior_stride`` 4 the dynamic head on the stride-4 grid, in training, in ``postprocess`` and in the
+    session alike."""
     from rvos.models.build import build_model
 
-    cfg = tiny_config("sgmg", *SGMG_OFFICIAL_PATH, *fine)
+    cfg = tiny_config("sgmg", *SGMG_OFFICIAL_PATH, *option)
+    fine = "model.fine=4" in option
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     if fine:
@@ -196,7 +222,10 @@ def test_training_refines_the_matched_query_of_every_layer_and_inference_the_bes
     losses = model.loss(out, batch)
     expected = {"class", "box", "giou", "mask", "dice", "mask_low", "dice_low"}
     assert set(losses) == expected | {f"{k}_{i}" for k in expected for i in range(layers - 1)}
-    if fine:  # the stage and its stem learn, on the last layer's masks alone
+    if option == ["model.prior_stride=4"]:  # the stride-4 map reaches every layer's priors
+        sum(losses.values()).backward()
+        assert model.stride4_proj[0].weight.grad.abs().sum() > 0
+    elif fine:  # the stage and its stem learn, on the last layer's masks alone
         sum(losses.values()).backward()
         assert model.mask_refine.fine[-1].weight.grad.abs().sum() > 0
         assert model.fine_stem.layers[0].weight.grad.abs().sum() > 0
@@ -247,7 +276,10 @@ def test_a_per_frame_timm_backbone_needs_the_four_strides():
                                           ("model.backbone.kind=vit", "video_swin, swin or timm"),
                                           ("model.levels=5", "3 .* or 4"),
                                           ("model.fine=-1", "stride-2 stem's channels"),
-                                          ("model.fine=4 model.size_divisibility=6", "multiple of 4")])
+                                          ("model.fine=4 model.size_divisibility=6", "multiple of 4"),
+                                          ("model.prior_stride=2", "8 .official. or 4"),
+                                          ("model.prior_stride=4 model.size_divisibility=4", "multiple of 8"),
+                                          ("model.prior_stride=4 model.mask_channels=32", "mask_channels 16")])
 def test_config_errors_are_clear(bad, message):
     from rvos.errors import ConfigError
 

@@ -34,7 +34,11 @@ Two more CPU-size options (off in the paper configs) for the synthetic benchmark
 the frames (:mod:`rvos.models.modules.segment_optimize`), for the last decoder layer's masks (those inference shows;
 the earlier layers' are the official module's); and ``model.track_refined`` has the track head read every query's
 refined masks, area-pooled to the priors' stride-2 grid, instead of the priors, which are 16 channels at stride 8
-pixel-shuffled and blur a small object's edges.
+pixel-shuffled and blur a small object's edges. And ``model.prior_stride: 4`` has the dynamic head read a stride-4 grid
+(the memories' sum upsampled, plus a projection of the backbone's stride-4 map) with relative coordinates at that
+grid, for 4 channels a query that are folded (:func:`~rvos.models.modules.segment_optimize.unshuffle_half`) into the
+official prior's 16 at stride 8: at stride 8 one cell covers most of a small object, and two touching objects share
+cells before any finer map is read.
 
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training;
 frames are padded before normalisation (black; the official pads normalised frames with zeros); the spectrum
@@ -62,7 +66,7 @@ from rvos.models.modules.pixel_decoder import FineStem
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.query_init import link_masks, reorder
-from rvos.models.modules.segment_optimize import SegmentOptimize
+from rvos.models.modules.segment_optimize import SegmentOptimize, unshuffle_half
 from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
                                                  duplicate_masks, object_counts)
 
@@ -83,6 +87,11 @@ class SgMgConfig:
     # before full resolution, for the last decoder layer's masks (0: off, the official two stages at strides 8 and 4;
     # a CPU-size option, module text)
     fine: int = 0
+    # the grid the dynamic head reads: 8 (the official: the encoder's memories at stride 8) or 4 (those memories
+    # upsampled to stride 4 plus a projection of the backbone's stride-4 map; its 4 channels a query folded into the
+    # 16 at stride 8 that the official prior has, so the refinement, the linking and the track head read it as they
+    # read that one; a CPU-size option, module text)
+    prior_stride: int = 8
     size_divisibility: int = 16  # the official inference pads to 16
     text: TextConfig = field(default_factory=TextConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -123,6 +132,12 @@ class SgMgConfig:
         if self.fine and self.size_divisibility % 4:
             raise ValueError(f"model.fine: the stride-2 stem and the stride-4 map meet on frames padded to a multiple "
                              f"of 4; set model.size_divisibility to one (got {self.size_divisibility})")
+        if self.prior_stride not in (4, 8):
+            raise ValueError(f"model.prior_stride: the dynamic head's grid, 8 (official) or 4, got {self.prior_stride}")
+        if self.prior_stride == 4 and (self.size_divisibility % 8 or self.mask_channels != 16):
+            raise ValueError(f"model.prior_stride 4 folds a stride-4 map into the 16 channels of the stride-8 prior: "
+                             f"it needs frames padded to a multiple of 8 (model.size_divisibility, got "
+                             f"{self.size_divisibility}) and model.mask_channels 16 (got {self.mask_channels})")
         if self.track_refined and not self.track.enabled:
             raise ValueError("model.track_refined chooses the masks the track head reads: set model.track.enabled")
         if self.duplicate_iou and not self.link:
@@ -145,9 +160,16 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             self.input_fft = nn.ModuleList(SpectrumModulation(c, cfg.spectrum_sigma) for _ in range(cfg.levels))
             self.input_fft_post = nn.ModuleList(SpectrumModulation(c, cfg.spectrum_sigma) for _ in range(cfg.levels))
         self.fusion_module = WordFusion(c, cfg.fusion_heads, "multiply")
-        self.mask_head = DynamicMaskHead(c, c, cfg.mask_channels, cfg.controller_layers, stride=8,
-                                         rel_coord=cfg.rel_coord)
         channels = self.backbone.channels
+        out = cfg.mask_channels if cfg.prior_stride == 8 else cfg.mask_channels // 4  # 4 at stride 4 fold into 16
+        self.mask_head = DynamicMaskHead(c, c, cfg.mask_channels, cfg.controller_layers, stride=cfg.prior_stride,
+                                         rel_coord=cfg.rel_coord, out_channels=out)
+        self.stride4_proj = None
+        if cfg.prior_stride == 4:  # the backbone's stride-4 map into the mask features, as the input projections
+            conv = nn.Conv2d(channels[0], c, 1)
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+            self.stride4_proj = nn.Sequential(conv, nn.GroupNorm(32, c))
         self.mask_refine = SegmentOptimize(cfg.mask_channels, (channels[0], channels[1]), fine_channels=cfg.fine)
         self.fine_stem = FineStem(cfg.fine, 32) if cfg.fine else None  # GroupNorm(32) as the input projections
         self.window_invariant = not self.backbone.temporal
@@ -201,9 +223,14 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         levels = memory.split([a * b for a, b in shapes], dim=1)[: cfg.levels - 1]
         maps = [m.transpose(1, 2).reshape(m.shape[0], -1, *s) for m, s in zip(levels, shapes)]
         mask_features = sum(F.interpolate(m, size=shapes[0], mode="bicubic", align_corners=False) for m in maps)
+        if self.stride4_proj is not None:  # prior_stride 4
+            mask_features = (F.interpolate(mask_features, size=features[0].shape[-2:], mode="bicubic",
+                                           align_corners=False) + self.stride4_proj(features[0]))
         scale = torch.tensor([w, h], dtype=boxes.dtype, device=boxes.device)
         priors = torch.stack([self.mask_head(mask_features, x, box[..., :2].detach() * scale)
                               for x, box in zip(hs, boxes)])
+        if self.stride4_proj is not None:  # (L, N, Q, 4, H'/4, W'/4) folded into the official layout
+            priors = unshuffle_half(priors.flatten(0, 2)).view(*priors.shape[:3], -1, *shapes[0])
         return {"logits": logits, "boxes": boxes, "priors": priors, "stride4": features[0], "stride8": features[1],
                 "stride2": images["stride2"], "queries": hs[-1], "size": padding.shape[-2:]}
 

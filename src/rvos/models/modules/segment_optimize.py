@@ -64,3 +64,12 @@ def shuffle_half(x: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     x = x.view(n, c // 16, 2, 2, 2, 2, h, w)  # (c, a, a', b, b')
     return x.permute(0, 1, 3, 5, 6, 2, 7, 4).reshape(n, c // 4, 2 * h, 2 * w)
+
+
+def unshuffle_half(x: torch.Tensor) -> torch.Tensor:
+    """(N, 4k, 2h, 2w) -> (N, 16k, h, w), the inverse of :func:`shuffle_half`: a map at twice the resolution, folded
+    into the channels of the x4 shuffle's layout (``pixel_shuffle(.., 4)`` of the result equals ``pixel_shuffle(x,
+    2)``)."""
+    n, c, h2, w2 = x.shape
+    x = x.view(n, c // 4, 2, 2, h2 // 2, 2, w2 // 2, 2)  # (k, a', b', h, a, w, b)
+    return x.permute(0, 1, 5, 2, 7, 3, 4, 6).reshape(n, c * 4, h2 // 2, w2 // 2)
