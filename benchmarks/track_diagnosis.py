@@ -15,7 +15,9 @@ split:
   neighbourhood: the object beside another one (within 2 pixels) or alone, and the best query's mask spilling onto
   another object (more than ``SPILL`` of its pixels) or not, and beside an object of its own colour (a look-alike) or
   of another colour only; for SgMg the same by neighbourhood on the queries' stride-2 priors (what the dynamic head
-  draws, before the refinement), so that a mask joining two neighbours is traced to the head or to the refinement;
+  draws, before the refinement), so that a mask joining two neighbours is traced to the head or to the refinement,
+  and the best prior's query's box (whose centre the dynamic head's coordinates are relative to): its IoU with the
+  object's box and whether its centre lies on the object;
 * grounding, per expression (top-1 accuracy: the best-scored one is a referred object): the track head on the
   annotated objects' own tracks (the head alone, with perfect masks), and on the model's slots (the best-scored slot's
   masks cover a referred object, IoU over the video at least 0.3).
@@ -76,6 +78,19 @@ def neighbour_colour(frame: np.ndarray, objects: torch.Tensor, o: int, near: tor
     return "another colour"
 
 
+def box_on(box: torch.Tensor, mask: torch.Tensor) -> tuple[float, bool]:
+    """A query's box (cx, cy, w, h relative to the frame) and an object's mask (H, W) bool -> the IoU of the box with
+    the object's box, and whether the box's centre lies on the object."""
+    h, w = mask.shape
+    cx, cy, bw, bh = (box * torch.tensor([w, h, w, h], dtype=box.dtype)).tolist()
+    ys, xs = mask.nonzero(as_tuple=True)
+    x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1
+    across = max(0.0, min(x1, cx + bw / 2) - max(x0, cx - bw / 2))
+    inter = across * max(0.0, min(y1, cy + bh / 2) - max(y0, cy - bh / 2))
+    iou_box = inter / ((x1 - x0) * (y1 - y0) + bw * bh - inter)
+    return iou_box, bool(mask[min(max(int(cy), 0), h - 1), min(max(int(cx), 0), w - 1)])
+
+
 def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
     model, cfg = load_model(find_model(run))
     if model.track_head is None:
@@ -101,9 +116,10 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
         candidates = session.candidates(x, 0)
         # segmentation: the slots' masks (Q, T, H, W) do not depend on the sentence here (the first sentence's)
         slots = upsample_masks(candidates[0][1].transpose(0, 1), model.mask_stride, model_size, size) > 0
-        prior = None
-        if hasattr(session, "prior_masks"):  # SgMg: the stride-2 priors, at the input resolution
+        prior = prior_boxes = None
+        if hasattr(session, "prior_masks"):  # SgMg: the stride-2 priors at the input resolution, the queries' boxes
             prior = upsample_masks(session.prior_masks(x, 0)[0].transpose(0, 1), 2, model_size, size) > 0
+            prior_boxes = session.prior_boxes(x, 0)[0]  # (T, Q, 4) cx, cy, w, h relative to the frame
         visible = objects.flatten(1).any(1)
         per = iou(slots[:, None], objects[None])[:, visible]  # (Q, M', T)
         slot_iou += per.mean(-1).max(0).values.tolist()
@@ -129,7 +145,8 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
                 neighbourhood[f"spills onto another object: {spills(mask, rest[t])}"].append(float(best[m, t]))
                 if prior is not None:
                     ious = iou(prior[:, t], objects[o, t][None])
-                    read = (float(ious.max()), spills(prior[int(ious.argmax()), t], rest[t]))
+                    q = int(ious.argmax())
+                    read = (float(ious.max()), spills(prior[q, t], rest[t]), *box_on(prior_boxes[t, q], objects[o, t]))
                     priors[f"beside another object: {beside}"].append(read)
                     if beside:
                         priors[colour].append(read)
@@ -177,9 +194,13 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
                 row: [round(float(np.mean(v)), 3), round(len(v) / max(1, len(frame_values)), 3)]
                 for row, v in sorted(neighbourhood.items())},
         } | ({"the best prior in each frame (SgMg, stride 2), by neighbourhood (mean IoU; share spilling onto another "
-              "object)": {row: [round(float(np.mean([a for a, _ in v])), 3),
-                                round(float(np.mean([spilling for _, spilling in v])), 3)]
-                          for row, v in sorted(priors.items())}} if priors else {}),
+              "object)": {row: [round(float(np.mean([r[0] for r in v])), 3),
+                                round(float(np.mean([r[1] for r in v])), 3)]
+                          for row, v in sorted(priors.items())},
+              "the best prior's query's box, by neighbourhood (mean IoU with the object's box; share with its centre "
+              "on the object)": {row: [round(float(np.mean([r[2] for r in v])), 3),
+                                       round(float(np.mean([r[3] for r in v])), 3)]
+                                 for row, v in sorted(priors.items())}} if priors else {}),
         "grounding top-1": {row: {"all": round(float(np.mean([v for (r, _), vs in top1.items() if r == row
                                                                for v in vs])), 3)}
                             | {k: round(float(np.mean(top1[(row, k)])), 3) for k in kinds}

@@ -82,7 +82,7 @@ def test_every_shown_object_is_a_target_matched_to_a_query_of_its_own():
 
 
 @pytest.mark.parametrize("method, extra", [("sgmg", []), ("sgmg", ["model.fine=4", "model.track_refined=true"]),
-                                           ("mutr", [])])
+                                           ("sgmg", ["model.proposals=false"]), ("mutr", [])])
 def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video(method, extra):
     model, cfg = tiny(method, *TRACK, *extra)
     model.train().prepare_training(SPLIT)
@@ -109,10 +109,12 @@ def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video
     assert described["score"].startswith("track grounding") and rule in described["rule"]
 
 
-@pytest.mark.parametrize("method, extra", [("sgmg", ["model.link=false", "model.duplicate_iou=0"]),
+@pytest.mark.parametrize("method, extra", [("sgmg", ["model.proposals=false", "model.link=false",
+                                                    "model.duplicate_iou=0"]),
                                            ("sgmg", ["model.duplicate_iou=0"]), ("sgmg", []),
                                            ("sgmg", ["model.fine=4", "model.track_refined=true"]),
-                                           ("sgmg", ["model.prior_stride=4"]), ("mutr", [])])
+                                           ("sgmg", ["model.prior_stride=4"]), ("sgmg", ["model.proposals=false"]),
+                                           ("mutr", [])])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(method, extra):
     model, _ = tiny(method, *TRACK, *extra, "model.track.count=0")  # the threshold's rule (the count's: below)
     if "model.fine=4" in extra:  # the stride-2 stage off its zero start, so that its map counts
@@ -220,17 +222,17 @@ def test_sgmg_empties_a_duplicate_querys_masks_before_the_linking():
         priors = out["priors"].clone()  # (L, T, Q, 16, h, w)
         priors[:, :, 0, :, 1:4, 1:4] = 3.0  # query 0 shows something in every frame
         priors[:, :, 1] = priors[:, :, 0]  # query 1 shows what query 0 shows: the later of two equal masks drops
-        priors[:, :, 2] = -1.0  # query 2 shows nothing: no duplicate, left as it is
+        priors[:, :, 2:] = -1.0  # the others show nothing: no duplicates, left as they are
         kept = model.without_duplicates(priors)
         duplicate = duplicate_masks(model.coarse_masks(priors[-1]) > 0, 0.5)  # (T, Q), of the last layer
-        assert duplicate[:, 1].all() and not duplicate[:, [0, 2]].any()
+        assert duplicate[:, 1].all() and not duplicate[:, [0, *range(2, duplicate.shape[1])]].any()
         torch.testing.assert_close(kept[:, ~duplicate], priors[:, ~duplicate])  # the others as they were
         assert (model.coarse_masks(kept[-1, :, 1]) < 0).all()
         assert (model.refine(kept[-1, :, 1], out["stride4"], out["stride8"]) < 0).all()
         assert (model.refine(kept[-1, :, 0], out["stride4"], out["stride8"]) > 0).any()
     assert "emptied" in describe_model(model)["selection"]["track"]
     with pytest.raises(ConfigError, match="duplicate_iou.*model.link"):
-        load_config("sgmg_tiny_synth", ["model.link=false", "model.duplicate_iou=0.5"])
+        load_config("sgmg_tiny_synth", ["model.proposals=false", "model.link=false", "model.duplicate_iou=0.5"])
     with pytest.raises(ConfigError, match="duplicate_iou"):
         load_config("sgmg_tiny_synth", ["model.duplicate_iou=1.0"])
 

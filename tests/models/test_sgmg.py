@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from rvos.errors import ConfigError
 from rvos.models.criterion.referformer import (ReferLossConfig, clip_targets, inclusive_boxes, layer_losses, match,
                                                num_valid_frames)
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
@@ -16,7 +17,7 @@ from rvos.models.meta.base import ClipBatch
 from rvos.models.modules.deformable_transformer import DeformableTransformer, inverse_sigmoid
 from rvos.models.modules.segment_optimize import SegmentOptimize, shuffle_half, unshuffle_half
 
-from contract import SGMG_OFFICIAL_PATH, tiny_config
+from contract import SGMG_OFFICIAL_PATH, random_model, tiny_config
 
 
 def numpy_spectrum(module: SpectrumModulation, x: np.ndarray, gauss: np.ndarray) -> np.ndarray:
@@ -128,6 +129,43 @@ def test_a_stride_4_prior_is_folded_into_the_official_layout():
     assert priors.shape == (2, 3, cfg.model.queries, 16, 8, 12)
     expected = F.pixel_shuffle(head.flatten(0, 2), 2).view(2, 3, cfg.model.queries, 32, 48)
     torch.testing.assert_close(model.coarse_masks(priors), expected)
+
+
+def test_proposals_start_each_frames_queries_at_its_heatmap_peaks_and_learn_the_centres():
+    """With ``model.proposals`` the decoder's first reference points are the peaks of the stride-4 heatmap (cell
+    centres, in [0, 1]), its positions their embeddings; the heatmap learns the targets' centres (``centre``), and the
+    clip's queries are linked in training too, so that the clip's matching reads one object per query."""
+    from rvos.models.build import build_model
+
+    cfg = tiny_config("sgmg", *SGMG_OFFICIAL_PATH, "model.proposals=true", "model.link=true")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    seen, proposed = {}, []
+    decode = model.transformer.decode
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs, pos=args[1])
+        return decode(*args, **kwargs)
+
+    model.transformer.decode = spy
+    model.proposals.register_forward_hook(lambda module, inputs, output: proposed.append(output))
+    link, linked = model.link_queries, []
+    model.link_queries = lambda *args: linked.append(args) or link(*args)
+    batch = _batch(model)
+    out = model(batch)
+    assert len(linked) == 1  # the clip's queries, in training
+    heatmap, anchors, _, _, pos = proposed[-1]
+    assert heatmap.shape == (6, 1, 16, 24) and anchors.shape == (6, cfg.model.queries, 2)
+    cells = torch.tensor([24.0, 16.0])
+    torch.testing.assert_close(seen["reference"], (anchors + 0.5) / cells)
+    assert seen["pos"] is pos and len(set(map(tuple, anchors[0].tolist()))) == cfg.model.queries  # distinct peaks
+    losses = model.loss(out, batch)
+    assert torch.isfinite(losses["centre"]) and losses["centre"] > 0
+    sum(losses.values()).backward()
+    for part in (model.proposals.objectness[0], model.proposals.content, model.proposals.pos, model.stride4_proj[0]):
+        assert part.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="model.proposals.*set model.link"):
+        tiny_config("sgmg", *SGMG_OFFICIAL_PATH, "model.proposals=true")
 
 
 def test_box_refinement_feeds_each_layers_box_to_the_next():
@@ -252,10 +290,13 @@ def test_training_refines_the_matched_query_of_every_layer_and_inference_the_bes
         (streamed,) = session.predict(batch.frames[0], 0)
         (probs, candidates), = session.candidates(batch.frames[0], 0)
         (priors,) = session.prior_masks(batch.frames[0], 0)
-        expected_priors = model.coarse_masks(model(batch)["priors"][0])
+        (boxes,) = session.prior_boxes(batch.frames[0], 0)
+        expected = model(batch)
+        expected_priors = model.coarse_masks(expected["priors"][0])
     assert own.logits.shape == (3, 1, 64, 96) and candidates.shape == (3, cfg.model.queries, 64, 96)
     torch.testing.assert_close(priors, expected_priors, atol=1e-4, rtol=1e-4)
     assert priors.shape == (3, cfg.model.queries, 32, 48)
+    torch.testing.assert_close(boxes, expected["boxes"][-1, 0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(streamed.logits, own.logits, atol=1e-3, rtol=1e-3)
     best = probs.sum(0).argmax()
     torch.testing.assert_close(candidates[:, best], streamed.logits[:, 0])
@@ -287,7 +328,8 @@ def test_config_errors_are_clear(bad, message):
         tiny_config("sgmg", *bad.split())
 
 
-@pytest.mark.parametrize("link", [["model.link=false", "model.duplicate_iou=0"], ["model.duplicate_iou=0"], []])
+@pytest.mark.parametrize("link", [["model.proposals=false", "model.link=false", "model.duplicate_iou=0"],
+                                  ["model.duplicate_iou=0"], []])
 def test_windowed_inference_keeps_one_query_for_the_whole_video(link):
     """With a backbone that reads each frame alone, streaming in windows gives whole-video inference: the query is
     chosen over every frame, each window refined with it (with ``model.link``, its queries linked over the windows as
@@ -296,12 +338,10 @@ def test_windowed_inference_keeps_one_query_for_the_whole_video(link):
 
     from rvos.data.video import VideoSource
     from rvos.engine.inference import Predictor
-    from rvos.models.build import build_model
 
     cfg = tiny_config("sgmg", "model.backbone.kind=timm", "model.backbone.timm_model=resnet18",
                       "model.backbone.timm_out_indices=[1,2,3,4]", "data.short_side=48", "data.max_long_side=64", *link)
-    torch.manual_seed(0)
-    model = build_model(cfg.model).eval()
+    model = random_model(cfg)  # masks that show something
     assert model.window_invariant
     frames = np.random.default_rng(0).integers(40, 90, (9, 48, 64, 3), dtype=np.uint8)
     for t in range(9):

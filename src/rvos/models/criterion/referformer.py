@@ -58,6 +58,8 @@ class ReferLossConfig:
     # every annotated object visible in the clip a target, matched to a query of its own (see the module's text; the
     # queries must be at least the clips' objects)
     instance_targets: bool = False
+    # the centre heatmap of SgMg's model.proposals (CenterNet's focal loss; a CPU-size option)
+    centre_weight: float = 1.0
 
 
 @dataclass

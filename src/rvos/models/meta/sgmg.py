@@ -37,8 +37,16 @@ refined masks, area-pooled to the priors' stride-2 grid, instead of the priors, 
 pixel-shuffled and blur a small object's edges. And ``model.prior_stride: 4`` has the dynamic head read a stride-4 grid
 (the memories' sum upsampled, plus a projection of the backbone's stride-4 map) with relative coordinates at that
 grid, for 4 channels a query that are folded (:func:`~rvos.models.modules.segment_optimize.unshuffle_half`) into the
-official prior's 16 at stride 8: at stride 8 one cell covers most of a small object, and two touching objects share
-cells before any finer map is read.
+official prior's 16 at stride 8: at stride 8 one cell covers most of a small object (on the synthetic benchmark it
+did not part two touching objects, whose join starts at their queries' boxes: ``benchmarks/results/synth_learning.md``).
+
+``model.proposals`` (a CPU-size option; :mod:`rvos.models.modules.proposals`, as ``vlm``'s frame decoder has it) starts
+each frame's queries at the peaks of a class-agnostic centre heatmap read from a stride-4 map (the memories' sum
+upsampled, plus a projection of the backbone's stride-4 map), as two-stage Deformable DETR takes its first queries
+from the encoder: a query's content is the sentence plus the map at its peak, its position the peak's embedding, its
+first reference point the peak. With the learned positions, a query that starts between two touching objects ends
+with a box, and a mask, over both. A frame's queries then come in the order of their peaks' scores, so they are linked
+over the clip (``model.link``) in training too, before the clip's matching.
 
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training;
 frames are padded before normalisation (black; the official pads normalised frames with zeros); the spectrum
@@ -63,6 +71,7 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
                                    kept_queries, top_query, union_of_queries, union_rule)
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.pixel_decoder import FineStem
+from rvos.models.modules.proposals import ProposalHead, centre_focal_loss, centre_heatmap
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.query_init import link_masks, reorder
@@ -92,6 +101,12 @@ class SgMgConfig:
     # 16 at stride 8 that the official prior has, so the refinement, the linking and the track head read it as they
     # read that one; a CPU-size option, module text)
     prior_stride: int = 8
+    # each frame's queries start at the peaks of a class-agnostic centre heatmap on a stride-4 map (the memories' sum
+    # upsampled plus a projection of the backbone's stride-4 map), as two-stage Deformable DETR takes its first
+    # queries from the encoder: content the sentence plus the map at the peak, position the peak's embedding, first
+    # reference point the peak (learnt with loss.centre_weight; needs link, as a frame's queries come in the order of
+    # their peaks' scores; a CPU-size option, module text)
+    proposals: bool = False
     size_divisibility: int = 16  # the official inference pads to 16
     text: TextConfig = field(default_factory=TextConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -138,6 +153,9 @@ class SgMgConfig:
             raise ValueError(f"model.prior_stride 4 folds a stride-4 map into the 16 channels of the stride-8 prior: "
                              f"it needs frames padded to a multiple of 8 (model.size_divisibility, got "
                              f"{self.size_divisibility}) and model.mask_channels 16 (got {self.mask_channels})")
+        if self.proposals and not self.link:
+            raise ValueError("model.proposals orders each frame's queries by their peaks' scores: set model.link, so "
+                             "that a query index follows one object over the frames")
         if self.track_refined and not self.track.enabled:
             raise ValueError("model.track_refined chooses the masks the track head reads: set model.track.enabled")
         if self.duplicate_iou and not self.link:
@@ -165,13 +183,14 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         self.mask_head = DynamicMaskHead(c, c, cfg.mask_channels, cfg.controller_layers, stride=cfg.prior_stride,
                                          rel_coord=cfg.rel_coord, out_channels=out)
         self.stride4_proj = None
-        if cfg.prior_stride == 4:  # the backbone's stride-4 map into the mask features, as the input projections
+        if cfg.prior_stride == 4 or cfg.proposals:  # the backbone's stride-4 map, projected as the input levels
             conv = nn.Conv2d(channels[0], c, 1)
             nn.init.xavier_uniform_(conv.weight)
             nn.init.zeros_(conv.bias)
             self.stride4_proj = nn.Sequential(conv, nn.GroupNorm(32, c))
         self.mask_refine = SegmentOptimize(cfg.mask_channels, (channels[0], channels[1]), fine_channels=cfg.fine)
         self.fine_stem = FineStem(cfg.fine, 32) if cfg.fine else None  # GroupNorm(32) as the input projections
+        self.proposals = ProposalHead(c, c, cfg.queries, relative=False) if cfg.proposals else None
         self.window_invariant = not self.backbone.temporal
         self.build_track_grounding(cfg.track)
 
@@ -215,24 +234,33 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             masks.append(mask)
             poss.append(sine_2d_masked(mask, cfg.hidden_dim // 2).to(src.dtype))
         memory, shapes, ratios, flat_padding = self.transformer.encode(srcs, masks, poss)
-        tgt = text.sentence[:, None].expand(-1, cfg.queries, -1)
-        hs, boxes = self.transformer.decode(tgt, self.query_embed.weight, memory, shapes, ratios, flat_padding,
-                                            self.bbox_embed)
-        logits = torch.stack([head(x)[..., 0] for head, x in zip(self.class_embed, hs)])
         # the encoded levels but the coarsest (strides 8, 16, 32 of 4), bicubically upsampled to stride 8 and summed
         levels = memory.split([a * b for a, b in shapes], dim=1)[: cfg.levels - 1]
         maps = [m.transpose(1, 2).reshape(m.shape[0], -1, *s) for m, s in zip(levels, shapes)]
         mask_features = sum(F.interpolate(m, size=shapes[0], mode="bicubic", align_corners=False) for m in maps)
-        if self.stride4_proj is not None:  # prior_stride 4
-            mask_features = (F.interpolate(mask_features, size=features[0].shape[-2:], mode="bicubic",
-                                           align_corners=False) + self.stride4_proj(features[0]))
+        stride4 = None
+        if self.stride4_proj is not None:  # prior_stride 4 or proposals: the same at stride 4, with the backbone's map
+            stride4 = (F.interpolate(mask_features, size=features[0].shape[-2:], mode="bicubic", align_corners=False)
+                       + self.stride4_proj(features[0]))
+        tgt = text.sentence[:, None].expand(-1, cfg.queries, -1)
+        query_pos, reference, objectness = self.query_embed.weight, None, None
+        if self.proposals is not None:  # each frame's queries at its heatmap's peaks
+            objectness, anchors, _, content, query_pos = self.proposals(stride4)
+            tgt = tgt + content
+            cells = torch.tensor(stride4.shape[-1:-3:-1], dtype=anchors.dtype, device=anchors.device)  # (w, h)
+            reference = ((anchors + 0.5) / cells / ratios[:, None, 0]).clamp(1e-3, 1 - 1e-3)
+        hs, boxes = self.transformer.decode(tgt, query_pos, memory, shapes, ratios, flat_padding, self.bbox_embed,
+                                            reference=reference)
+        logits = torch.stack([head(x)[..., 0] for head, x in zip(self.class_embed, hs)])
+        if cfg.prior_stride == 4:
+            mask_features = stride4
         scale = torch.tensor([w, h], dtype=boxes.dtype, device=boxes.device)
         priors = torch.stack([self.mask_head(mask_features, x, box[..., :2].detach() * scale)
                               for x, box in zip(hs, boxes)])
-        if self.stride4_proj is not None:  # (L, N, Q, 4, H'/4, W'/4) folded into the official layout
+        if cfg.prior_stride == 4:  # (L, N, Q, 4, H'/4, W'/4) folded into the official layout
             priors = unshuffle_half(priors.flatten(0, 2)).view(*priors.shape[:3], -1, *shapes[0])
         return {"logits": logits, "boxes": boxes, "priors": priors, "stride4": features[0], "stride8": features[1],
-                "stride2": images["stride2"], "queries": hs[-1], "size": padding.shape[-2:]}
+                "stride2": images["stride2"], "queries": hs[-1], "size": padding.shape[-2:], "objectness": objectness}
 
     def refine(self, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor,
                stride2: torch.Tensor | None = None) -> torch.Tensor:
@@ -294,11 +322,15 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         logits = out["logits"].view(layers, b, t_len, -1)
         boxes = out["boxes"].view(layers, b, t_len, *out["boxes"].shape[2:])
         priors = out["priors"].view(layers, b, t_len, *out["priors"].shape[2:])  # (L, B, T, Q, 16, h, w)
-        if self.cfg.link and not self.training:  # each clip's queries linked over its frames
-            priors = self.without_duplicates(priors)
-            perms, _ = self.link_queries(priors[-1], out["queries"].view(b, t_len, *out["queries"].shape[1:]))
+        if self.cfg.link and (not self.training or self.proposals is not None):  # the queries linked over the clip
+            if not self.training:
+                priors = self.without_duplicates(priors)
+            with torch.no_grad():  # in training too with proposals, whose queries come in their peaks' order
+                perms, _ = self.link_queries(priors[-1], out["queries"].view(b, t_len, *out["queries"].shape[1:]))
             logits, boxes, priors = (torch.stack([reorder(x, perms) for x in y]) for y in (logits, boxes, priors))
         outputs = {"logits": logits, "boxes": boxes, "size": tuple(out["size"])}
+        if out["objectness"] is not None:
+            outputs["objectness"] = out["objectness"]  # (B * T, 1, H'/4, W'/4), frame order
         if self.track_head is not None:  # the queries' tracks, read from the last layer's stride-2 masks
             images = self.descriptor_frames(self.pad_frames(frames)[0])
             slot_logits = self.track_masks(priors[-1].flatten(0, 1), out["stride4"], out["stride8"], out["stride2"])
@@ -337,6 +369,13 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             layer_losses(outputs["logits"][layer], outputs["boxes"][layer], outputs["matched"][layer],
                          outputs["masks"][layer], outputs["low_masks"][layer], targets, self.cfg.loss, norm)
             for layer in range(outputs["logits"].shape[0]))
+        if "objectness" in outputs:  # the proposals' heatmap against the centres of the clip's targets
+            size = outputs["objectness"].shape[-2:]
+            t_len = outputs["logits"].shape[2]
+            losses["centre"] = self.cfg.loss.centre_weight * torch.stack([
+                centre_focal_loss(outputs["objectness"][b * t_len:(b + 1) * t_len],
+                                  centre_heatmap(targets.masks[targets.clips == b] > 0.5, size))
+                for b in range(outputs["logits"].shape[1])]).mean()
         if self.track_head is not None:
             losses["track"] = self.track_loss(outputs, [pad_to(x, outputs["size"]) for x in batch.instances], batch)
             if self.track_head.count is not None:
@@ -410,8 +449,10 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             "input_fft": {"levels": cfg.levels, "sigma": cfg.spectrum_sigma} if cfg.spectrum else {},
             "transformer": {"encoder_layers": x.enc_layers, "decoder_layers": x.dec_layers, "heads": x.heads,
                             "points": x.dec_points, "queries_per_frame": cfg.queries},
-            "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers}
+            "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers,
+                          "stride": cfg.prior_stride}
             | ({"stride_2_stage": f"a {cfg.fine}-channel stem on the frames"} if cfg.fine else {}),
+            "queries": "at the peaks of a centre heatmap (stride 4)" if cfg.proposals else "learned positions",
             "selection": {"rule": "top-1 query (best mean score over the video)" if cfg.selection == "top1"
                           else union_rule(cfg.score_threshold, cfg.track),
                           "score": ("track grounding (the queries' refined masks at stride 2)" if cfg.track_refined
@@ -509,6 +550,12 @@ class SgMgSession(InferenceSession):
         """Per sentence, every query's stride-2 prior logits (n, Q, H'/2, W'/2) in the window, in the queries' order
         of :meth:`candidates`: what the dynamic head draws before the refinement. For diagnosis."""
         return [self.model.coarse_masks(enc["priors"][-1]) for enc in self._window(frames, start)]
+
+    def prior_boxes(self, frames: torch.Tensor, start: int) -> list[torch.Tensor]:
+        """Per sentence, every query's last-layer box (n, Q, 4) in the window (cx, cy, w, h in [0, 1] of the frames'
+        unpadded size), in the queries' order of :meth:`candidates`: the box whose centre the dynamic head's relative
+        coordinates read. For diagnosis."""
+        return [enc["boxes"][-1] for enc in self._window(frames, start)]
 
     def predict(self, frames: torch.Tensor, start: int) -> list[ClipMasks]:
         n = frames.shape[0]

@@ -134,9 +134,12 @@ class DeformableTransformer(nn.Module):
         return self.encoder(src, pos, shapes, ratios, padding), shapes, ratios, padding
 
     def decode(self, tgt: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor, shapes, ratios, padding,
-               bbox_embed: nn.ModuleList, frames: int = 1):
-        """tgt (N, Q, C) content, query_pos (Q, C) learned -> (queries (L, N, Q, C), boxes (L, N, Q, 4));
-        ``frames`` > 1: the N maps are clips of that many frames, and the queries' self-attention spans a clip."""
-        pos = query_pos[None].expand(tgt.shape[0], -1, -1)
-        reference = self.reference_points(pos).sigmoid()
+               bbox_embed: nn.ModuleList, frames: int = 1, reference: torch.Tensor | None = None):
+        """tgt (N, Q, C) content, query_pos (Q, C) learned or (N, Q, C) per map -> (queries (L, N, Q, C), boxes (L, N,
+        Q, 4)); ``frames`` > 1: the N maps are clips of that many frames, and the queries' self-attention spans a clip;
+        ``reference`` (N, Q, 2): the queries' first reference points in [0, 1] of the valid area (default: read from
+        the positions, as Deformable DETR's one-stage decoder does)."""
+        pos = query_pos if query_pos.dim() == 3 else query_pos[None].expand(tgt.shape[0], -1, -1)
+        if reference is None:
+            reference = self.reference_points(pos).sigmoid()
         return self.decoder(tgt, pos, reference, memory, shapes, ratios, padding, bbox_embed, frames)

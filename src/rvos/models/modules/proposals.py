@@ -26,10 +26,13 @@ LINK_UNIT = 8.0  # cells of the heatmap grid between two peaks that cost as much
 
 
 class ProposalHead(nn.Module):
-    def __init__(self, mask_dim: int, dim: int, num_queries: int, scale: float = 4.0, pool: int = 1):
+    def __init__(self, mask_dim: int, dim: int, num_queries: int, scale: float = 4.0, pool: int = 1,
+                 relative: bool = True):
         """``scale``: the relative coordinates' unit, in cells of the heatmap's grid; ``pool``: a heatmap cell in cells
         of the mask grid (the mask features are average-pooled by it before the heatmap reads them, so that stride-2
-        mask features keep a stride-4 heatmap: peaks, their units and the linking's are those of the stride-4 grid)."""
+        mask features keep a stride-4 heatmap: peaks, their units and the linking's are those of the stride-4 grid);
+        ``relative``: whether :meth:`mask_term` is used (false: a model whose masks read the peaks otherwise, as
+        SgMg's dynamic head does with its boxes' centres)."""
         super().__init__()
         self.num_queries, self.scale, self.pool = num_queries, scale, pool
         self.objectness = nn.Sequential(nn.Conv2d(mask_dim, mask_dim, 3, padding=1), nn.ReLU(),
@@ -37,10 +40,11 @@ class ProposalHead(nn.Module):
         nn.init.constant_(self.objectness[-1].bias, -2.19)  # a prior of 0.1 (CenterNet's)
         self.content = nn.Linear(mask_dim, dim)
         self.pos = nn.Linear(dim, dim)
-        self.relative = nn.Linear(dim, RELATIVE_TERMS)
-        nn.init.zeros_(self.relative.weight)
-        with torch.no_grad():
-            self.relative.bias.copy_(torch.tensor([0.0, 0.0, -1.0, -1.0, 0.0]))
+        self.relative = nn.Linear(dim, RELATIVE_TERMS) if relative else None
+        if relative:
+            nn.init.zeros_(self.relative.weight)
+            with torch.no_grad():
+                self.relative.bias.copy_(torch.tensor([0.0, 0.0, -1.0, -1.0, 0.0]))
 
     def forward(self, mask_features: torch.Tensor):
         """mask_features (N, D, H, W) -> heatmap logits (N, 1, h, w) (h = H / pool), peaks (N, Q, 2) as (x, y) on the
