@@ -70,6 +70,7 @@ from rvos.models.layers.spectrum import SpectrumModulation
 from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSession, LastWindow, TextInputs,
                                    kept_queries, top_query, union_of_queries, union_rule)
 from rvos.models.modules.cues import FeatureResizer
+from rvos.models.modules.deform_pixel_decoder import input_projection
 from rvos.models.modules.pixel_decoder import FineStem
 from rvos.models.modules.proposals import ProposalHead, centre_focal_loss, centre_heatmap
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
@@ -184,10 +185,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
                                          rel_coord=cfg.rel_coord, out_channels=out)
         self.stride4_proj = None
         if cfg.prior_stride == 4 or cfg.proposals:  # the backbone's stride-4 map, projected as the input levels
-            conv = nn.Conv2d(channels[0], c, 1)
-            nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
-            self.stride4_proj = nn.Sequential(conv, nn.GroupNorm(32, c))
+            self.stride4_proj = input_projection(nn.Conv2d(channels[0], c, 1), 32)
         self.mask_refine = SegmentOptimize(cfg.mask_channels, (channels[0], channels[1]), fine_channels=cfg.fine)
         self.fine_stem = FineStem(cfg.fine, 32) if cfg.fine else None  # GroupNorm(32) as the input projections
         self.proposals = ProposalHead(c, c, cfg.queries, relative=False) if cfg.proposals else None

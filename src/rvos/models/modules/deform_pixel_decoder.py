@@ -47,6 +47,14 @@ def conv_gn(cin: int, cout: int, kernel: int, groups: int, relu: bool = False) -
     return nn.Sequential(*layers)
 
 
+def input_projection(conv: nn.Conv2d, groups: int) -> nn.Sequential:
+    """A projection of a backbone map as Deformable DETR's input projections: ``conv`` (Xavier-uniform weights, zero
+    bias) and GroupNorm."""
+    nn.init.xavier_uniform_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return nn.Sequential(conv, nn.GroupNorm(groups, conv.out_channels))
+
+
 def reference_points(shapes: list[tuple[int, int]], device) -> torch.Tensor:
     """Pixel centres of every level normalised to [0, 1] as (x, y), the same on every level: (S, levels, 2)."""
     refs = []
@@ -87,10 +95,7 @@ class MSDeformPixelDecoder(nn.Module):
         self.levels = levels
         self.input_proj = nn.ModuleList()  # from coarse to fine
         for cin in reversed(in_channels[-levels:]):
-            conv = nn.Conv2d(cin, dim, 1)
-            nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
-            self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(norm_groups, dim)))
+            self.input_proj.append(input_projection(nn.Conv2d(cin, dim, 1), norm_groups))
         self.level_embed = nn.Parameter(torch.empty(levels, dim).normal_())
         self.layers = nn.ModuleList(DeformEncoderLayer(dim, ffn, levels, heads, points, dropout) for _ in range(layers))
         fpn = in_channels[:-levels]  # from fine to coarse

@@ -20,7 +20,7 @@ from torch import nn
 
 from rvos.models.layers.attention import AttentionLayer, FFNLayer
 from rvos.models.layers.ms_deform_attn import MSDeformAttn
-from rvos.models.modules.deform_pixel_decoder import conv_gn, flatten_levels, unflatten_levels
+from rvos.models.modules.deform_pixel_decoder import conv_gn, flatten_levels, input_projection, unflatten_levels
 
 
 class CrossModalEncoderLayer(nn.Module):
@@ -72,10 +72,7 @@ class CrossModalPixelDecoder(nn.Module):
         # input projections from coarse to fine (stride 32, 16, 8), as Mask2Former orders them
         self.input_proj = nn.ModuleList()
         for cin in reversed(in_channels[1:]):
-            conv = nn.Conv2d(cin, dim, 1)
-            nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
-            self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(norm_groups, dim)))
+            self.input_proj.append(input_projection(nn.Conv2d(cin, dim, 1), norm_groups))
         self.level_embed = nn.Parameter(torch.empty(self.levels, dim).normal_())
         self.layers = nn.ModuleList(CrossModalEncoderLayer(dim, heads, self.levels, points, ffn, dropout)
                                     for _ in range(layers))

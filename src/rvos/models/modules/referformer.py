@@ -19,6 +19,7 @@ from rvos.models.backbones.timm_image import TimmImageBackbone
 from rvos.models.backbones.video_swin import VideoSwinBackbone
 from rvos.models.layers.attention import MLP
 from rvos.models.meta.base import RvosModel, TextInputs
+from rvos.models.modules.deform_pixel_decoder import input_projection
 from rvos.models.modules.deformable_transformer import DeformableTransformer
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,7 @@ class ReferFormerParts(RvosModel):
         self.input_proj = nn.ModuleList()
         for level in range(cfg.levels):  # strides 8, 16, 32 by 1x1 convs; stride 64 by a 3x3 stride-2 conv
             conv = nn.Conv2d(channels[level + 1], c, 1) if level < 3 else nn.Conv2d(channels[3], c, 3, 2, padding=1)
-            nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
-            self.input_proj.append(nn.Sequential(conv, nn.GroupNorm(32, c)))
+            self.input_proj.append(input_projection(conv, 32))
         self.transformer = DeformableTransformer(c, x.heads, x.enc_layers, x.dec_layers, x.ffn, x.dropout, cfg.levels,
                                                  x.enc_points, x.dec_points)
         self.query_embed = nn.Embedding(cfg.queries, c)
