@@ -72,7 +72,7 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.deform_pixel_decoder import input_projection
 from rvos.models.modules.pixel_decoder import FineStem
-from rvos.models.modules.proposals import ProposalHead, centre_focal_loss, centre_heatmap
+from rvos.models.modules.proposals import ProposalHead, clip_centre_loss
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.query_init import link_masks, reorder
@@ -368,12 +368,9 @@ class SgMgModel(QueryTracks, ReferFormerParts):
                          outputs["masks"][layer], outputs["low_masks"][layer], targets, self.cfg.loss, norm)
             for layer in range(outputs["logits"].shape[0]))
         if "objectness" in outputs:  # the proposals' heatmap against the centres of the clip's targets
-            size = outputs["objectness"].shape[-2:]
-            t_len = outputs["logits"].shape[2]
-            losses["centre"] = self.cfg.loss.centre_weight * torch.stack([
-                centre_focal_loss(outputs["objectness"][b * t_len:(b + 1) * t_len],
-                                  centre_heatmap(targets.masks[targets.clips == b] > 0.5, size))
-                for b in range(outputs["logits"].shape[1])]).mean()
+            clips = [targets.masks[targets.clips == b] > 0.5 for b in range(outputs["logits"].shape[1])]
+            losses["centre"] = self.cfg.loss.centre_weight * clip_centre_loss(outputs["objectness"], clips,
+                                                                               outputs["logits"].shape[2])
         if self.track_head is not None:
             losses["track"] = self.track_loss(outputs, [pad_to(x, outputs["size"]) for x in batch.instances], batch)
             if self.track_head.count is not None:

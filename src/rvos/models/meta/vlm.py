@@ -37,7 +37,7 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
                                    TextInputs, union_of_queries, union_rule)
 from rvos.models.modules.frame_decoder import FrameQueryDecoder
 from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
-from rvos.models.modules.proposals import LINK_UNIT, centre_focal_loss, centre_heatmap
+from rvos.models.modules.proposals import LINK_UNIT, clip_centre_loss
 from rvos.models.modules.query_init import ObjectLinker, VideoQueryInitializer, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (COLOUR, ReplayState, TrackExample, TrackGrounding,
                                                  TrackGroundingConfig, TrackReplay, crop_windows,
@@ -500,7 +500,8 @@ class VLMModel(ReplayState, RvosModel):
         losses["similarity"] = cfg.similarity_weight * self._similarity(outputs, frame_matches, frame_ids,
                                                                         video_matches, clip_ids, t_len, t_clip)
         if outputs["frame_objectness"] is not None:
-            losses["centre"] = cfg.centre_weight * self._centre_loss(outputs["frame_objectness"], targets, t_len)
+            # against every annotated object's centre with loss.instance_targets
+            losses["centre"] = cfg.centre_weight * clip_centre_loss(outputs["frame_objectness"], targets, t_len)
         if self.track_head is not None:
             losses["track"] = self.cfg.track.weight * self._track_loss(outputs, batch)
             if self.track_head.count is not None:
@@ -511,17 +512,6 @@ class VLMModel(ReplayState, RvosModel):
                 losses["slot_mask"] = self.cfg.track.slot_weight * part["mask"]
                 losses["slot_dice"] = self.cfg.track.slot_weight * part["dice"]
         return losses
-
-    @staticmethod
-    def _centre_loss(objectness: torch.Tensor, targets: list[torch.Tensor], t_len: int) -> torch.Tensor:
-        """The proposals' heatmap loss (:func:`centre_focal_loss`) of each clip, against its target objects' centres
-        (every annotated object with ``loss.instance_targets``), a mean over clips."""
-        size = objectness.shape[-2:]
-        losses = []
-        for b, target in enumerate(targets):
-            heat = centre_heatmap(target, size)  # (T, h, w)
-            losses.append(centre_focal_loss(objectness[b * t_len:(b + 1) * t_len], heat))
-        return torch.stack(losses).mean()
 
     def prepare_training(self, split) -> None:
         """Every expression of each training video, with the objects it refers to (the track grounding's labels)."""

@@ -113,6 +113,15 @@ def centre_heatmap(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.cat([target[None], gauss.view(masks.shape[0], *frames, h, w)]).amax(0)
 
 
+def clip_centre_loss(objectness: torch.Tensor, targets: list[torch.Tensor], clip_length: int) -> torch.Tensor:
+    """The heatmap loss (:func:`centre_focal_loss`) of each clip, a mean over clips: heatmap logits (B * T, 1, h, w),
+    frame by frame in clip order, against each clip's target objects (M, T, H, W) bool, their centres on the
+    heatmap's grid (:func:`centre_heatmap`)."""
+    size = objectness.shape[-2:]
+    return torch.stack([centre_focal_loss(objectness[b * clip_length:(b + 1) * clip_length], centre_heatmap(t, size))
+                        for b, t in enumerate(targets)]).mean()
+
+
 def centre_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """CenterNet's penalty-reduced focal loss (alpha 2, beta 4) of heatmap logits (N, 1, h, w) against targets
     (N, h, w): summed over cells and divided by the number of centres (cells at exactly 1), at least 1."""
