@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.ops import box_convert, box_iou, masks_to_boxes
 
 from rvos.data.schema import normalize_text
 from rvos.data.splits import open_split
@@ -82,12 +83,10 @@ def box_on(box: torch.Tensor, mask: torch.Tensor) -> tuple[float, bool]:
     """A query's box (cx, cy, w, h relative to the frame) and an object's mask (H, W) bool -> the IoU of the box with
     the object's box, and whether the box's centre lies on the object."""
     h, w = mask.shape
-    cx, cy, bw, bh = (box * torch.tensor([w, h, w, h], dtype=box.dtype)).tolist()
-    ys, xs = mask.nonzero(as_tuple=True)
-    x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1
-    across = max(0.0, min(x1, cx + bw / 2) - max(x0, cx - bw / 2))
-    inter = across * max(0.0, min(y1, cy + bh / 2) - max(y0, cy - bh / 2))
-    iou_box = inter / ((x1 - x0) * (y1 - y0) + bw * bh - inter)
+    box = box.float() * torch.tensor([w, h, w, h])
+    extent = masks_to_boxes(mask[None]) + torch.tensor([0.0, 0.0, 1.0, 1.0])  # the last pixels' far edges
+    iou_box = float(box_iou(box_convert(box[None], "cxcywh", "xyxy"), extent))
+    cx, cy = box[:2].tolist()
     return iou_box, bool(mask[min(max(int(cy), 0), h - 1), min(max(int(cx), 0), w - 1)])
 
 
