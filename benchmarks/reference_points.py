@@ -38,6 +38,8 @@ import torch.nn.functional as F
 
 from rvos.data.schema import normalize_text
 from rvos.data.splits import open_split
+from rvos.models.meta import mutr
+from rvos.models.modules.query_init import reorder
 from rvos.data.transforms import resize_frames, resized_shape
 from rvos.engine.checkpoint import find_model, load_model
 
@@ -86,18 +88,26 @@ def stretches(flags: list[bool]) -> list[int]:
 
 class Capture:
     """What one MUTR forward pass computes on the way: the mask features, the last layer's video queries, every
-    decoder layer's boxes, and the points the mask head was given."""
+    decoder layer's boxes (with ``model.proposals`` in the order the linking gives the frame queries), and the points
+    the mask head was given."""
 
     def __init__(self, model):
         self.model, self.seen = model, {}
-        decode = model.transformer.decode
+        decode, link = model.transformer.decode, mutr.link_boxes
 
         def keep_boxes(*args, **kwargs):
             hs, boxes = decode(*args, **kwargs)
             self.seen["boxes"] = boxes.detach()
             return hs, boxes
 
+        def keep_links(boxes, queries):
+            perms, state = link(boxes, queries)
+            t_len, q = perms.shape[1:]
+            self.seen["boxes"] = torch.stack([reorder(x.view(1, t_len, q, 4), perms)[0] for x in self.seen["boxes"]])
+            return perms, state
+
         model.transformer.decode = keep_boxes
+        mutr.link_boxes = keep_links  # this process reads one model
         model.pixel_decoder.register_forward_hook(lambda m, i, o: self.seen.update(features=o.detach()))
         model.mti.register_forward_hook(lambda m, i, o: self.seen.update(video=o.detach()))
         model.mask_head.register_forward_hook(lambda m, i, o: self.seen.update(points=i[2].detach()))

@@ -17,9 +17,9 @@ OFFICIAL_PATH = ("model.loss.instance_targets=false", "model.track.enabled=false
 # and SgMg's own: the queries' learned start positions, and query q of every frame one track, as the official
 # inference reads it
 SGMG_OFFICIAL_PATH = (*OFFICIAL_PATH, "model.proposals=false", "model.link=false", "model.duplicate_iou=0")
-# and MUTR's: the first decoder layer's heads and boxes read the last layer's video queries at inference, and the
-# decoder's self-attention reads a frame's queries alone
-MUTR_OFFICIAL_PATH = (*OFFICIAL_PATH, "model.infer_heads=first", "model.clip_queries=false")
+# and MUTR's: the first decoder layer's heads and boxes read the last layer's video queries at inference, the
+# decoder's self-attention reads a frame's queries alone, and the queries start at their learned positions
+MUTR_OFFICIAL_PATH = (*OFFICIAL_PATH, "model.infer_heads=first", "model.clip_queries=false", "model.proposals=false")
 
 
 def tiny_config(method: str = "vlm", *overrides: str):

@@ -83,14 +83,7 @@ def test_training_supervises_every_layer_and_inference_reads_the_last_layer_with
     cfg = tiny_config("mutr", *MUTR_OFFICIAL_PATH)
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
-    g = torch.Generator().manual_seed(0)
-    frames = torch.rand(2, 4, 3, 64, 96, generator=g)
-    inst = torch.zeros(2, 4, 64, 96, dtype=torch.bool)
-    inst[0, :, 8:30, 10:40] = True
-    inst[1, :2, 36:60, 50:80] = True
-    sentences = ["the red block", "the block that leaves"]
-    batch = ClipBatch(frames, model.prepare_text(sentences), sentences, [inst, inst],
-                      [torch.tensor([True, False]), torch.tensor([False, True])], ["v", "v"], ["0", "1"])
+    batch = _batch(model)
     out = model(batch)
     layers, q = cfg.model.transformer.dec_layers, cfg.model.queries
     assert out["logits"].shape == (layers, 2, q) and out["masks"].shape == (layers, 2, 4, q, 16, 24)
@@ -129,6 +122,67 @@ def test_training_supervises_every_layer_and_inference_reads_the_last_layer_with
     torch.testing.assert_close(seen["points"], seen["boxes"][-1][..., :2] * scale)
     assert not torch.allclose(seen["boxes"][0], seen["boxes"][-1])
     assert not torch.allclose(last["masks"], out["masks"])
+
+
+def test_proposals_start_each_frames_queries_at_its_heatmap_peaks_linked_over_the_clip_before_mti(monkeypatch):
+    """With ``model.proposals`` the decoder's first reference points are the peaks of the heatmap on the stride-4 mask
+    features (cell centres, in [0, 1]), its positions their embeddings; each clip's frame queries (every layer's, and
+    their boxes) reach MTI and the mask head in the order :func:`link_boxes` gives them, in training and at inference;
+    the heatmap learns the targets' centres (``centre``)."""
+    from rvos.models.build import build_model
+    from rvos.models.meta import mutr
+    from rvos.models.modules.query_init import reorder
+
+    cfg = tiny_config("mutr", *MUTR_OFFICIAL_PATH, "model.proposals=true")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    seen, proposed, linked = {}, [], []
+    decode, link = model.transformer.decode, mutr.link_boxes
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs, pos=args[1])
+        hs, boxes = decode(*args, **kwargs)
+        seen.update(hs=hs, boxes=boxes)
+        return hs, boxes
+
+    model.transformer.decode = spy
+    model.proposals.register_forward_hook(lambda module, inputs, output: proposed.append(output))
+    model.mti.register_forward_hook(lambda module, inputs, output: seen.update(mti=inputs[0]))
+    monkeypatch.setattr(mutr, "link_boxes", lambda *args: (linked.append(link(*args)[0]) or linked[-1], None))
+    batch = _batch(model)
+    out = model(batch)
+    q = cfg.model.queries
+    heatmap, anchors, _, _, pos = proposed[-1]
+    assert heatmap.shape == (8, 1, 16, 24) and anchors.shape == (8, q, 2)
+    torch.testing.assert_close(seen["reference"], (anchors + 0.5) / torch.tensor([24.0, 16.0]))
+    assert seen["pos"] is pos and len(set(map(tuple, anchors[0].tolist()))) == q  # distinct peaks
+    perms = linked[-1]
+    assert perms.shape == (2, 4, q) and not torch.equal(perms, torch.arange(q).expand(2, 4, q))
+    layers = cfg.model.transformer.dec_layers
+    torch.testing.assert_close(seen["mti"], reorder(seen["hs"][-1].view(2, 4, q, -1), perms))
+    torch.testing.assert_close(out["boxes"], torch.stack([reorder(x.view(2, 4, q, 4), perms)
+                                                          for x in seen["boxes"]]))
+    losses = model.loss(out, batch)
+    assert out["boxes"].shape[0] == layers and torch.isfinite(losses["centre"]) and losses["centre"] > 0
+    sum(losses.values()).backward()
+    for part in (model.proposals.objectness[0], model.proposals.content, model.proposals.pos):
+        assert part.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+    assert len(linked) == 2 and "objectness" in out
+    torch.testing.assert_close(out["boxes"][0], reorder(seen["boxes"][0].view(2, 4, q, 4), linked[-1]))
+
+
+def _batch(model):
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, 4, 3, 64, 96, generator=g)
+    inst = torch.zeros(2, 4, 64, 96, dtype=torch.bool)
+    inst[0, :, 8:30, 10:40] = True
+    inst[1, :2, 36:60, 50:80] = True
+    sentences = ["the red block", "the block that leaves"]
+    return ClipBatch(frames, model.prepare_text(sentences), sentences, [inst, inst],
+                     [torch.tensor([True, False]), torch.tensor([False, True])], ["v", "v"], ["0", "1"])
 
 
 def test_instance_block_reads_instances_in_order_and_without_them_changes_nothing():

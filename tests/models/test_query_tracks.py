@@ -15,7 +15,7 @@ from rvos.models.build import build_model
 from rvos.models.criterion.referformer import (ReferLossConfig, instance_targets, layer_losses, match,
                                                num_valid_frames)
 from rvos.models.meta.base import ClipBatch, describe_model
-from rvos.models.modules.query_init import link_masks, reorder
+from rvos.models.modules.query_init import link_boxes, link_masks, reorder
 from rvos.models.modules.track_grounding import duplicate_masks
 
 SENTENCES = ["the red block moving right", "the still block"]
@@ -192,6 +192,18 @@ def test_linking_by_masks_keeps_each_slot_on_its_object_and_seeks_a_vanished_one
     first, state = link_masks(masks[:, :2], queries[:, :2])
     second, _ = link_masks(masks[:, 2:], queries[:, 2:], state)
     torch.testing.assert_close(torch.cat([first, second], 1), perms)
+
+
+def test_linking_by_boxes_keeps_each_slot_on_the_box_that_overlaps_its_last_one():
+    """MUTR's frame queries, in a different order in every frame: A moves right by less than its width a frame, B
+    stays beside it, C is small and still; all queries alike, so the boxes decide."""
+    t_len = 4
+    truth = torch.tensor([[[0.20 + 0.05 * t, 0.3, 0.12, 0.2], [0.50, 0.3, 0.12, 0.2], [0.8, 0.8, 0.03, 0.03]]
+                          for t in range(t_len)])  # (T, slot, 4) cx, cy, w, h
+    orders = torch.tensor([[0, 1, 2], [2, 0, 1], [1, 2, 0], [2, 1, 0]])
+    boxes = torch.stack([truth[t, orders[t]] for t in range(t_len)])[None]
+    perms, _ = link_boxes(boxes, torch.randn(8).expand(1, t_len, 3, 8))
+    torch.testing.assert_close(reorder(boxes, perms)[0], truth)
 
 
 def test_a_second_query_on_an_object_is_a_duplicate_of_the_larger_one():

@@ -27,6 +27,14 @@ annotated object of a clip is a target of its own video query, and a query's ref
 grounding's (:mod:`rvos.models.modules.track_grounding`), read from its masks over the window; ``selection: union``
 takes the queries whose probability passes ``score_threshold`` (the official rule is ``top1``).
 
+``model.proposals`` (a CPU-size option; :mod:`rvos.models.modules.proposals`, as SgMg's) starts each frame's queries
+at the peaks of a class-agnostic centre heatmap on the mask features, as two-stage Deformable DETR takes its first
+queries from the encoder. The mask head draws video query q's mask in each frame around the box of that frame's query
+q; with the learned positions that frame query is on another object in a fifth of the object-frames, while some query
+of the frame lies within 3 pixels (``benchmarks/results/synth_learning.md``). A frame's proposals come in their peaks'
+order, so each clip's frame queries are linked over its frames by their boxes (:func:`link_boxes`, in training too)
+before MTI reads them: query q of every frame follows one object.
+
 Where rvos departs from the official code, on purpose: with several clips in a batch, the official model mixes
 them up in two places (``mti_hs.repeat(1, t, 1, 1)`` gives clip ``b``'s frame ``t`` the video queries of clip
 ``(b * T + t) mod B``, and MTI reshapes (layers, T, B, ...) as (layers * B, T, ...)), which is correct only for one
@@ -52,6 +60,8 @@ from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastW
 from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.instance_queries import InstanceQueryInit
+from rvos.models.modules.proposals import ProposalHead, clip_centre_loss, peak_references
+from rvos.models.modules.query_init import link_boxes, reorder
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.temporal_interaction import TemporalInteraction
@@ -102,6 +112,13 @@ class MutrConfig:
     # the deformable decoder's self-attention among the queries of every frame of a clip (a CPU-size option; the
     # official decoder reads a frame's queries alone): frame query q of one frame sees what q boxes in the others
     clip_queries: bool = False
+    # each frame's queries start at the peaks of a class-agnostic centre heatmap on the cross-modal FPN's stride-4 mask
+    # features, as two-stage Deformable DETR takes its first queries from the encoder: content the sentence plus the
+    # features at the peak, position the peak's embedding, first reference point the peak (learnt with
+    # loss.centre_weight); a frame's queries then come in their peaks' order, so they are linked over the clip by their
+    # boxes before MTI, and video query q's mask is drawn around one object's box in every frame (a CPU-size option,
+    # module text)
+    proposals: bool = False
     text: TextConfig = field(default_factory=TextConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -158,6 +175,7 @@ class MutrModel(QueryTracks, ReferFormerParts):
                                          rel_coord=cfg.rel_coord, out_channels=1)
         self.mti = TemporalInteraction(c, cfg.queries, cfg.queries, m.heads, m.ffn, m.enc_layers, m.dec_layers,
                                        m.window, m.dropout)
+        self.proposals = ProposalHead(cfg.mask_dim, c, cfg.queries, relative=False) if cfg.proposals else None
         i = cfg.instances
         if i.enabled:
             self.instance_init = InstanceQueryInit(self.backbone.channels, c, i.heads, i.ffn, i.dropout)
@@ -230,26 +248,35 @@ class MutrModel(QueryTracks, ReferFormerParts):
             words = self.mta(words, text.pos, tokens, mask.reshape(b, -1))
         sentence = words[:, 0]
         memory, shapes, ratios, flat_padding = self.transformer.encode(srcs, masks, level_pos)
+        levels = memory.split([a * b_ for a, b_ in shapes], dim=1)[:3]
+        maps = [m.transpose(1, 2).reshape(m.shape[0], -1, *s) for m, s in zip(levels, shapes)]
+        mask_features = self.pixel_decoder([features[0], *maps], poss, pads, t_len, text.words, text.pos,
+                                           text.padding)
         tgt = sentence.repeat_interleave(t_len, 0)[:, None].expand(-1, cfg.queries, -1)
-        hs, boxes = self.transformer.decode(tgt, self.query_embed.weight, memory, shapes, ratios, flat_padding,
-                                            self.bbox_embed, t_len if cfg.clip_queries else 1)
+        query_pos, reference, objectness = self.query_embed.weight, None, None
+        if self.proposals is not None:  # each frame's queries at its heatmap's peaks
+            objectness, anchors, _, content, query_pos = self.proposals(mask_features)
+            tgt, reference = tgt + content, peak_references(anchors, mask_features.shape[-2:], ratios[:, 0])
+        hs, boxes = self.transformer.decode(tgt, query_pos, memory, shapes, ratios, flat_padding, self.bbox_embed,
+                                            t_len if cfg.clip_queries else 1, reference=reference)
+        if self.proposals is not None:  # query q of every frame on one object: linked by the last layer's boxes
+            perms, _ = link_boxes(boxes[-1].view(b, t_len, *boxes.shape[2:]), hs[-1].view(b, t_len, *hs.shape[2:]))
+            hs, boxes = (torch.stack([reorder(x.view(b, t_len, *x.shape[1:]), perms).flatten(0, 1) for x in y])
+                         for y in (hs, boxes))
         if init is None:
             init = self.initial_queries(instances, (b, t_len, h, w))
         video = [self.mti(hs[layer].view(b, t_len, *hs.shape[2:]), init) for layer in layers]  # (B, Q, C) each
         heads = layers if cfg.infer_heads == "last" else list(range(len(layers)))
         logits = torch.stack([self.class_embed[i](v)[..., 0] for i, v in zip(heads, video)])
         boxes = boxes[heads]  # (l, B*T, Q, 4): video query q's box in a frame is frame query q's there
-        levels = memory.split([a * b_ for a, b_ in shapes], dim=1)[:3]
-        maps = [m.transpose(1, 2).reshape(m.shape[0], -1, *s) for m, s in zip(levels, shapes)]
-        mask_features = self.pixel_decoder([features[0], *maps], poss, pads, t_len, text.words, text.pos,
-                                           text.padding)
         scale = torch.tensor([w, h], dtype=boxes.dtype, device=boxes.device)
         mask_logits = torch.stack([
             self.mask_head(mask_features, v.repeat_interleave(t_len, 0), x[..., :2].detach() * scale)[:, :, 0]
             for x, v in zip(boxes, video)])  # (l, B*T, Q, h, w)
         n = len(layers)
-        return {"logits": logits, "boxes": boxes.view(n, b, t_len, *boxes.shape[2:]),
-                "masks": mask_logits.view(n, b, t_len, *mask_logits.shape[2:])}
+        out = {"logits": logits, "boxes": boxes.view(n, b, t_len, *boxes.shape[2:]),
+               "masks": mask_logits.view(n, b, t_len, *mask_logits.shape[2:])}
+        return out | ({"objectness": objectness} if objectness is not None else {})  # (B * T, 1, h, w), frame order
 
     # ------------------------------------------------------------------------------------------- training
 
@@ -290,6 +317,9 @@ class MutrModel(QueryTracks, ReferFormerParts):
             parts.append(layer_losses(logits, boxes, matched, masks[targets.clips, :, matched], None, targets,
                                       self.cfg.loss, norm, mask_stride=4))
         losses = self.layer_losses(parts)
+        if "objectness" in outputs:  # the proposals' heatmap against the centres of the clip's targets
+            clips = [targets.masks[targets.clips == b] > 0.5 for b in range(outputs["logits"].shape[1])]
+            losses["centre"] = self.cfg.loss.centre_weight * clip_centre_loss(outputs["objectness"], clips, t_len)
         if self.track_head is not None:
             losses["track"] = self.track_loss(outputs, [pad_to(x, outputs["size"]) for x in batch.instances], batch)
             if self.track_head.count is not None:
@@ -342,6 +372,8 @@ class MutrModel(QueryTracks, ReferFormerParts):
                             "points": x.dec_points, "queries_per_frame": cfg.queries,
                             "self_attention": "the queries of every frame of the clip" if cfg.clip_queries
                             else "a frame's queries"},
+            "queries": "at the peaks of a centre heatmap (stride 4), linked over the clip by their boxes"
+            if cfg.proposals else "learned positions",
             "mti": {"encoder_layers": m.enc_layers, "decoder_layers": m.dec_layers, "window": m.window,
                     "video_queries": cfg.queries},
             "mask_head": {"channels": cfg.mask_channels, "convolutions": cfg.controller_layers,

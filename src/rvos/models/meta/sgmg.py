@@ -72,7 +72,7 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.deform_pixel_decoder import input_projection
 from rvos.models.modules.pixel_decoder import FineStem
-from rvos.models.modules.proposals import ProposalHead, clip_centre_loss
+from rvos.models.modules.proposals import ProposalHead, clip_centre_loss, peak_references
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.query_init import link_masks, reorder
@@ -244,9 +244,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         query_pos, reference, objectness = self.query_embed.weight, None, None
         if self.proposals is not None:  # each frame's queries at its heatmap's peaks
             objectness, anchors, _, content, query_pos = self.proposals(stride4)
-            tgt = tgt + content
-            cells = torch.tensor(stride4.shape[-1:-3:-1], dtype=anchors.dtype, device=anchors.device)  # (w, h)
-            reference = ((anchors + 0.5) / cells / ratios[:, None, 0]).clamp(1e-3, 1 - 1e-3)
+            tgt, reference = tgt + content, peak_references(anchors, stride4.shape[-2:], ratios[:, 0])
         hs, boxes = self.transformer.decode(tgt, query_pos, memory, shapes, ratios, flat_padding, self.bbox_embed,
                                             reference=reference)
         logits = torch.stack([head(x)[..., 0] for head, x in zip(self.class_embed, hs)])

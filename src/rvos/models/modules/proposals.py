@@ -89,6 +89,14 @@ class ProposalHead(nn.Module):
         return wt[0] * dx + wt[1] * dy + wt[2] * dx * dx + wt[3] * dy * dy + wt[4] * dx * dy
 
 
+def peak_references(anchors: torch.Tensor, size: tuple[int, int], ratios: torch.Tensor) -> torch.Tensor:
+    """Peaks (N, Q, 2) on a heatmap grid of ``size`` (h, w) over the padded frames -> the deformable decoder's first
+    reference points (N, Q, 2): the peaks' cell centres in [0, 1] of each frame's valid area (``ratios`` (N, 2): the
+    valid fraction of the padded width and height, as the decoder's valid ratios), kept off the borders."""
+    cells = torch.tensor(size[::-1], dtype=anchors.dtype, device=anchors.device)  # (w, h)
+    return ((anchors + 0.5) / cells / ratios[:, None]).clamp(1e-3, 1 - 1e-3)
+
+
 def centre_heatmap(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Target masks (M, ..., H, W) of M objects in frames (...) -> the heatmap target (..., h, w) on the mask grid: per
     frame and object with any pixel there, a Gaussian of height 1 at the grid cell nearest its mask centroid, sigma a

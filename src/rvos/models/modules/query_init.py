@@ -15,7 +15,8 @@ never carries a slot from one object to another; given the queries' mask colours
 looks like too (:class:`ObjectLinker` links a video window by window).
 
 :func:`link_masks` links queries by their masks instead (SgMg's, whose frame queries have no peak and look alike):
-a slot follows the query whose mask overlaps the slot's last mask best. SgMg empties first the queries that show an
+a slot follows the query whose mask overlaps the slot's last mask best; :func:`link_boxes` by their boxes (MUTR's,
+whose frame queries have no mask of their own). SgMg empties first the queries that show an
 object a larger query of the same frame shows already (:func:`~rvos.models.modules.track_grounding.duplicate_masks`):
 left in, two queries on one object split it between two slots, and a slot hops between the object and whatever its
 duplicate covers in the next frames.
@@ -177,6 +178,23 @@ def link_masks(masks: torch.Tensor, queries: torch.Tensor, state: tuple | None =
         last_query = emb[:, t].gather(1, perm[..., None].expand(-1, -1, emb.shape[-1]))
         perms.append(perm)
     return torch.stack(perms, 1), (last_mask, last_query)
+
+
+BOX_GRID = 64  # cells a side of the grid on which :func:`link_boxes` draws boxes (of [0, 1] coordinates)
+
+
+@torch.no_grad()
+def link_boxes(boxes: torch.Tensor, queries: torch.Tensor, state: tuple | None = None,
+               query_weight: float = 0.5) -> tuple[torch.Tensor, tuple]:
+    """boxes (B, T, Q, 4) (cx, cy, w, h in [0, 1]) and queries (B, T, Q, C) of queries decoded in each frame alone ->
+    :func:`link_masks`'s permutations and state, on the boxes drawn as masks on a :data:`BOX_GRID`-cell grid (so a
+    slot follows the query whose box overlaps the slot's last box best: MUTR's frame queries, whose masks are drawn
+    by the video queries that read them)."""
+    cells = (torch.arange(BOX_GRID, device=boxes.device, dtype=boxes.dtype) + 0.5) / BOX_GRID
+    cx, cy, w, h = boxes.unbind(-1)
+    inside_x = (cells - cx[..., None]).abs() <= w[..., None] / 2  # (B, T, Q, grid)
+    inside_y = (cells - cy[..., None]).abs() <= h[..., None] / 2
+    return link_masks(inside_y[..., :, None] & inside_x[..., None, :], queries, state, query_weight)
 
 
 def reorder(queries: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
