@@ -38,7 +38,6 @@ import torch.nn.functional as F
 
 from rvos.data.schema import normalize_text
 from rvos.data.splits import open_split
-from rvos.models.meta import mutr
 from rvos.models.modules.query_init import reorder
 from rvos.data.transforms import resize_frames, resized_shape
 from rvos.engine.checkpoint import find_model, load_model
@@ -93,21 +92,21 @@ class Capture:
 
     def __init__(self, model):
         self.model, self.seen = model, {}
-        decode, link = model.transformer.decode, mutr.link_boxes
+        decode, link = model.transformer.decode, model.link_queries
 
         def keep_boxes(*args, **kwargs):
             hs, boxes = decode(*args, **kwargs)
             self.seen["boxes"] = boxes.detach()
             return hs, boxes
 
-        def keep_links(boxes, queries):
-            perms, state = link(boxes, queries)
+        def keep_links(*args):
+            perms = link(*args)
             t_len, q = perms.shape[1:]
             self.seen["boxes"] = torch.stack([reorder(x.view(1, t_len, q, 4), perms)[0] for x in self.seen["boxes"]])
-            return perms, state
+            return perms
 
         model.transformer.decode = keep_boxes
-        mutr.link_boxes = keep_links  # this process reads one model
+        model.link_queries = keep_links
         model.pixel_decoder.register_forward_hook(lambda m, i, o: self.seen.update(features=o.detach()))
         model.mti.register_forward_hook(lambda m, i, o: self.seen.update(video=o.detach()))
         model.mask_head.register_forward_hook(lambda m, i, o: self.seen.update(points=i[2].detach()))

@@ -6,6 +6,7 @@ initialisation (order matters; without instances the model is plain MUTR)."""
 import pytest
 import torch
 
+from rvos.errors import ConfigError
 from rvos.models.layers.dynamic_conv import DynamicMaskHead
 from rvos.models.meta.base import ClipBatch
 from rvos.models.meta.mutr import TextAggregation
@@ -172,6 +173,37 @@ def test_proposals_start_each_frames_queries_at_its_heatmap_peaks_linked_over_th
         out = model(batch)
     assert len(linked) == 2 and "objectness" in out
     torch.testing.assert_close(out["boxes"][0], reorder(seen["boxes"][0].view(2, 4, q, 4), linked[-1]))
+
+
+def test_linking_by_objects_follows_an_objects_colour_where_boxes_jump_and_drops_background_and_second_boxes():
+    """Two frames far apart in a clip: the red and the green block swap places, so their boxes overlap the other's
+    last box; a query on the background (a weak peak) and a second box on the red block (a weaker peak) are no
+    objects. ``model.link`` "boxes" follows the boxes and swaps the blocks; "objects" follows their colours."""
+    from rvos.models.build import build_model
+    from rvos.models.modules.query_init import reorder
+
+    model = build_model(tiny_config("mutr", "model.proposals=true", "model.link=objects").model).eval()
+    h, w = 64, 128
+    left, right = [0.25, 0.5, 0.2, 0.3], [0.75, 0.5, 0.2, 0.3]
+    # (T, slot, 4): the red block, the green block, the background, a second box on the red block
+    truth = torch.tensor([[left, right, [0.5, 0.1, 0.1, 0.1], [0.26, 0.5, 0.2, 0.3]],
+                          [right, left, [0.5, 0.9, 0.1, 0.1], [0.74, 0.5, 0.2, 0.3]]])
+    peaks = torch.tensor([0.9, 0.8, 0.05, 0.6])  # per slot
+    frames = torch.zeros(2, 3, h, w)
+    for t in range(2):
+        for box, channel in zip(truth[t, :2], (0, 1)):
+            x0, y0 = int((box[0] - box[2] / 2) * w), int((box[1] - box[3] / 2) * h)
+            frames[t, channel, y0:y0 + int(box[3] * h), x0:x0 + int(box[2] * w)] = 1.0
+    order = torch.tensor([[0, 1, 2, 3], [1, 3, 0, 2]])  # frame t's query k is slot order[t, k]
+    boxes = torch.stack([truth[t, order[t]] for t in range(2)])[None]
+    queries = torch.randn(16).expand(1, 2, 4, 16)  # alike: the boxes, places and colours decide
+    linked = reorder(boxes, model.link_queries(boxes, queries, peaks[order][None], frames[None]))[0]
+    torch.testing.assert_close(linked[:, :2], truth[:, :2])  # each block its slot
+    model.cfg.link = "boxes"
+    swapped = reorder(boxes, model.link_queries(boxes, queries, peaks[order][None], frames[None]))[0]
+    torch.testing.assert_close(swapped[1, :2], torch.tensor([left, right]))
+    with pytest.raises(ConfigError, match="model.link"):
+        tiny_config("mutr", "model.link=masks")
 
 
 def _batch(model):

@@ -60,13 +60,18 @@ from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastW
 from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.instance_queries import InstanceQueryInit
-from rvos.models.modules.proposals import ProposalHead, clip_centre_loss, peak_references
-from rvos.models.modules.query_init import link_boxes, reorder
+from rvos.models.modules.proposals import LINK_UNIT, ProposalHead, clip_centre_loss, peak_references
+from rvos.models.modules.query_init import BOX_GRID, ObjectLinker, box_masks, link_boxes, reorder
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.temporal_interaction import TemporalInteraction
 from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
-                                                 object_counts)
+                                                 object_counts, suppress_duplicates)
+
+# model.link "objects": vlm_tiny_synth's weights (its track.link_new_slot, link_colour, link_overlap), and a second box
+# over this IoU with a likelier peak's box is no object (as its track.duplicate_iou does with masks)
+OBJECT_LINKING = {"new_slot": 3.5, "colour": 4.0, "overlap": 1.0}
+DUPLICATE_BOX_IOU = 0.7
 
 
 @dataclass
@@ -119,6 +124,13 @@ class MutrConfig:
     # boxes before MTI, and video query q's mask is drawn around one object's box in every frame (a CPU-size option,
     # module text)
     proposals: bool = False
+    # with proposals, how a clip's frame queries are linked over its frames: "boxes" (:func:`link_boxes`: the overlap of
+    # a query's box with each slot's last box, and the queries' cosine) or "objects" (vlm_tiny_synth's linking,
+    # :func:`link_objects`, weighted as its track.link_* are: the queries whose peak passes link_objectness and whose
+    # box is no second box on a likelier peak's object are objects, tracked with a memory of each slot's object, its
+    # place and velocity, the mean colour in its box and its box, while it is away)
+    link: str = "boxes"
+    link_objectness: float = 0.2
     text: TextConfig = field(default_factory=TextConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -138,6 +150,8 @@ class MutrConfig:
         if self.infer_heads not in ("first", "last"):
             raise ValueError(f"model.infer_heads: expected first or last, got {self.infer_heads!r}")
         check_query_tracks(self.track, "MUTR", refused=("min_objectness", "exclusive"))
+        if self.link not in ("boxes", "objects"):
+            raise ValueError(f"model.link: expected boxes or objects, got {self.link!r}")
         if self.levels not in (3, 4):
             raise ValueError(f"model.levels: 3 (strides 8, 16, 32) or 4 (and 64), got {self.levels}")
 
@@ -198,7 +212,8 @@ class MutrModel(QueryTracks, ReferFormerParts):
         features = self.backbone.forward_image(images, t_len)
         pads = [self.level_padding(padding, f.shape[-2:]) for f in features]
         poss = [sine_2d_masked(p, self.cfg.hidden_dim // 2).to(f.dtype) for p, f in zip(pads, features)]
-        return {"features": features, "pads": pads, "poss": poss, "padding": padding, "shape": (b, t_len, h, w)}
+        return {"features": features, "pads": pads, "poss": poss, "padding": padding, "shape": (b, t_len, h, w),
+                "images": images}
 
     def initial_queries(self, instances: list[torch.Tensor] | None, shape) -> torch.Tensor | None:
         """Per clip the instance masks (K_b, T, H, W) (best first; at the frames' size) -> MTI's initial video
@@ -255,12 +270,14 @@ class MutrModel(QueryTracks, ReferFormerParts):
         tgt = sentence.repeat_interleave(t_len, 0)[:, None].expand(-1, cfg.queries, -1)
         query_pos, reference, objectness = self.query_embed.weight, None, None
         if self.proposals is not None:  # each frame's queries at its heatmap's peaks
-            objectness, anchors, _, content, query_pos = self.proposals(mask_features)
+            objectness, anchors, peaks, content, query_pos = self.proposals(mask_features)
             tgt, reference = tgt + content, peak_references(anchors, mask_features.shape[-2:], ratios[:, 0])
         hs, boxes = self.transformer.decode(tgt, query_pos, memory, shapes, ratios, flat_padding, self.bbox_embed,
                                             t_len if cfg.clip_queries else 1, reference=reference)
         if self.proposals is not None:  # query q of every frame on one object: linked by the last layer's boxes
-            perms, _ = link_boxes(boxes[-1].view(b, t_len, *boxes.shape[2:]), hs[-1].view(b, t_len, *hs.shape[2:]))
+            seen = images["images"][..., :h, :w]  # the frames the boxes are relative to
+            perms = self.link_queries(boxes[-1].view(b, t_len, *boxes.shape[2:]), hs[-1].view(b, t_len, *hs.shape[2:]),
+                                      peaks.view(b, t_len, -1), seen.reshape(b, t_len, *seen.shape[1:]))
             hs, boxes = (torch.stack([reorder(x.view(b, t_len, *x.shape[1:]), perms).flatten(0, 1) for x in y])
                          for y in (hs, boxes))
         if init is None:
@@ -277,6 +294,25 @@ class MutrModel(QueryTracks, ReferFormerParts):
         out = {"logits": logits, "boxes": boxes.view(n, b, t_len, *boxes.shape[2:]),
                "masks": mask_logits.view(n, b, t_len, *mask_logits.shape[2:])}
         return out | ({"objectness": objectness} if objectness is not None else {})  # (B * T, 1, h, w), frame order
+
+    @torch.no_grad()
+    def link_queries(self, boxes: torch.Tensor, queries: torch.Tensor, peaks: torch.Tensor,
+                     images: torch.Tensor) -> torch.Tensor:
+        """The proposals' frame queries of each clip: boxes (B, T, Q, 4) in [0, 1] of the frames, queries (B, T, Q, C),
+        their peaks' objectness (B, T, Q), the frames (B, T, 3, H, W) without padding -> permutations (B, T, Q)
+        that put query q of every frame on one object (``model.link``; "objects" reads the frames' colours in each
+        box)."""
+        if self.cfg.link == "boxes":
+            return link_boxes(boxes, queries)[0]
+        h, w = images.shape[-2:]
+        masks = box_masks(boxes, (h, w)).float()  # (B, T, Q, H, W)
+        colours = torch.einsum("btqhw,btchw->btqc", masks, images) / masks.sum((-2, -1))[..., None].clamp(min=1)
+        kept = suppress_duplicates(peaks.flatten(0, 1), masks.flatten(0, 1), self.cfg.link_objectness,
+                                   DUPLICATE_BOX_IOU).view_as(peaks)
+        positions = boxes[..., :2] * torch.tensor([w, h], dtype=boxes.dtype, device=boxes.device) / (4 * LINK_UNIT)
+        grid = box_masks(boxes, (BOX_GRID, BOX_GRID))
+        linker = ObjectLinker(OBJECT_LINKING["new_slot"], OBJECT_LINKING["colour"], OBJECT_LINKING["overlap"])
+        return linker.link(queries, positions, kept >= self.cfg.link_objectness, colours, grid)
 
     # ------------------------------------------------------------------------------------------- training
 

@@ -190,11 +190,17 @@ def link_boxes(boxes: torch.Tensor, queries: torch.Tensor, state: tuple | None =
     :func:`link_masks`'s permutations and state, on the boxes drawn as masks on a :data:`BOX_GRID`-cell grid (so a
     slot follows the query whose box overlaps the slot's last box best: MUTR's frame queries, whose masks are drawn
     by the video queries that read them)."""
-    cells = (torch.arange(BOX_GRID, device=boxes.device, dtype=boxes.dtype) + 0.5) / BOX_GRID
+    return link_masks(box_masks(boxes, (BOX_GRID, BOX_GRID)), queries, state, query_weight)
+
+
+def box_masks(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """boxes (..., 4) (cx, cy, w, h in [0, 1]) -> (..., h, w) bool on a grid of ``size``: the cells whose centre is in
+    the box."""
+    rows, cols = ((torch.arange(n, device=boxes.device, dtype=boxes.dtype) + 0.5) / n for n in size)
     cx, cy, w, h = boxes.unbind(-1)
-    inside_x = (cells - cx[..., None]).abs() <= w[..., None] / 2  # (B, T, Q, grid)
-    inside_y = (cells - cy[..., None]).abs() <= h[..., None] / 2
-    return link_masks(inside_y[..., :, None] & inside_x[..., None, :], queries, state, query_weight)
+    inside_x = (cols - cx[..., None]).abs() <= w[..., None] / 2
+    inside_y = (rows - cy[..., None]).abs() <= h[..., None] / 2
+    return inside_y[..., :, None] & inside_x[..., None, :]
 
 
 def reorder(queries: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
