@@ -128,17 +128,19 @@ def test_training_supervises_every_layer_and_inference_reads_the_last_layer_with
 def test_proposals_start_each_frames_queries_at_its_heatmap_peaks_linked_over_the_clip_before_mti(monkeypatch):
     """With ``model.proposals`` the decoder's first reference points are the peaks of the heatmap on the stride-4 mask
     features (cell centres, in [0, 1]), its positions their embeddings; each clip's frame queries (every layer's, and
-    their boxes) reach MTI and the mask head in the order :func:`link_boxes` gives them, in training and at inference;
+    their boxes) reach MTI and the mask head in the order the linking gives them, in training and at inference;
     the heatmap learns the targets' centres (``centre``)."""
     from rvos.models.build import build_model
-    from rvos.models.meta import mutr
     from rvos.models.modules.query_init import reorder
 
     cfg = tiny_config("mutr", *MUTR_OFFICIAL_PATH, "model.proposals=true")
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
+    # the heatmap's prior at 0.5 (0.1 when built): random peaks under link_objectness are no objects, and leave the
+    # frames' queries in their order
+    torch.nn.init.zeros_(model.proposals.objectness[-1].bias)
     seen, proposed, linked = {}, [], []
-    decode, link = model.transformer.decode, mutr.link_boxes
+    decode, link = model.transformer.decode, model.link_queries
 
     def spy(*args, **kwargs):
         seen.update(kwargs, pos=args[1])
@@ -149,7 +151,7 @@ def test_proposals_start_each_frames_queries_at_its_heatmap_peaks_linked_over_th
     model.transformer.decode = spy
     model.proposals.register_forward_hook(lambda module, inputs, output: proposed.append(output))
     model.mti.register_forward_hook(lambda module, inputs, output: seen.update(mti=inputs[0]))
-    monkeypatch.setattr(mutr, "link_boxes", lambda *args: (linked.append(link(*args)[0]) or linked[-1], None))
+    monkeypatch.setattr(model, "link_queries", lambda *args: linked.append(link(*args)) or linked[-1])
     batch = _batch(model)
     out = model(batch)
     q = cfg.model.queries

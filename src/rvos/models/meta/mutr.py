@@ -32,8 +32,12 @@ at the peaks of a class-agnostic centre heatmap on the mask features, as two-sta
 queries from the encoder. The mask head draws video query q's mask in each frame around the box of that frame's query
 q; with the learned positions that frame query is on another object in a fifth of the object-frames, while some query
 of the frame lies within 3 pixels (``benchmarks/results/synth_learning.md``). A frame's proposals come in their peaks'
-order, so each clip's frame queries are linked over its frames by their boxes (:func:`link_boxes`, in training too)
-before MTI reads them: query q of every frame follows one object.
+order, so each clip's frame queries are linked over its frames (in training too) before MTI reads them, so that query
+q of every frame follows one object: by their boxes (``model.link: boxes``, :func:`link_boxes`), or as ``vlm``'s slots
+are (``objects``, :class:`~rvos.models.modules.query_init.ObjectLinker`: the queries whose peak passes
+``link_objectness``, a second box on a likelier peak's object left out, matched to the slots by the place where each
+slot's object is expected, the mean colour in their boxes and their boxes' overlap). Between a training clip's frames,
+spread over the video, an object moves out of its box, and the boxes alone lose it.
 
 Where rvos departs from the official code, on purpose: with several clips in a batch, the official model mixes
 them up in two places (``mti_hs.repeat(1, t, 1, 1)`` gives clip ``b``'s frame ``t`` the video queries of clip
@@ -408,7 +412,7 @@ class MutrModel(QueryTracks, ReferFormerParts):
                             "points": x.dec_points, "queries_per_frame": cfg.queries,
                             "self_attention": "the queries of every frame of the clip" if cfg.clip_queries
                             else "a frame's queries"},
-            "queries": "at the peaks of a centre heatmap (stride 4), linked over the clip by their boxes"
+            "queries": f"at the peaks of a centre heatmap (stride 4), linked over the clip by their {cfg.link}"
             if cfg.proposals else "learned positions",
             "mti": {"encoder_layers": m.enc_layers, "decoder_layers": m.dec_layers, "window": m.window,
                     "video_queries": cfg.queries},
