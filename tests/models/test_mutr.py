@@ -206,6 +206,8 @@ def test_linking_by_objects_follows_an_objects_colour_where_boxes_jump_and_drops
     torch.testing.assert_close(swapped[1, :2], torch.tensor([left, right]))
     with pytest.raises(ConfigError, match="model.link"):
         tiny_config("mutr", "model.link=masks")
+    with pytest.raises(ConfigError, match="model.link_objectness"):
+        tiny_config("mutr", "model.link_objectness=1.5")
 
 
 def _batch(model):

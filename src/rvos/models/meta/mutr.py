@@ -124,9 +124,9 @@ class MutrConfig:
     # each frame's queries start at the peaks of a class-agnostic centre heatmap on the cross-modal FPN's stride-4 mask
     # features, as two-stage Deformable DETR takes its first queries from the encoder: content the sentence plus the
     # features at the peak, position the peak's embedding, first reference point the peak (learnt with
-    # loss.centre_weight); a frame's queries then come in their peaks' order, so they are linked over the clip by their
-    # boxes before MTI, and video query q's mask is drawn around one object's box in every frame (a CPU-size option,
-    # module text)
+    # loss.centre_weight); a frame's queries then come in their peaks' order, so they are linked over the clip
+    # (``link``) before MTI, and video query q's mask is drawn around one object's box in every frame (a CPU-size
+    # option, module text)
     proposals: bool = False
     # with proposals, how a clip's frame queries are linked over its frames: "boxes" (:func:`link_boxes`: the overlap of
     # a query's box with each slot's last box, and the queries' cosine) or "objects" (vlm_tiny_synth's linking,
@@ -156,6 +156,8 @@ class MutrConfig:
         check_query_tracks(self.track, "MUTR", refused=("min_objectness", "exclusive"))
         if self.link not in ("boxes", "objects"):
             raise ValueError(f"model.link: expected boxes or objects, got {self.link!r}")
+        if not 0.0 <= self.link_objectness < 1.0:
+            raise ValueError(f"model.link_objectness: a heatmap probability in [0, 1), got {self.link_objectness}")
         if self.levels not in (3, 4):
             raise ValueError(f"model.levels: 3 (strides 8, 16, 32) or 4 (and 64), got {self.levels}")
 
@@ -210,7 +212,8 @@ class MutrModel(QueryTracks, ReferFormerParts):
 
     def encode_images(self, frames: torch.Tensor) -> dict:
         """frames (B, T, 3, H, W) in [0, 1] -> what does not depend on the sentence: the backbone's maps, their
-        paddings and positions, the padding of the frames padded to ``size_divisibility``, and the clips' shape."""
+        paddings and positions, the frames padded to ``size_divisibility`` (N, 3, H', W') and their padding, and the
+        clips' shape."""
         b, t_len, _, h, w = frames.shape
         images, padding = self.pad_frames(frames.flatten(0, 1))
         features = self.backbone.forward_image(images, t_len)
