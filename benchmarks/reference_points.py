@@ -38,9 +38,9 @@ import torch.nn.functional as F
 
 from rvos.data.schema import normalize_text
 from rvos.data.splits import open_split
-from rvos.models.modules.query_init import reorder
 from rvos.data.transforms import resize_frames, resized_shape
 from rvos.engine.checkpoint import find_model, load_model
+from rvos.models.modules.query_init import reorder
 
 from track_diagnosis import iou  # the sibling benchmark's (this script's folder is on the path when it runs)
 

@@ -64,7 +64,7 @@ from rvos.models.meta.base import (ClipBatch, ClipMasks, InferenceSession, LastW
 from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.instance_queries import InstanceQueryInit
-from rvos.models.modules.proposals import LINK_UNIT, ProposalHead, clip_centre_loss, peak_references
+from rvos.models.modules.proposals import LINK_UNIT, ProposalHead
 from rvos.models.modules.query_init import BOX_GRID, ObjectLinker, box_masks, link_boxes, reorder
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
@@ -275,10 +275,7 @@ class MutrModel(QueryTracks, ReferFormerParts):
         mask_features = self.pixel_decoder([features[0], *maps], poss, pads, t_len, text.words, text.pos,
                                            text.padding)
         tgt = sentence.repeat_interleave(t_len, 0)[:, None].expand(-1, cfg.queries, -1)
-        query_pos, reference, objectness = self.query_embed.weight, None, None
-        if self.proposals is not None:  # each frame's queries at its heatmap's peaks
-            objectness, anchors, peaks, content, query_pos = self.proposals(mask_features)
-            tgt, reference = tgt + content, peak_references(anchors, mask_features.shape[-2:], ratios[:, 0])
+        tgt, query_pos, reference, objectness, peaks = self.start_queries(tgt, mask_features, ratios)
         hs, boxes = self.transformer.decode(tgt, query_pos, memory, shapes, ratios, flat_padding, self.bbox_embed,
                                             t_len if cfg.clip_queries else 1, reference=reference)
         if self.proposals is not None:  # query q of every frame on one object: linked by the last layer's boxes
@@ -361,8 +358,7 @@ class MutrModel(QueryTracks, ReferFormerParts):
                                       self.cfg.loss, norm, mask_stride=4))
         losses = self.layer_losses(parts)
         if "objectness" in outputs:  # the proposals' heatmap against the centres of the clip's targets
-            clips = [targets.masks[targets.clips == b] > 0.5 for b in range(outputs["logits"].shape[1])]
-            losses["centre"] = self.cfg.loss.centre_weight * clip_centre_loss(outputs["objectness"], clips, t_len)
+            losses["centre"] = self.centre_loss(outputs["objectness"], targets, t_len)
         if self.track_head is not None:
             losses["track"] = self.track_loss(outputs, [pad_to(x, outputs["size"]) for x in batch.instances], batch)
             if self.track_head.count is not None:

@@ -72,7 +72,7 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.deform_pixel_decoder import input_projection
 from rvos.models.modules.pixel_decoder import FineStem
-from rvos.models.modules.proposals import ProposalHead, clip_centre_loss, peak_references
+from rvos.models.modules.proposals import ProposalHead
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.query_init import link_masks, reorder
@@ -241,10 +241,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             stride4 = (F.interpolate(mask_features, size=features[0].shape[-2:], mode="bicubic", align_corners=False)
                        + self.stride4_proj(features[0]))
         tgt = text.sentence[:, None].expand(-1, cfg.queries, -1)
-        query_pos, reference, objectness = self.query_embed.weight, None, None
-        if self.proposals is not None:  # each frame's queries at its heatmap's peaks
-            objectness, anchors, _, content, query_pos = self.proposals(stride4)
-            tgt, reference = tgt + content, peak_references(anchors, stride4.shape[-2:], ratios[:, 0])
+        tgt, query_pos, reference, objectness, _ = self.start_queries(tgt, stride4, ratios)  # learned, or at peaks
         hs, boxes = self.transformer.decode(tgt, query_pos, memory, shapes, ratios, flat_padding, self.bbox_embed,
                                             reference=reference)
         logits = torch.stack([head(x)[..., 0] for head, x in zip(self.class_embed, hs)])
@@ -366,9 +363,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
                          outputs["masks"][layer], outputs["low_masks"][layer], targets, self.cfg.loss, norm)
             for layer in range(outputs["logits"].shape[0]))
         if "objectness" in outputs:  # the proposals' heatmap against the centres of the clip's targets
-            clips = [targets.masks[targets.clips == b] > 0.5 for b in range(outputs["logits"].shape[1])]
-            losses["centre"] = self.cfg.loss.centre_weight * clip_centre_loss(outputs["objectness"], clips,
-                                                                               outputs["logits"].shape[2])
+            losses["centre"] = self.centre_loss(outputs["objectness"], targets, outputs["logits"].shape[2])
         if self.track_head is not None:
             losses["track"] = self.track_loss(outputs, [pad_to(x, outputs["size"]) for x in batch.instances], batch)
             if self.track_head.count is not None:

@@ -21,6 +21,7 @@ from rvos.models.layers.attention import MLP
 from rvos.models.meta.base import RvosModel, TextInputs
 from rvos.models.modules.deform_pixel_decoder import input_projection
 from rvos.models.modules.deformable_transformer import DeformableTransformer
+from rvos.models.modules.proposals import clip_centre_loss, peak_references
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class ReferFormerParts(RvosModel):
     """The parts SgMg and MUTR build alike, under the official names: the text encoder, the image backbone (maps at
     strides 4, 8, 16, 32), the input projections of ``levels`` levels, the deformable transformer, the learned
     query positions and the per-layer class and box heads (Deformable DETR's initialisation). A subclass sets
-    ``method`` (its name in errors) and builds the rest."""
+    ``method`` (its name in errors) and ``proposals`` (its ``ProposalHead``, or None), and builds the rest."""
 
     method = "this method"
     size_divisibility = 1  # the model pads (with padding masks) itself
@@ -165,6 +166,23 @@ class ReferFormerParts(RvosModel):
     def level_padding(padding: torch.Tensor, size) -> torch.Tensor:
         """The padding mask (N, H', W') at a feature level's size (nearest), as the official models resize it."""
         return F.interpolate(padding[None].float(), size=size)[0].bool()
+
+    def start_queries(self, tgt: torch.Tensor, features: torch.Tensor | None, ratios: torch.Tensor):
+        """Each map's query content tgt (N, Q, C), the map the proposals read (N, D, h, w) and the decoder's valid
+        ratios (N, levels, 2) -> the decoder's content, positions and first reference points, and the heatmap logits
+        (N, 1, h, w) and its probability at the peaks (N, Q): the learned positions (the official start; the reference
+        points, heatmap and peaks None), or with the subclass's ``proposals`` (its ``model.proposals``) the heatmap's
+        peaks, content plus the map there (:mod:`rvos.models.modules.proposals`)."""
+        if self.proposals is None:
+            return tgt, self.query_embed.weight, None, None, None
+        objectness, anchors, peaks, content, pos = self.proposals(features)
+        return tgt + content, pos, peak_references(anchors, features.shape[-2:], ratios[:, 0]), objectness, peaks
+
+    def centre_loss(self, objectness: torch.Tensor, targets, clip_length: int) -> torch.Tensor:
+        """The proposals' heatmap logits (B * T, 1, h, w), frame order, against the centres of each clip's targets
+        (:func:`clip_centre_loss`), weighted by ``loss.centre_weight``."""
+        clips = [targets.masks[targets.clips == b] > 0.5 for b in range(objectness.shape[0] // clip_length)]
+        return self.cfg.loss.centre_weight * clip_centre_loss(objectness, clips, clip_length)
 
     def parameter_group(self, name: str) -> str:
         if name.startswith("text_encoder."):
