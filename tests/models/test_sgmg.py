@@ -168,6 +168,46 @@ def test_proposals_start_each_frames_queries_at_its_heatmap_peaks_and_learn_the_
         tiny_config("sgmg", *SGMG_OFFICIAL_PATH, "model.proposals=true")
 
 
+def test_linking_as_objects_follows_an_objects_colour_where_masks_jump_and_drops_background_and_duplicates():
+    """Two frames far apart in a clip: the red and the green block swap places, so each mask overlaps the other's
+    last mask; a query on the background (a weak peak) and a second mask on the red block (a weaker peak) are no
+    objects. ``model.link`` "masks" follows the masks and swaps the blocks; "objects" follows their colours, with
+    vlm_tiny_synth's linking weights."""
+    from rvos.config import load_config
+    from rvos.models.build import build_model
+    from rvos.models.modules.query_init import OBJECT_LINKING, reorder
+
+    track = load_config("vlm_tiny_synth").model.track
+    assert OBJECT_LINKING == {"new_cost": track.link_new_slot, "colour_weight": track.link_colour,
+                              "overlap_weight": track.link_overlap}
+    model = build_model(tiny_config("sgmg", "model.link=objects").model).eval()
+    h, w = 64, 128
+    frames = torch.zeros(2, 3, h, w)
+    masks = torch.full((2, 4, h // 2, w // 2), -5.0)  # (T, slot, stride-2 grid): red, green, background, second red
+    for t, (red, green) in enumerate([(4, 36), (36, 4)]):
+        frames[t, 0, 16:48, 2 * red:2 * red + 48] = frames[t, 1, 16:48, 2 * green:2 * green + 48] = 1.0
+        masks[t, 0, 8:24, red:red + 24] = masks[t, 1, 8:24, green:green + 24] = 5.0
+        masks[t, 2, 1:4, 30 + t:34 + t] = masks[t, 3, 8:24, red + 1:red + 24] = 5.0
+    peaks = torch.tensor([0.9, 0.8, 0.05, 0.6])  # per slot
+    order = torch.tensor([[0, 1, 2, 3], [1, 3, 0, 2]])  # frame t's query k is slot order[t, k]
+    shown = torch.stack([masks[t, order[t]] for t in range(2)])[None]  # (1, T, Q, h, w)
+    priors = F.pixel_unshuffle(shown.flatten(0, 2), 4).view(1, 2, 4, 16, h // 8, w // 8)
+    queries = torch.randn(16).expand(1, 2, 4, 16)  # alike: the masks, places and colours decide
+    perms, _ = model.link_queries(priors, queries, peaks[order][None], frames[None])
+    linked = reorder(shown, perms)[0]
+    torch.testing.assert_close(linked[:, :2], masks[:, :2])  # each block its slot
+    model.cfg.link = "masks"
+    swapped = reorder(shown, model.link_queries(priors, queries)[0])[0]
+    torch.testing.assert_close(swapped[1, 0], masks[1, 1])  # the red block's slot took the green block
+    with pytest.raises(ConfigError, match="model.link objects.*model.proposals"):
+        tiny_config("sgmg", "model.link=objects", "model.proposals=false")
+    with pytest.raises(ConfigError, match="model.link: expected"):
+        tiny_config("sgmg", "model.link=boxes")
+    with pytest.raises(ConfigError, match="model.link_objectness"):
+        tiny_config("sgmg", "model.link=objects", "model.link_objectness=1.5")
+    assert tiny_config("sgmg", "model.link=true").model.link == "masks"  # the configs written before "objects"
+
+
 def test_box_refinement_feeds_each_layers_box_to_the_next():
     torch.manual_seed(0)
     transformer = DeformableTransformer(32, heads=4, enc_layers=1, dec_layers=3, ffn=64, dropout=0.0, levels=2)
@@ -329,7 +369,7 @@ def test_config_errors_are_clear(bad, message):
 
 
 @pytest.mark.parametrize("link", [["model.proposals=false", "model.link=false", "model.duplicate_iou=0"],
-                                  ["model.duplicate_iou=0"], []])
+                                  ["model.duplicate_iou=0"], [], ["model.link=objects"]])
 def test_windowed_inference_keeps_one_query_for_the_whole_video(link):
     """With a backbone that reads each frame alone, streaming in windows gives whole-video inference: the query is
     chosen over every frame, each window refined with it (with ``model.link``, its queries linked over the windows as

@@ -65,16 +65,16 @@ from rvos.models.modules.cross_modal_fpn import CrossModalFPN
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.instance_queries import InstanceQueryInit
 from rvos.models.modules.proposals import LINK_UNIT, ProposalHead
-from rvos.models.modules.query_init import BOX_GRID, ObjectLinker, box_masks, link_boxes, reorder
+from rvos.models.modules.query_init import (BOX_GRID, OBJECT_LINKING, ObjectLinker, box_masks, link_boxes,
+                                            reorder)
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.temporal_interaction import TemporalInteraction
 from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
                                                  object_counts, suppress_duplicates)
 
-# model.link "objects": vlm_tiny_synth's weights (its track.link_new_slot, link_colour, link_overlap), and a second box
-# over this IoU with a likelier peak's box is no object (as its track.duplicate_iou does with masks)
-OBJECT_LINKING = {"new_slot": 3.5, "colour": 4.0, "overlap": 1.0}
+# model.link "objects": a second box over this IoU with a likelier peak's box is no object (as vlm_tiny_synth's
+# track.duplicate_iou does with masks)
 DUPLICATE_BOX_IOU = 0.7
 
 
@@ -315,8 +315,7 @@ class MutrModel(QueryTracks, ReferFormerParts):
                                    DUPLICATE_BOX_IOU).view_as(peaks)
         positions = boxes[..., :2] * torch.tensor([w, h], dtype=boxes.dtype, device=boxes.device) / (4 * LINK_UNIT)
         grid = box_masks(boxes, (BOX_GRID, BOX_GRID))
-        linker = ObjectLinker(OBJECT_LINKING["new_slot"], OBJECT_LINKING["colour"], OBJECT_LINKING["overlap"])
-        return linker.link(queries, positions, kept >= self.cfg.link_objectness, colours, grid)
+        return ObjectLinker(**OBJECT_LINKING).link(queries, positions, kept >= self.cfg.link_objectness, colours, grid)
 
     # ------------------------------------------------------------------------------------------- training
 

@@ -46,7 +46,9 @@ upsampled, plus a projection of the backbone's stride-4 map), as two-stage Defor
 from the encoder: a query's content is the sentence plus the map at its peak, its position the peak's embedding, its
 first reference point the peak. With the learned positions, a query that starts between two touching objects ends
 with a box, and a mask, over both. A frame's queries then come in the order of their peaks' scores, so they are linked
-over the clip (``model.link``) in training too, before the clip's matching.
+over the clip (``model.link``) in training too, before the clip's matching: by their masks, or as ``vlm``'s slots link
+objects (``model.link: objects``: only the queries whose peak is an object, by the place where each slot's object is
+expected, the colour under the mask and the mask's overlap, so that a slot keeps its object through the clip).
 
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training;
 frames are padded before normalisation (black; the official pads normalised frames with zeros); the spectrum
@@ -72,13 +74,13 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
 from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.deform_pixel_decoder import input_projection
 from rvos.models.modules.pixel_decoder import FineStem
-from rvos.models.modules.proposals import ProposalHead
+from rvos.models.modules.proposals import LINK_UNIT, ProposalHead
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
-from rvos.models.modules.query_init import link_masks, reorder
+from rvos.models.modules.query_init import OBJECT_LINKING, ObjectLinker, link_masks, reorder
 from rvos.models.modules.segment_optimize import SegmentOptimize, unshuffle_half
 from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
-                                                 duplicate_masks, object_counts)
+                                                 duplicate_masks, object_counts, suppress_duplicates)
 
 
 @dataclass
@@ -118,11 +120,16 @@ class SgMgConfig:
     # one in any case)
     selection: str = "top1"
     score_threshold: float = 0.5
-    # at inference, each frame's queries re-ordered to follow the objects of the frames before (:func:`link_masks` on
-    # the stride-2 priors), so that a query index is one object over the video: a frame's queries start at the same
-    # learned places in every frame, and a query otherwise changes object as the objects move (a CPU-size option;
-    # the official inference reads query q of every frame as one track)
-    link: bool = False
+    # at inference, each frame's queries re-ordered to follow the objects of the frames before, so that a query index
+    # is one object over the video: a frame's queries start at the same learned places in every frame, and a query
+    # otherwise changes object as the objects move (a CPU-size option; false: the official inference, which reads
+    # query q of every frame as one track). "masks" (true in configs written before "objects" existed):
+    # :func:`link_masks` on the stride-2 priors; "objects" (with proposals): vlm_tiny_synth's :class:`ObjectLinker`
+    # with its weights, on the queries whose peak passes link_objectness (less a second mask over duplicate_iou with a
+    # likelier peak's), by query cosine, distance to where the slot's object is expected (the mask's centroid), the
+    # colour under the mask and the mask's overlap with the slot's last one
+    link: bool | str = False
+    link_objectness: float = 0.2
     # with link, a query whose stride-2 mask has an IoU over this with the mask of a larger query of the same frame is
     # emptied in that frame before the linking (:func:`duplicate_masks`; 0: off): a second query on an object otherwise
     # takes a slot of its own, which hops between that object and whatever the query covers in the next frames
@@ -154,6 +161,15 @@ class SgMgConfig:
             raise ValueError(f"model.prior_stride 4 folds a stride-4 map into the 16 channels of the stride-8 prior: "
                              f"it needs frames padded to a multiple of 8 (model.size_divisibility, got "
                              f"{self.size_divisibility}) and model.mask_channels 16 (got {self.mask_channels})")
+        if self.link is True:
+            self.link = "masks"
+        if self.link not in (False, "masks", "objects"):
+            raise ValueError(f"model.link: expected false, masks (or true) or objects, got {self.link!r}")
+        if self.link == "objects" and not self.proposals:
+            raise ValueError("model.link objects links the queries whose heatmap peak is an object: set "
+                             "model.proposals")
+        if not 0.0 <= self.link_objectness < 1.0:
+            raise ValueError(f"model.link_objectness: a heatmap probability in [0, 1), got {self.link_objectness}")
         if self.proposals and not self.link:
             raise ValueError("model.proposals orders each frame's queries by their peaks' scores: set model.link, so "
                              "that a query index follows one object over the frames")
@@ -204,17 +220,18 @@ class SgMgModel(QueryTracks, ReferFormerParts):
     def encode_images(self, frames: torch.Tensor, clip_length: int) -> dict:
         """frames (N, 3, H, W) in [0, 1], N = clips x clip_length -> what does not depend on the sentence: the
         backbone's maps, the padding (N, H', W') of the frames padded to ``size_divisibility``, the frames' size,
-        and with ``fine`` the stem's map at stride 2 (N, fine, H'/2, W'/2)."""
+        the padded frames and with ``fine`` the stem's map at stride 2 (N, fine, H'/2, W'/2)."""
         images, padding = self.pad_frames(frames)
         stride2 = self.fine_stem(images) if self.fine_stem is not None else None
         return {"features": self.backbone.forward_image(images, clip_length), "padding": padding,
-                "size": tuple(frames.shape[-2:]), "stride2": stride2}
+                "size": tuple(frames.shape[-2:]), "stride2": stride2, "images": images}
 
     def encode_frames(self, frames: torch.Tensor | dict, text: EncodedText, clip_length: int) -> dict:
         """frames (N, 3, H, W) in [0, 1], N = clips x clip_length, or their :meth:`encode_images`; text per frame
         -> every decoder layer's scores (L, N, Q) and boxes (L, N, Q, 4), the 16-channel priors (L, N, Q, 16, H'/8,
         W'/8), the backbone's stride-4 and stride-8 maps and with ``fine`` the stem's stride-2 map (the refinement's
-        input), and the padded size (H', W')."""
+        input), the padded size (H', W'), the proposals' heatmap and its probability at each query's peak (N, Q; None
+        without proposals), and the padded frames (what ``link: objects`` reads)."""
         cfg = self.cfg
         images = frames if isinstance(frames, dict) else self.encode_images(frames, clip_length)
         features, padding, (h, w) = images["features"], images["padding"], images["size"]
@@ -241,7 +258,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             stride4 = (F.interpolate(mask_features, size=features[0].shape[-2:], mode="bicubic", align_corners=False)
                        + self.stride4_proj(features[0]))
         tgt = text.sentence[:, None].expand(-1, cfg.queries, -1)
-        tgt, query_pos, reference, objectness, _ = self.start_queries(tgt, stride4, ratios)  # learned, or at peaks
+        tgt, query_pos, reference, objectness, peaks = self.start_queries(tgt, stride4, ratios)  # learned, or at peaks
         hs, boxes = self.transformer.decode(tgt, query_pos, memory, shapes, ratios, flat_padding, self.bbox_embed,
                                             reference=reference)
         logits = torch.stack([head(x)[..., 0] for head, x in zip(self.class_embed, hs)])
@@ -253,7 +270,8 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         if cfg.prior_stride == 4:  # (L, N, Q, 4, H'/4, W'/4) folded into the official layout
             priors = unshuffle_half(priors.flatten(0, 2)).view(*priors.shape[:3], -1, *shapes[0])
         return {"logits": logits, "boxes": boxes, "priors": priors, "stride4": features[0], "stride8": features[1],
-                "stride2": images["stride2"], "queries": hs[-1], "size": padding.shape[-2:], "objectness": objectness}
+                "stride2": images["stride2"], "queries": hs[-1], "size": padding.shape[-2:], "objectness": objectness,
+                "peaks": peaks, "images": images["images"]}
 
     def refine(self, priors: torch.Tensor, stride4: torch.Tensor, stride8: torch.Tensor,
                stride2: torch.Tensor | None = None) -> torch.Tensor:
@@ -268,10 +286,30 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         queries = range(priors.shape[1]) if queries is None else queries
         return torch.stack([self.refine(priors[:, q], stride4, stride8, stride2) for q in queries], 1)
 
-    def link_queries(self, priors: torch.Tensor, queries: torch.Tensor, state: tuple | None = None):
-        """priors (B, T, Q, 16, h, w) and decoder queries (B, T, Q, C) -> :func:`link_masks`'s permutations (B, T, Q)
-        and state, on the priors' stride-2 masks."""
-        return link_masks(self.coarse_masks(priors) > 0, queries, state)
+    @torch.no_grad()
+    def link_queries(self, priors: torch.Tensor, queries: torch.Tensor, peaks: torch.Tensor | None = None,
+                     images: torch.Tensor | None = None, state: tuple | ObjectLinker | None = None):
+        """priors (B, T, Q, 16, h, w), decoder queries (B, T, Q, C), with ``link: objects`` their peaks' objectness
+        (B, T, Q) and the padded frames (B, T, 3, H', W'), and the state the frames before left (None: none) ->
+        permutations (B, T, Q) that put query q of every frame on one object, and the state that continues the
+        linking: :func:`link_masks` on the priors' stride-2 masks, or an :class:`ObjectLinker` reading the mean colour
+        under each mask and its centroid (in LINK_UNITs of the heatmap's stride-4 grid)."""
+        masks = self.coarse_masks(priors)
+        if self.cfg.link == "masks":
+            return link_masks(masks > 0, queries, state)
+        fg = masks > 0
+        h, w = fg.shape[-2:]
+        frames = F.interpolate(images.flatten(0, 1).float(), size=(h, w), mode="area").view(*fg.shape[:2], -1, h, w)
+        weights = fg.float()
+        area = weights.sum((-2, -1)).clamp(min=1)
+        colours = torch.einsum("btqhw,btchw->btqc", weights, frames) / area[..., None]
+        ys, xs = (torch.arange(n, device=fg.device, dtype=weights.dtype) + 0.5 for n in (h, w))
+        centroids = torch.stack([(weights.sum(-2) * xs).sum(-1), (weights.sum(-1) * ys).sum(-1)], -1) / area[..., None]
+        kept = suppress_duplicates(peaks.flatten(0, 1), masks.flatten(0, 1), self.cfg.link_objectness,
+                                   self.cfg.duplicate_iou or 1.0).view_as(peaks)
+        objects = (kept >= self.cfg.link_objectness) & fg.flatten(-2).any(-1)  # an emptied duplicate is none
+        linker = state if state is not None else ObjectLinker(**OBJECT_LINKING)
+        return linker.link(queries, centroids / (2 * LINK_UNIT), objects, colours, fg), linker
 
     def without_duplicates(self, priors: torch.Tensor) -> torch.Tensor:
         """Every layer's priors (L, ..., Q, 16, h, w) of each frame's queries -> with ``duplicate_iou``, those of the
@@ -319,7 +357,9 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             if not self.training:
                 priors = self.without_duplicates(priors)
             with torch.no_grad():  # in training too with proposals, whose queries come in their peaks' order
-                perms, _ = self.link_queries(priors[-1], out["queries"].view(b, t_len, *out["queries"].shape[1:]))
+                perms, _ = self.link_queries(priors[-1], *(out[k].view(b, t_len, *out[k].shape[1:])
+                                                           if out[k] is not None else None
+                                                           for k in ("queries", "peaks", "images")))
             logits, boxes, priors = (torch.stack([reorder(x, perms) for x in y]) for y in (logits, boxes, priors))
         outputs = {"logits": logits, "boxes": boxes, "size": tuple(out["size"])}
         if out["objectness"] is not None:
@@ -446,7 +486,10 @@ class SgMgModel(QueryTracks, ReferFormerParts):
                           "score": ("track grounding (the queries' refined masks at stride 2)" if cfg.track_refined
                                     else "track grounding (the queries' stride-2 priors)") if cfg.track.enabled
                           else "the query's class",
-                          "track": "each frame's queries linked to the frames' before by their stride-2 masks"
+                          "track": ("each frame's queries linked to the frames' before by their stride-2 masks"
+                                    if cfg.link == "masks" else "each frame's queries linked to the frames' before as "
+                                    "objects (place, colour and mask of those whose peak passes "
+                                    f"{cfg.link_objectness})")
                           + (f" (a query whose mask overlaps a larger one's at IoU > {cfg.duplicate_iou} emptied)"
                              if cfg.duplicate_iou else "") if cfg.link else "query q of every frame"},
         }
@@ -462,8 +505,9 @@ class SgMgSession(InferenceSession):
     query H/2 x W/2 logits: the priors, or with ``track_refined`` the refined masks pooled to that grid) and its
     frames as the descriptors read them; :meth:`decode` scores the queries' tracks over the whole video.
 
-    With ``model.link`` each window's queries are linked to the windows' before (per sentence, :func:`link_masks`), and
-    the permutations kept, so that a window encoded again in pass two is read in the same order."""
+    With ``model.link`` each window's queries are linked to the windows' before (per sentence,
+    :meth:`SgMgModel.link_queries`), and the permutations kept, so that a window encoded again in pass two is read in the
+    same order."""
 
     def __init__(self, model: SgMgModel, text: TextInputs, score_threshold: float | None = None):
         self.model, self.threshold = model, score_threshold
@@ -479,7 +523,7 @@ class SgMgSession(InferenceSession):
         # track.count: how many objects each sentence refers to (0: the threshold decides)
         self.object_counts = object_counts(model.track_head, self.track_text) if tracked else [0] * self.count
         self.perms: dict[int, list[torch.Tensor]] = {}  # with model.link: per window start, per sentence (n, Q)
-        self.link_state: list[tuple | None] = [None] * self.count
+        self.link_state: list[tuple | ObjectLinker | None] = [None] * self.count
 
     def _encode(self, frames: torch.Tensor) -> list[dict]:
         n = frames.shape[0]
@@ -494,8 +538,9 @@ class SgMgSession(InferenceSession):
         if start not in self.perms:
             perms = []
             for k, out in enumerate(outs):
-                p, self.link_state[k] = self.model.link_queries(out["priors"][-1][None], out["queries"][None],
-                                                                self.link_state[k])
+                p, self.link_state[k] = self.model.link_queries(
+                    *(x[None] if x is not None else None
+                      for x in (out["priors"][-1], out["queries"], out["peaks"], out["images"])), self.link_state[k])
                 perms.append(p[0])
             self.perms[start] = perms
         return [out | {name: reorder(out[name], p.expand(out[name].shape[0], -1, -1))  # each layer's (n, Q, ...)

@@ -16,7 +16,8 @@ looks like too (:class:`ObjectLinker` links a video window by window).
 
 :func:`link_masks` links queries by their masks instead (SgMg's, whose frame queries have no peak and look alike):
 a slot follows the query whose mask overlaps the slot's last mask best; :func:`link_boxes` by their boxes (MUTR's,
-whose frame queries have no mask of their own). SgMg empties first the queries that show an
+whose frame queries have no mask of their own); with proposals, both can link their queries as objects instead
+(``model.link: objects``, :data:`OBJECT_LINKING`). SgMg empties first the queries that show an
 object a larger query of the same frame shows already (:func:`~rvos.models.modules.track_grounding.duplicate_masks`):
 left in, two queries on one object split it between two slots, and a slot hops between the object and whatever its
 duplicate covers in the next frames.
@@ -33,6 +34,9 @@ from torch import nn
 
 NEW_TRACK_COST = 1.5  # what starting a new slot costs in :func:`link_objects` (a match is a cosine distance plus a
 # distance in LINK_UNIT)
+# vlm_tiny_synth's weights of :class:`ObjectLinker` (its track.link_new_slot, link_colour, link_overlap), which SgMg's
+# and MUTR's proposals take with ``model.link: objects``
+OBJECT_LINKING = {"new_cost": 3.5, "colour_weight": 4.0, "overlap_weight": 1.0}
 
 
 @torch.no_grad()
