@@ -82,7 +82,7 @@ def test_every_shown_object_is_a_target_matched_to_a_query_of_its_own():
 
 
 @pytest.mark.parametrize("method, extra", [("sgmg", []), ("sgmg", ["model.fine=4", "model.track_refined=true"]),
-                                           ("sgmg", ["model.proposals=false"]), ("mutr", [])])
+                                           ("sgmg", ["model.proposals=false", "model.link=masks"]), ("mutr", [])])
 def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video(method, extra):
     model, cfg = tiny(method, *TRACK, *extra)
     model.train().prepare_training(SPLIT)
@@ -113,8 +113,8 @@ def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video
                                                     "model.duplicate_iou=0"]),
                                            ("sgmg", ["model.duplicate_iou=0"]), ("sgmg", []),
                                            ("sgmg", ["model.fine=4", "model.track_refined=true"]),
-                                           ("sgmg", ["model.prior_stride=4"]), ("sgmg", ["model.proposals=false"]),
-                                           ("mutr", [])])
+                                           ("sgmg", ["model.prior_stride=4"]),
+                                           ("sgmg", ["model.proposals=false", "model.link=masks"]), ("mutr", [])])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(method, extra):
     model, _ = tiny(method, *TRACK, *extra, "model.track.count=0")  # the threshold's rule (the count's: below)
     if "model.fine=4" in extra:  # the stride-2 stage off its zero start, so that its map counts

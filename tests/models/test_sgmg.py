@@ -369,7 +369,7 @@ def test_config_errors_are_clear(bad, message):
 
 
 @pytest.mark.parametrize("link", [["model.proposals=false", "model.link=false", "model.duplicate_iou=0"],
-                                  ["model.duplicate_iou=0"], [], ["model.link=objects"]])
+                                  ["model.duplicate_iou=0"], [], ["model.link=masks"]])
 def test_windowed_inference_keeps_one_query_for_the_whole_video(link):
     """With a backbone that reads each frame alone, streaming in windows gives whole-video inference: the query is
     chosen over every frame, each window refined with it (with ``model.link``, its queries linked over the windows as
