@@ -66,7 +66,7 @@ from rvos.models.modules.cues import FeatureResizer
 from rvos.models.modules.instance_queries import InstanceQueryInit
 from rvos.models.modules.proposals import LINK_UNIT, ProposalHead
 from rvos.models.modules.query_init import (BOX_GRID, OBJECT_LINKING, ObjectLinker, box_masks, link_boxes,
-                                            reorder)
+                                            mean_colours, reorder)
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
 from rvos.models.modules.temporal_interaction import TemporalInteraction
@@ -310,7 +310,7 @@ class MutrModel(QueryTracks, ReferFormerParts):
             return link_boxes(boxes, queries)[0]
         h, w = images.shape[-2:]
         masks = box_masks(boxes, (h, w)).float()  # (B, T, Q, H, W)
-        colours = torch.einsum("btqhw,btchw->btqc", masks, images) / masks.sum((-2, -1))[..., None].clamp(min=1)
+        colours = mean_colours(masks, images)
         kept = suppress_duplicates(peaks.flatten(0, 1), masks.flatten(0, 1), self.cfg.link_objectness,
                                    DUPLICATE_BOX_IOU).view_as(peaks)
         positions = boxes[..., :2] * torch.tensor([w, h], dtype=boxes.dtype, device=boxes.device) / (4 * LINK_UNIT)

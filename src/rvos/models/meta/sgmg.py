@@ -77,7 +77,7 @@ from rvos.models.modules.pixel_decoder import FineStem
 from rvos.models.modules.proposals import LINK_UNIT, ProposalHead
 from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferFormerParts, TextConfig,
                                              TransformerConfig, WordFusion)
-from rvos.models.modules.query_init import OBJECT_LINKING, ObjectLinker, link_masks, reorder
+from rvos.models.modules.query_init import OBJECT_LINKING, ObjectLinker, link_masks, mean_colours, reorder
 from rvos.models.modules.segment_optimize import SegmentOptimize, unshuffle_half
 from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
                                                  duplicate_masks, object_counts, suppress_duplicates)
@@ -302,14 +302,13 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         frames = F.interpolate(images.flatten(0, 1).float(), size=(h, w), mode="area").view(*fg.shape[:2], -1, h, w)
         weights = fg.float()
         area = weights.sum((-2, -1)).clamp(min=1)
-        colours = torch.einsum("btqhw,btchw->btqc", weights, frames) / area[..., None]
         ys, xs = (torch.arange(n, device=fg.device, dtype=weights.dtype) + 0.5 for n in (h, w))
         centroids = torch.stack([(weights.sum(-2) * xs).sum(-1), (weights.sum(-1) * ys).sum(-1)], -1) / area[..., None]
         kept = suppress_duplicates(peaks.flatten(0, 1), masks.flatten(0, 1), self.cfg.link_objectness,
                                    self.cfg.duplicate_iou or 1.0).view_as(peaks)
         objects = (kept >= self.cfg.link_objectness) & fg.flatten(-2).any(-1)  # an emptied duplicate is none
         linker = state if state is not None else ObjectLinker(**OBJECT_LINKING)
-        return linker.link(queries, centroids / (2 * LINK_UNIT), objects, colours, fg), linker
+        return linker.link(queries, centroids / (2 * LINK_UNIT), objects, mean_colours(fg, frames), fg), linker
 
     def without_duplicates(self, priors: torch.Tensor) -> torch.Tensor:
         """Every layer's priors (L, ..., Q, 16, h, w) of each frame's queries -> with ``duplicate_iou``, those of the
@@ -356,16 +355,16 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         if self.cfg.link and (not self.training or self.proposals is not None):  # the queries linked over the clip
             if not self.training:
                 priors = self.without_duplicates(priors)
-            with torch.no_grad():  # in training too with proposals, whose queries come in their peaks' order
-                perms, _ = self.link_queries(priors[-1], *(out[k].view(b, t_len, *out[k].shape[1:])
-                                                           if out[k] is not None else None
-                                                           for k in ("queries", "peaks", "images")))
+            # in training too with proposals, whose queries come in their peaks' order (without gradient)
+            perms, _ = self.link_queries(priors[-1], *(out[k].view(b, t_len, *out[k].shape[1:])
+                                                       if out[k] is not None else None
+                                                       for k in ("queries", "peaks", "images")))
             logits, boxes, priors = (torch.stack([reorder(x, perms) for x in y]) for y in (logits, boxes, priors))
         outputs = {"logits": logits, "boxes": boxes, "size": tuple(out["size"])}
         if out["objectness"] is not None:
             outputs["objectness"] = out["objectness"]  # (B * T, 1, H'/4, W'/4), frame order
         if self.track_head is not None:  # the queries' tracks, read from the last layer's stride-2 masks
-            images = self.descriptor_frames(self.pad_frames(frames)[0])
+            images = self.descriptor_frames(out["images"])
             slot_logits = self.track_masks(priors[-1].flatten(0, 1), out["stride4"], out["stride8"], out["stride2"])
             slot_logits = slot_logits.view(b, t_len, *slot_logits.shape[1:]).transpose(1, 2)  # (B, Q, T, h, w)
             text = self.track_text(batch.text)
@@ -548,13 +547,14 @@ class SgMgSession(InferenceSession):
                 for out, p in zip(outs, self.perms[start])]
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
-        for k, out in enumerate(self.cache.keep(start, self._linked(self._encode(frames), start))):
+        outs = self.cache.keep(start, self._linked(self._encode(frames), start))
+        for k, out in enumerate(outs):
             self.probs[k].append(out["logits"][-1].sigmoid())
             if self.coarse is not None:
                 self.coarse[k].append(self.model.track_masks(out["priors"][-1], out["stride4"], out["stride8"],
                                                              out["stride2"]))
-        if self.coarse is not None:
-            self.images.append(self.model.descriptor_frames(self.model.pad_frames(frames)[0]))
+        if self.coarse is not None:  # the padded frames every sentence's encoding shares
+            self.images.append(self.model.descriptor_frames(outs[0]["images"]))
 
     def decode(self) -> None:
         self.probs = [torch.cat(p) for p in self.probs]

@@ -197,6 +197,14 @@ def link_boxes(boxes: torch.Tensor, queries: torch.Tensor, state: tuple | None =
     return link_masks(box_masks(boxes, (BOX_GRID, BOX_GRID)), queries, state, query_weight)
 
 
+def mean_colours(masks: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Masks (B, T, Q, h, w) (bool, or 0 / 1) and the frames (B, T, 3, h, w) at their size -> the mean colour of the
+    frame under each mask (B, T, Q, 3), 0 under an empty one: what :class:`ObjectLinker` weighs with its colour
+    weight."""
+    weights = masks.float()
+    return torch.einsum("btqhw,btchw->btqc", weights, frames) / weights.sum((-2, -1)).clamp(min=1)[..., None]
+
+
 def box_masks(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """boxes (..., 4) (cx, cy, w, h in [0, 1]) -> (..., h, w) bool on a grid of ``size``: the cells whose centre is in
     the box."""
