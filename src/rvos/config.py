@@ -44,6 +44,10 @@ class DataConfig:
     contrast: float = 0.1
     saturation: float = 0.1
     workers: int = 2  # data loading processes
+    # clips read each step for the model's track grounding head alone, per training clip: their annotated objects' exact
+    # tracks labelled by every sentence of their video (model.track; 0: none). The head then learns from several times
+    # the clips the model segments, at the cost of reading them (benchmarks/results/synth_learning.md)
+    track_clips: int = 0
     synth: SynthSpec | None = None  # generate this synthetic benchmark into ``root`` when it is absent
 
     @property

@@ -1,13 +1,16 @@
+import pytest
 import torch
 
 from rvos.data.clips import ClipDataset, StepBatches, collate
 from rvos.data.splits import open_split
 from rvos.data.transforms import ClipTransform
+from rvos.errors import DataError
 
 
-def dataset(root, group=1, seed=0):
+def dataset(root, group=1, seed=0, track_clips=0):
     transform = ClipTransform(48, 80, flip_prob=0.5, brightness=0.2, contrast=0.2, saturation=0.2)
-    return ClipDataset(open_split(root / "train"), 4, "global", 8, transform, seed=seed, expressions_per_clip=group)
+    return ClipDataset(open_split(root / "train"), 4, "global", 8, transform, seed=seed, expressions_per_clip=group,
+                       track_clips=track_clips)
 
 
 def test_items_are_a_function_of_their_position(synth_root):
@@ -62,6 +65,27 @@ def test_an_items_referred_masks_are_its_expressions_target(synth_root):
         union = item["instances"][item["referred"]].any(0)
         resized = torch.nn.functional.interpolate(target[None].float(), size=union.shape[-2:], mode="nearest")[0] > 0
         assert (union == resized).float().mean() > 0.98
+
+
+def test_items_carry_clips_for_a_track_head_that_go_through_the_videos(synth_root):
+    plain, d, again = dataset(synth_root), dataset(synth_root, track_clips=2), dataset(synth_root, track_clips=2)
+    for p in (0, 7):
+        x, y, z = plain[p], d[p], again[p]
+        assert "track_clips" not in x
+        assert x["text"] == y["text"] and torch.equal(x["frames"], y["frames"])  # the sample is as it was
+        assert len(y["track_clips"]) == 2
+        for clip, same in zip(y["track_clips"], z["track_clips"]):  # a function of the position
+            assert clip["video"] == same["video"] and torch.equal(clip["frames"], same["frames"])
+            assert clip["frames"].shape == (4, 3, 48, 80) and clip["instances"].flatten(1).any(1).all()
+            assert len(clip["instance_ids"]) == clip["instances"].shape[0] and "text" not in clip
+    # an epoch of these clips visits every video once
+    assert sorted(d.track_clip(q)["video"] for q in range(len(d.videos))) == d.videos
+    batch = collate([d[0], d[1]])
+    extra = batch["track_clips"]
+    assert extra["frames"].shape == (4, 4, 3, 48, 80) and len(extra["instances"]) == len(extra["videos"]) == 4
+    assert extra["videos"][:2] == [c["video"] for c in d[0]["track_clips"]]
+    with pytest.raises(DataError, match="track_clips"):
+        dataset(synth_root, track_clips=-1)
 
 
 def test_steps_take_the_same_positions_whatever_the_processes_and_accumulation():

@@ -17,7 +17,7 @@ from rvos.engine.checkpoint import last_checkpoint, load_state
 from rvos.engine.machine import describe_machine, processor_name
 from rvos.engine.run import train
 from rvos.engine.trainer import HookBase, NonFiniteLoss
-from rvos.errors import RvosError
+from rvos.errors import ConfigError, RvosError
 
 
 def losses(run_dir):
@@ -154,6 +154,20 @@ def test_tiny_config_generates_its_data_trains_and_evaluates(tmp_path, tiny_over
         assert all(p >= 0 for p in parts) and sum(parts) <= r["step_seconds"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["machine"] == describe_machine("cpu")  # the step times compare on the same processor only
+
+
+def test_a_run_reads_clips_for_the_track_head_when_asked(tmp_path, tiny_overrides):
+    overrides = [*tiny_overrides, "train.iterations=2", "data.eval_split=none", "model.track.replay=64",
+                 "data.track_clips=3"]
+    train(load_config("sgmg_tiny_synth", overrides), tmp_path / "run", progress=False)
+    # each step's 2 clips and the 2 x 3 read for the head, kept in the replay memory the checkpoint saves
+    replay = load_state(last_checkpoint(tmp_path / "run"))["model"]["track_replay"]
+    assert len(replay["tracks"]) == 2 * (2 + 2 * 3)
+    with pytest.raises(ConfigError, match="data.track_clips.*none that reads them"):
+        # conv-CLIP's head reading frame windows around its masks, which the clips' exact tracks do not have
+        train(load_config("vlm_tiny_synth", [*overrides, "model.track.crop=12"]), tmp_path / "refused",
+              progress=False)
+    assert not (tmp_path / "refused" / "metrics.jsonl").exists()
 
 
 def test_a_run_can_start_from_another_runs_weights(tmp_path, tiny_overrides):

@@ -14,7 +14,7 @@ from rvos.errors import ConfigError
 from rvos.models.build import build_model
 from rvos.models.criterion.referformer import (ReferLossConfig, instance_targets, layer_losses, match,
                                                num_valid_frames)
-from rvos.models.meta.base import ClipBatch, describe_model
+from rvos.models.meta.base import ClipBatch, TrackClips, describe_model
 from rvos.models.modules.query_init import link_boxes, link_masks, reorder
 from rvos.models.modules.track_grounding import duplicate_masks
 
@@ -107,6 +107,28 @@ def test_track_grounding_trains_the_queries_score_on_every_sentence_of_the_video
     described = describe_model(model)["selection"]
     rule = "as many of the likeliest" if cfg.model.track.count else "union of queries"  # sgmg's tiny config counts
     assert described["score"].startswith("track grounding") and rule in described["rule"]
+
+
+@pytest.mark.parametrize("method", ["sgmg", "mutr", "dshmp"])
+def test_the_track_head_also_learns_from_the_clips_read_for_it(method):
+    model, _ = tiny(method, "model.track.replay=8", "model.track.replay_draw=0")
+    model.train().prepare_training(SPLIT)
+    assert model.reads_track_clips
+    b = clip_batch(model)
+    frames = torch.rand(3, 3, 3, 40, 56, generator=torch.Generator().manual_seed(1))
+    objects = torch.zeros(2, 3, 40, 56, dtype=torch.bool)
+    objects[0, :, 4:20, 4:20] = True
+    objects[1, :, 24:36, 30:50] = True
+    b.track_clips = TrackClips(frames, [objects, objects[:1], objects[1:]], [("1", "2"), ("1",), ("2",)],
+                               ["v", "v", "v"], [False, False, True])
+    losses = model.loss(model(b), b)
+    assert torch.isfinite(losses["track"]) and len(model.track_replay) == 2 + 3
+    assert [e.labels.tolist() for e in list(model.track_replay.examples)[2:]] == [
+        [[1, 0], [0, 1], [1, 1]], [[1], [0], [1]], [[0], [1], [1]]]
+    sum(losses.values()).backward()
+    assert model.track_head.text.weight.grad is not None
+    off = ["model.track.enabled=false"] + (["model.split_blobs=false"] if method == "dshmp" else [])
+    assert not tiny(method, *off)[0].reads_track_clips
 
 
 @pytest.mark.parametrize("method, extra", [("sgmg", ["model.proposals=false", "model.link=false",

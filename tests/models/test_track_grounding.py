@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from rvos.data.schema import Expression, Video
 from rvos.errors import ConfigError
 from rvos.models.build import build_model
-from rvos.models.meta.base import ClipBatch
+from rvos.models.meta.base import ClipBatch, TrackClips
 from rvos.models.modules.track_grounding import (CROP_DIM, FRAME_DIM, TRACK_DIM, TrackExample, TrackGrounding,
-                                                 crop_windows, descriptor_probs, exclusive_masks, frame_descriptors,
-                                                 relative_to_mean, slot_labels, suppress_duplicates, track_bce,
-                                                 track_frames, tracks, video_counts, video_sentences)
+                                                 clip_examples, crop_windows, descriptor_probs, exclusive_masks,
+                                                 frame_descriptors, on_mask_grid, relative_to_mean, slot_labels,
+                                                 suppress_duplicates, track_bce, track_frames, tracks, video_counts,
+                                                 video_sentences)
 
 from contract import tiny_config
 
@@ -351,6 +352,53 @@ def test_a_flipped_clip_reads_its_video_sentences_flipped():
     plain, flags = video_sentences(model.expressions, batch, 1)
     assert flipped[0] == "the red square moving left" and plain[0] == "the red square moving right"
     assert [f.tolist() for f in flags] == [[True, False], [False, True], [True, True], [False, False]]
+
+
+def track_clips(flipped=(False, True)) -> TrackClips:
+    """Two clips of video v0 read for the head alone: its two squares, and a speck that the mask grid cannot show."""
+    frames = torch.rand(2, 4, 3, 46, 60, generator=torch.Generator().manual_seed(2)) * 0.3
+    objects = torch.zeros(3, 4, 46, 60, dtype=torch.bool)
+    for t in range(4):
+        objects[0, t, 10:26, 4 + 6 * t:20 + 6 * t] = True
+        objects[1, t, 28:44, 40:56] = True
+    objects[2, :, 0, 0] = True
+    return TrackClips(frames, [objects, objects[[1, 0]]], [("1", "2", "3"), ("2", "1")], ["v0", "v0"], list(flipped))
+
+
+def test_clips_read_for_the_head_are_their_objects_exact_tracks_labelled_by_their_videos_sentences():
+    cfg = tiny_config("vlm", *SIZE, *TRACK)
+    model = build_model(cfg.model)
+    model.prepare_training(SPLIT)
+    clips = track_clips()
+    examples = clip_examples(clips, model.expressions, model.padded_frames, model.descriptor_frames, 8)
+    assert [len(e.tracks) for e in examples] == [2, 2]  # the speck shows in no cell of the mask grid
+    assert examples[0].labels.tolist() == [[1, 0], [0, 1], [1, 1], [0, 0]]
+    assert examples[1].labels.tolist() == [[0, 1], [1, 0], [1, 1], [0, 0]]  # its objects in the other order
+    assert examples[0].sentences[0] == "the red square moving right"
+    assert examples[1].sentences[0] == "the red square moving left"  # a flipped clip
+    # the same tracks as the model's own loss reads for the objects of a batch's clip (padded as the model pads)
+    images = model.descriptor_frames(model.pad(clips.frames[0]))
+    exact = frame_descriptors(images, on_mask_grid(model.pad(clips.instances[0][:2]), images.shape[-2:]).float()
+                              .transpose(0, 1))
+    torch.testing.assert_close(examples[0].tracks, tracks(exact[None], 8)[0])
+    with pytest.raises(ValueError, match="no expressions.*prepare_training"):
+        clip_examples(clips, {}, model.padded_frames, model.descriptor_frames, 8)
+
+
+def test_the_model_trains_its_head_on_the_clips_read_for_it_too():
+    cfg = tiny_config("vlm", *SIZE, *TRACK, "model.track.replay=8", "model.track.replay_draw=0")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    model.prepare_training(SPLIT)
+    assert model.reads_track_clips
+    batch = clip_batch(model)
+    alone = model.loss(model(batch), batch)["track"]
+    model.track_replay.examples.clear()
+    batch.track_clips = track_clips()
+    both = model.loss(model(batch), batch)["track"]
+    assert len(model.track_replay) == 4 and torch.isfinite(both) and not torch.allclose(alone, both)
+    assert model.track_replay.examples[2].tracks.shape[0] == 2  # the clips' examples: their objects alone
+    assert not build_model(tiny_config("vlm", *SIZE, *TRACK, "model.track.crop=12").model).reads_track_clips
 
 
 def save(obj):

@@ -13,6 +13,12 @@ scratch read the sentence; on the synthetic benchmark it did not raise J&F, see 
 Step s of training with a global batch B consumes positions s*B .. s*B+B-1, however they are split over
 processes and gradient-accumulation micro-batches, so a run is the same with 1 or N processes and resumes
 exactly from any step.
+
+With ``track_clips`` = n, each sample also carries n more clips of the split's videos (their frames and annotated
+objects, no sentence) for a track grounding head to learn from (``data.track_clips``): clip k of position p is video
+``perm'_e[q mod V]`` with ``q = p * n + k`` (a second seeded permutation of the split's V videos per epoch
+``e = q // V``), sampled and augmented from a generator seeded by ``(seed, 5, q)``, so these clips go through the
+videos in turn, in another order than the samples, and resume with them.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from rvos.errors import DataError
 
 class ClipDataset(Dataset):
     def __init__(self, split: ReferringSplit, num_frames: int, sampling: str, frame_range: int,
-                 transform: ClipTransform, seed: int = 0, expressions_per_clip: int = 1):
+                 transform: ClipTransform, seed: int = 0, expressions_per_clip: int = 1, track_clips: int = 0):
         if not split.has_masks:
             raise DataError(f"{split.split_dir} has no masks: it cannot be trained on")
         self.split = split
@@ -41,6 +47,9 @@ class ClipDataset(Dataset):
         self.transform = transform
         self.seed = seed
         self.group = expressions_per_clip
+        if track_clips < 0:
+            raise DataError(f"data.track_clips: expected a number of clips >= 0, got {track_clips}")
+        self.track_clips = track_clips
         self.videos = sorted({v for v, _ in self.samples})
         self.by_video = {v: [e for vv, e in self.samples if vv == v] for v in self.videos}
 
@@ -61,37 +70,55 @@ class ClipDataset(Dataset):
         exp_id = expressions[pick[member % len(expressions)]]  # distinct while the video has enough of them
         return video, exp_id, np.random.default_rng([self.seed, 2, group])
 
-    def __getitem__(self, position: int) -> dict:
-        video, exp_id, rng = self.sample_at(position)
-        v = self.split.video(video)
-        indices = sample_indices(self.sampling, len(v), self.num_frames, self.frame_range, rng)
+    def read_clip(self, video: str, rng: np.random.Generator) -> dict:
+        """A clip of ``video`` sampled and augmented from ``rng``: its frames (T, 3, H, W) uint8, the masks of its
+        annotated objects visible in them (M, T, H, W) bool (objects absent from every sampled frame left out), their
+        mask keys, and whether it was flipped."""
+        indices = sample_indices(self.sampling, len(self.split.video(video)), self.num_frames, self.frame_range, rng)
         frames = self.split.read_frames(video, indices)
         ids = self.split.object_ids(video)
         objects = self.split.masks(video, ids, indices)  # (N, T, H, W), every annotated object
-        referred = np.array([a in v.expressions[exp_id].anno_ids for a in ids], dtype=bool)
         n, t_len = objects.shape[:2]
-        text = normalize_text(v.expressions[exp_id].text)
         flat = objects.reshape(n * t_len, *objects.shape[2:]) if n else None
         frames, flat, flipped = self.transform.apply(frames, flat, rng)
-        text = swap_left_right(text) if flipped else text
         objects = (flat.reshape(n, t_len, *flat.shape[1:]) if n
                    else np.zeros((0, t_len, *frames.shape[1:3]), dtype=bool))
         visible = objects.reshape(n, -1).any(axis=1)  # objects absent from every sampled frame are left out
-        return {
-            "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # (T, 3, H, W) uint8
-            "instances": torch.from_numpy(np.ascontiguousarray(objects[visible])),  # (M, T, H, W) bool
-            "referred": torch.from_numpy(referred[visible]),  # (M,) bool
-            "instance_ids": tuple(a for a, v in zip(ids, visible) if v),  # (M,) the objects' mask keys (anno_ids)
-            "text": text,
-            "flipped": flipped,  # left and right swapped: in the frames, the masks and the text
+        return {"frames": torch.from_numpy(frames).permute(0, 3, 1, 2),
+                "instances": torch.from_numpy(np.ascontiguousarray(objects[visible])),
+                "instance_ids": tuple(a for a, v in zip(ids, visible) if v), "flipped": flipped, "video": video}
+
+    def track_clip(self, q: int) -> dict:
+        """Clip ``q`` of the stream of clips read for a track head (see the module's docstring)."""
+        epoch, offset = divmod(q, len(self.videos))
+        video = self.videos[np.random.default_rng([self.seed, 4, epoch]).permutation(len(self.videos))[offset]]
+        return self.read_clip(video, np.random.default_rng([self.seed, 5, q]))
+
+    def __getitem__(self, position: int) -> dict:
+        video, exp_id, rng = self.sample_at(position)
+        v = self.split.video(video)
+        clip = self.read_clip(video, rng)
+        referred = torch.tensor([a in v.expressions[exp_id].anno_ids for a in clip["instance_ids"]], dtype=torch.bool)
+        text = normalize_text(v.expressions[exp_id].text)
+        item = {
+            "frames": clip["frames"],  # (T, 3, H, W) uint8
+            "instances": clip["instances"],  # (M, T, H, W) bool
+            "referred": referred,  # (M,) bool
+            "instance_ids": clip["instance_ids"],  # (M,) the objects' mask keys (anno_ids)
+            "text": swap_left_right(text) if clip["flipped"] else text,
+            "flipped": clip["flipped"],  # left and right swapped: in the frames, the masks and the text
             "video": video,
             "expression": exp_id,
             "position": position,
         }
+        if self.track_clips:
+            item["track_clips"] = [self.track_clip(position * self.track_clips + k) for k in range(self.track_clips)]
+        return item
 
 
-def collate(items: list[dict]) -> dict:
-    """Pad frames and masks at the bottom / right to the largest size in the batch."""
+def pad_clips(items: list[dict]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Clips' frames (T, 3, H, W) and objects (M, T, H, W) -> the frames (N, T, 3, H', W') and objects padded at the
+    bottom / right to the largest size among them."""
     h = max(it["frames"].shape[-2] for it in items)
     w = max(it["frames"].shape[-1] for it in items)
     frames = torch.zeros(len(items), items[0]["frames"].shape[0], 3, h, w, dtype=torch.uint8)
@@ -102,10 +129,26 @@ def collate(items: list[dict]) -> dict:
         obj = torch.zeros(it["instances"].shape[0], it["instances"].shape[1], h, w, dtype=torch.bool)
         obj[..., :fh, :fw] = it["instances"]
         instances.append(obj)
-    return {"frames": frames, "instances": instances, "referred": [it["referred"] for it in items],
-            "instance_ids": [it["instance_ids"] for it in items],
-            "texts": [it["text"] for it in items], "flipped": [it["flipped"] for it in items], "videos": [it["video"] for it in items],
-            "expressions": [it["expression"] for it in items], "positions": [it["position"] for it in items]}
+    return frames, instances
+
+
+def collate(items: list[dict]) -> dict:
+    """Pad frames and masks at the bottom / right to the largest size in the batch (the clips read for a track head,
+    ``track_clips``, among themselves: a dict of their ``frames``, ``instances``, ``instance_ids``, ``flipped`` and
+    ``videos``)."""
+    frames, instances = pad_clips(items)
+    batch = {"frames": frames, "instances": instances, "referred": [it["referred"] for it in items],
+             "instance_ids": [it["instance_ids"] for it in items],
+             "texts": [it["text"] for it in items], "flipped": [it["flipped"] for it in items],
+             "videos": [it["video"] for it in items], "expressions": [it["expression"] for it in items],
+             "positions": [it["position"] for it in items]}
+    extra = [c for it in items for c in it.get("track_clips", [])]
+    if extra:
+        frames, instances = pad_clips(extra)
+        batch["track_clips"] = {"frames": frames, "instances": instances,
+                                "instance_ids": [c["instance_ids"] for c in extra],
+                                "flipped": [c["flipped"] for c in extra], "videos": [c["video"] for c in extra]}
+    return batch
 
 
 class StepBatches(torch.utils.data.Sampler):

@@ -23,7 +23,7 @@ from rvos.config import Config
 from rvos.engine.distributed import Dist, all_reduce_max, all_reduce_mean, broadcast_flag
 from rvos.engine.optim import TrainingClock
 from rvos.errors import RvosError
-from rvos.models.meta.base import ClipBatch
+from rvos.models.meta.base import ClipBatch, TrackClips
 
 
 class NonFiniteLoss(RvosError):
@@ -99,9 +99,13 @@ class Trainer:
         device."""
         device = self.dist.device
         frames = collated["frames"].to(device, non_blocking=True).float().div_(255)
+        extra = collated.get("track_clips")
+        if extra is not None:
+            extra = TrackClips(extra["frames"].to(device, non_blocking=True).float().div_(255), extra["instances"],
+                               extra["instance_ids"], extra["videos"], extra["flipped"])
         batch = ClipBatch(frames, self.core.prepare_text(collated["texts"]), collated["texts"], collated["instances"],
                           collated["referred"], collated["videos"], collated["expressions"], self.step,
-                          collated["instance_ids"], collated["flipped"])
+                          collated["instance_ids"], collated["flipped"], extra)
         return batch.to(device)
 
     def run_step(self) -> None:

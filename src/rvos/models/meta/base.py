@@ -45,6 +45,23 @@ class TextInputs(dict):
 
 
 @dataclass
+class TrackClips:
+    """Clips read for a track grounding head alone (``data.track_clips``): frames and annotated objects, no sentence;
+    the head reads their objects' exact tracks with every sentence of their videos."""
+
+    frames: torch.Tensor  # (N, T, 3, H, W) float in [0, 1], padded at the bottom / right to the largest
+    instances: list[torch.Tensor]  # per clip (M_n, T, H, W) bool: every annotated object visible in the clip
+    instance_ids: list[tuple[str, ...]]  # per clip (M_n,): the objects' mask keys
+    video_ids: list[str]
+    flipped: list[bool]
+
+    def to(self, device) -> "TrackClips":
+        return TrackClips(self.frames.to(device, non_blocking=True),
+                          [t.to(device, non_blocking=True) for t in self.instances], self.instance_ids,
+                          self.video_ids, self.flipped)
+
+
+@dataclass
 class ClipBatch:
     """B training clips, each with one sentence."""
 
@@ -61,6 +78,7 @@ class ClipBatch:
     # per clip: whether it was flipped (left and right swapped in its frames and sentence, but not in the split's
     # other sentences about its video, which a method that reads them must swap too)
     flipped: list[bool] | None = None
+    track_clips: TrackClips | None = None  # more clips for a track grounding head (``data.track_clips``)
 
     @property
     def targets(self) -> list[torch.Tensor]:
@@ -76,7 +94,8 @@ class ClipBatch:
         move = lambda ts: [t.to(device, non_blocking=True) for t in ts]  # noqa: E731
         return ClipBatch(self.frames.to(device, non_blocking=True), self.text.to(device), self.sentences,
                          move(self.instances), move(self.referred), self.video_ids, self.expression_ids,
-                         self.iteration, self.instance_ids, self.flipped)
+                         self.iteration, self.instance_ids, self.flipped,
+                         None if self.track_clips is None else self.track_clips.to(device))
 
 
 NO_MASK = -1e4  # the logit of a query left out of a frame's union (finite: upsampling mixes it with its neighbours)
@@ -150,6 +169,8 @@ class RvosModel(nn.Module):
     # whether streaming in windows gives what encoding the whole video at once gives (False for a method whose
     # backbone mixes the frames of a window, such as a video Swin)
     window_invariant: bool = True
+    # whether its training loss reads a batch's ``track_clips`` (``data.track_clips``: a track grounding head's)
+    reads_track_clips: bool = False
 
     def __init__(self, cfg):
         super().__init__()
@@ -201,6 +222,10 @@ class RvosModel(nn.Module):
         d = self.size_divisibility
         h, w = images.shape[-2:]
         return F.pad(images, (0, (d - w % d) % d, 0, (d - h % d) % d))
+
+    def padded_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (N, 3, H, W) padded as the model's forward pads them (:meth:`pad`, unless the model pads inside)."""
+        return self.pad(frames)
 
     def start_session(self, text: TextInputs, score_threshold: float | None = None) -> InferenceSession:
         """A streaming session for the sentences of ``text`` over one video; ``score_threshold`` overrides the

@@ -40,7 +40,7 @@ from rvos.models.modules.pixel_decoder import CrossModalPixelDecoder, FineStem
 from rvos.models.modules.proposals import LINK_UNIT, clip_centre_loss
 from rvos.models.modules.query_init import ObjectLinker, VideoQueryInitializer, match_adjacent, reorder
 from rvos.models.modules.track_grounding import (COLOUR, ReplayState, TrackExample, TrackGrounding,
-                                                 TrackGroundingConfig, TrackReplay, crop_windows,
+                                                 TrackGroundingConfig, TrackReplay, clip_examples, crop_windows,
                                                  descriptor_probs, exclusive_masks, frame_descriptors,
                                                  labelled_tracks, object_counts, on_mask_grid, pair_labels,
                                                  suppress_duplicates, track_bce, track_frames, tracks,
@@ -513,6 +513,10 @@ class VLMModel(ReplayState, RvosModel):
                 losses["slot_dice"] = self.cfg.track.slot_weight * part["dice"]
         return losses
 
+    @property
+    def reads_track_clips(self) -> bool:  # exact tracks without frame windows: not with track.crop
+        return self.track_head is not None and not self.cfg.track.crop
+
     def prepare_training(self, split) -> None:
         """Every expression of each training video, with the objects it refers to (the track grounding's labels)."""
         self.expressions = video_expressions(split)
@@ -521,7 +525,7 @@ class VLMModel(ReplayState, RvosModel):
         """BCE of every (sentence of the clip's video, track) pair: the query slots' tracks, labelled with the
         annotated object their masks cover, and the annotated objects' own tracks; a mean over the batch's clips and
         the clips drawn from the replay memory. Without the split's expressions (or the instances' ids) the clip's
-        own sentence alone."""
+        own sentence alone. The batch's ``track_clips`` add an example each (:func:`clip_examples`)."""
         head, cfg = self.track_head, self.cfg.track
         slot_masks, images = outputs["slot_masks"], outputs["mask_images"]
         h, w = slot_masks.shape[-2:]
@@ -549,6 +553,9 @@ class VLMModel(ReplayState, RvosModel):
                     # as frames are stored: the replay holds thousands
                     crops = (crops * 255).round().clamp(0, 255).to(torch.uint8)
                 examples.append(TrackExample(clip_tracks, sentences, pair_labels(referred, slot_of), crops, present))
+        if batch.track_clips is not None:
+            examples += clip_examples(batch.track_clips, self.expressions, self.padded_frames, self.descriptor_frames,
+                                      head.samples)
         if self.track_replay is not None:
             examples = self.track_replay.mix(examples, cfg.replay_draw)
         return track_bce(head, examples, self.track_sentences, cfg.listwise)

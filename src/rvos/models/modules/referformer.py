@@ -162,6 +162,9 @@ class ReferFormerParts(RvosModel):
         padding[:, :h, :w] = False
         return images, padding
 
+    def padded_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.pad_frames(frames)[0]
+
     @staticmethod
     def level_padding(padding: torch.Tensor, size) -> torch.Tensor:
         """The padding mask (N, H', W') at a feature level's size (nearest), as the official models resize it."""

@@ -27,7 +27,10 @@ blob, and the shape the sentence names shows in the frame, not in the mask.
 The head is a few small matrix products while a step of the model costs half a second on a CPU, so the head can
 see far more clips than the model: with ``replay`` the tracks and labels of the last ``replay`` clips are kept
 (detached, as the descriptors are) and ``replay_draw`` of them are scored again at every step (the grounding probe's
-head reached 0.89 top-1 from many passes over exact tracks, 0.81 from one).
+head reached 0.89 top-1 from many passes over exact tracks, 0.81 from one). With ``data.track_clips`` the loader
+also reads more clips of the training split for the head alone (:class:`~rvos.models.meta.base.TrackClips`), whose
+objects' exact tracks are scored with every sentence of their videos (:func:`clip_examples`): new clips, where the
+replay shows the same ones again.
 
 With ``count`` a classifier reads from the same sentence features how many objects the sentence refers to (1 to
 ``count``, the last class meaning that many or more), trained on the training expressions' objects (:func:`count_loss`).
@@ -523,18 +526,23 @@ def video_expressions(split) -> dict[str, list[tuple[str, frozenset[str]]]]:
             for v in split.videos.values()}
 
 
+def expression_labels(pairs: list[tuple[str, frozenset[str]]], ids: tuple[str, ...],
+                      flipped: bool) -> tuple[list[str], list[torch.Tensor]]:
+    """A video's expressions (:func:`video_expressions`) as a clip of it shows them (left and right swapped in a
+    flipped clip), and for each the flags (M,) of the clip's instances (their mask keys ``ids``) it refers to."""
+    return ([swap_left_right(t) if flipped else t for t, _ in pairs],
+            [torch.tensor([i in anno for i in ids], dtype=torch.bool) for _, anno in pairs])
+
+
 def video_sentences(expressions: dict, batch, b: int) -> tuple[list[str], list[torch.Tensor]]:
     """Clip ``b`` of a :class:`~rvos.models.meta.base.ClipBatch`: its sentences (every expression of its video in
-    ``expressions``, or its own) as the clip shows them (left and right swapped in a flipped clip), and for each the
-    flags (M_b,) of the clip's instances it refers to."""
+    ``expressions``, or its own) as the clip shows them, and for each the flags (M_b,) of the clip's instances it
+    refers to (:func:`expression_labels`)."""
     ids = batch.instance_ids[b] if batch.instance_ids is not None else None
     video = batch.video_ids[b]
     if ids is None or video not in expressions:
         return [batch.sentences[b]], [batch.referred[b].cpu()]
-    pairs = expressions[video]
-    flipped = batch.flipped is not None and batch.flipped[b]
-    return ([swap_left_right(t) if flipped else t for t, _ in pairs],
-            [torch.tensor([i in anno for i in ids], dtype=torch.bool) for _, anno in pairs])
+    return expression_labels(expressions[video], ids, batch.flipped is not None and batch.flipped[b])
 
 
 def video_counts(expressions: dict, batch, b: int) -> list[int]:
@@ -598,6 +606,36 @@ def labelled_tracks(slot_tracks: torch.Tensor, slot_masks: torch.Tensor, instanc
         return slot_tracks, slot_of, None
     exact = frame_descriptors(images, read[visible].float().transpose(0, 1))
     return (torch.cat([slot_tracks, tracks(exact[None], samples)[0]]), torch.cat([slot_of, visible]), exact)
+
+
+def clip_examples(clips, expressions: dict, padded_frames: Callable[[torch.Tensor], torch.Tensor],
+                  descriptor_frames: Callable[[torch.Tensor], torch.Tensor], samples: int) -> list[TrackExample]:
+    """Clips read for the head alone (a :class:`~rvos.models.meta.base.TrackClips`) -> one example each: the exact
+    tracks of its annotated objects that show on the descriptors' grid, labelled by every sentence of its video in
+    ``expressions`` (:func:`video_expressions`). ``padded_frames`` pads frames (N, 3, H, W) as the model's forward does,
+    ``descriptor_frames`` brings padded frames to the grid the descriptors read (the model's methods)."""
+    n, t_len = clips.frames.shape[:2]
+    padded = padded_frames(clips.frames.flatten(0, 1))
+    images = descriptor_frames(padded)
+    images = images.view(n, t_len, *images.shape[1:])
+    examples = []
+    for c, objects in enumerate(clips.instances):
+        video = clips.video_ids[c]
+        if video not in expressions:
+            raise ValueError(f"a clip read for the track head is of video {video!r}, which has no expressions: "
+                             "data.track_clips labels clips by their videos' sentences, read from the training split "
+                             "by model.prepare_training(split) (rvos train calls it)")
+        h, w = objects.shape[-2:]
+        objects = F.pad(objects, (0, padded.shape[-1] - w, 0, padded.shape[-2] - h))
+        read = on_mask_grid(objects, images.shape[-2:])
+        visible = read.flatten(1).any(1).nonzero()[:, 0]
+        if not len(visible):
+            continue
+        exact = frame_descriptors(images[c], read[visible].float().transpose(0, 1))
+        sentences, referred = expression_labels(expressions[video], clips.instance_ids[c], clips.flipped[c])
+        examples.append(TrackExample(tracks(exact[None], samples)[0], sentences,
+                                     pair_labels(referred, visible.cpu())))
+    return examples
 
 
 def track_bce(head: TrackGrounding, examples: list[TrackExample],
@@ -693,6 +731,10 @@ class QueryTracks(ReplayState):
 
     track_stride: int = 4
 
+    @property
+    def reads_track_clips(self) -> bool:
+        return self.track_head is not None
+
     def build_track_grounding(self, cfg: TrackGroundingConfig) -> None:
         self.track_head = (TrackGrounding(self.text_encoder.width, cfg.hidden, cfg.samples, cfg.relative_centre,
                                           cfg.dropout, text_norm=cfg.text_norm, count=cfg.count)
@@ -742,7 +784,7 @@ class QueryTracks(ReplayState):
         their masks cover, and the annotated objects' own tracks (per clip (M_b, T, H', W'), padded as the frames are;
         read from the frames (B, T, 3, h', w') of :meth:`descriptor_frames`, its ``mask_images``); a mean over the
         batch's clips and the clips drawn from the replay memory. Without the split's expressions (or the instances'
-        ids) the clip's own sentence alone."""
+        ids) the clip's own sentence alone. The batch's ``track_clips`` add an example each (:func:`clip_examples`)."""
         cfg = self.cfg.track
         slot_tracks, slot_masks, images = outputs["slot_tracks"], outputs["slot_masks"], outputs["mask_images"]
         examples = []
@@ -754,6 +796,9 @@ class QueryTracks(ReplayState):
             clip_tracks, slot_of, _ = labelled_tracks(slot_tracks[b], slot_masks[b], gt, images[b], read,
                                                       self.track_head.samples, cfg.match_iou)
             examples.append(TrackExample(clip_tracks, sentences, pair_labels(referred, slot_of)))
+        if batch.track_clips is not None:
+            examples += clip_examples(batch.track_clips, self.expressions, self.padded_frames,
+                                      self.descriptor_frames, self.track_head.samples)
         if self.track_replay is not None:
             examples = self.track_replay.mix(examples, cfg.replay_draw)
         return self.cfg.track.weight * track_bce(self.track_head, examples, self.track_sentences, cfg.listwise)
