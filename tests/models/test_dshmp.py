@@ -123,6 +123,28 @@ def test_each_ablation_trains(overrides):
         assert len(model.motion_decoder.hmp.ffn) == 0
 
 
+def test_with_proposals_the_frame_queries_start_at_the_heatmaps_peaks():
+    model, _ = tiny("model.frame_decoder.proposals=true")
+    model.train().prepare_training(SPLIT)
+    b = batch(model, iteration=10, instance_ids=[("1", "2"), ("1", "2")])
+    out = model(b)
+    assert out["frame_objectness"].shape == (8, 1, 16, 16)  # every frame's heatmap on the (padded) mask grid
+    losses = model.loss(out, b)
+    assert torch.isfinite(losses["centre"]) and losses["centre"] > 0
+    sum(losses.values()).backward()
+    assert model.frame_decoder.proposals.objectness[-1].weight.grad.abs().sum() > 0
+    assert model.frame_decoder.proposals.relative.weight.grad.abs().sum() > 0  # the masks' relative term
+    # a query's mask starts as the bowl around its peak: highest at the peak
+    model.eval()
+    with torch.no_grad():
+        fo, _ = model.encode_frames(model.pad(b.frames[0]), model.encode_text(b.text).take(0, 4))
+    decoder = model.frame_decoder
+    bowl = decoder.proposals.mask_term(torch.zeros(4, 8, model.cfg.hidden_dim), fo["anchors"], (16, 16))
+    x, y = fo["anchors"][0, 0].long().tolist()
+    assert bowl[0, 0].argmax() == y * 16 + x
+    assert not tiny()[0].frame_decoder.proposals  # off in the configs: the paper's learned queries
+
+
 def test_selection_rules():
     model, _ = tiny()
     probs = torch.tensor([[0.9, 0.2, 0.7]]).expand(2, -1)
@@ -177,7 +199,7 @@ BLOBS, WHOLE = ["model.split_blobs=true"], ["model.split_blobs=false"]  # the ti
 
 
 @pytest.mark.parametrize("variant", [WHOLE, [*WHOLE, "model.track.full_resolution=true"], [*WHOLE, *OBJECTS], BLOBS,
-                                     [*OBJECTS, *BLOBS]])
+                                     [*OBJECTS, *BLOBS], ["model.frame_decoder.proposals=true", *BLOBS]])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(variant):
     model, _ = tiny(*TRACK, *variant)
     model.eval()

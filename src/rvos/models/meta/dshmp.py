@@ -36,6 +36,8 @@ a clip query's mask is its embedding's product with every pixel's feature and co
 ``split_blobs`` (inference only) each clip query's masks are cut into the tracks of their connected blobs
 (:func:`~rvos.models.modules.track_grounding.blob_tracks`), and each such track is a candidate of its own, scored by
 the track head: a query that covers two look-alikes becomes two tracks, each with one object's motion.
+With ``frame_decoder.proposals`` (a CPU-size option) each frame's queries start at the peaks of a centre heatmap
+learnt from the mask features, as conv-CLIP's tiny config's do (:mod:`rvos.models.modules.static_query_decoder`).
 
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training
 (the official model lets its dropout run); frames are padded before normalisation (black; the official pads the
@@ -64,6 +66,7 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
 from rvos.models.modules.cues import FeatureResizer, cue_sets
 from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
 from rvos.models.modules.motion_decoder import MotionDecoder
+from rvos.models.modules.proposals import clip_centre_loss
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
 from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, blob_masks, blob_tracks,
                                                  check_query_tracks, exclusive_masks, object_counts)
@@ -119,6 +122,10 @@ class FrameDecoderConfig:
     heads: int = 8
     ffn: int = 2048
     train_layers: int = 3  # the last layers whose queries feed the motion decoder in training (1 at inference)
+    # each frame's queries start at the peaks of a class-agnostic centre heatmap, learnt with loss.centre_weight
+    # against every target object's centre (:mod:`rvos.models.modules.proposals`; a CPU-size option, off in the paper
+    # config, as conv-CLIP's tiny config has it)
+    proposals: bool = False
 
 
 @dataclass
@@ -219,7 +226,8 @@ class DsHmpModel(QueryTracks, RvosModel):
         self.pixel_decoder = MSDeformPixelDecoder(self.backbone.channels, p.conv_dim, cfg.mask_dim, p.layers, p.heads,
                                                   p.points, p.ffn, 0.0, p.norm_groups)
         f = cfg.frame_decoder
-        self.frame_decoder = StaticQueryDecoder(p.conv_dim, c, f.queries, f.heads, f.ffn, f.layers, 1, cfg.mask_dim)
+        self.frame_decoder = StaticQueryDecoder(p.conv_dim, c, f.queries, f.heads, f.ffn, f.layers, 1, cfg.mask_dim,
+                                                proposals=f.proposals)
         m = cfg.motion
         self.motion_decoder = MotionDecoder(c, f.queries, m.queries, m.heads, m.ffn, m.hmp_layers, m.layers, m.window,
                                             1, cfg.mask_dim, p.conv_dim)
@@ -305,6 +313,7 @@ class DsHmpModel(QueryTracks, RvosModel):
         return track | {
             "frame_logits": fo["logits"],  # per prediction (B*T, fQ, 2)
             "frame_masks": fo["masks"],  # per prediction (B*T, fQ, h, w)
+            "frame_objectness": fo["objectness"],  # (B*T, 1, h, w) with frame_decoder.proposals, else None
             "clip_logits": mo["logits"],  # (D, keep*B, cQ, 2)
             "clip_masks": clip_masks,
             "frame_embed": mo["frame_embed"],  # (keep*B, T, fQ, C)
@@ -395,6 +404,8 @@ class DsHmpModel(QueryTracks, RvosModel):
             part, clip_matches = self.criterion(self.referring_score(logits), masks, clip_targets,
                                                 labels=None if self.objectness_scores else clip_labels)
             losses |= {f"clip_{k}_{i}": v for k, v in part.items()}
+        if outputs["frame_objectness"] is not None:  # the proposals' heatmap, against every target object's centre
+            losses["centre"] = cfg.centre_weight * clip_centre_loss(outputs["frame_objectness"], targets, t_len)
         if cfg.similarity_weight:
             losses["similarity"] = cfg.similarity_weight * self._similarity(
                 outputs, frame_matches[-groups:], frame_ids, clip_matches, b, t_len)
