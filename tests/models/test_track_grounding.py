@@ -399,6 +399,8 @@ def test_the_model_trains_its_head_on_the_clips_read_for_it_too():
     assert len(model.track_replay) == 4 and torch.isfinite(both) and not torch.allclose(alone, both)
     assert model.track_replay.examples[2].tracks.shape[0] == 2  # the clips' examples: their objects alone
     assert not build_model(tiny_config("vlm", *SIZE, *TRACK, "model.track.crop=12").model).reads_track_clips
+    per_frame = tiny_config("vlm", *SIZE, *TRACK, "model.video_decoder.temporal=false")
+    assert not build_model(per_frame.model).reads_track_clips  # the control's head reads one frame at a time
 
 
 def save(obj):

@@ -159,7 +159,7 @@ def _train(cfg, run_dir: Path, resume: bool, d, progress: bool, extra_hooks: lis
     if dc.track_clips and not model.reads_track_clips:
         raise ConfigError(f"data.track_clips reads clips for a track grounding head's exact tracks, and this "
                           f"{cfg.model.name} model has none that reads them (model.track.enabled; conv-CLIP's not with "
-                          "model.track.crop): set data.track_clips=0")
+                          "model.track.crop or without its temporal path): set data.track_clips=0")
     dataset = ClipDataset(split, dc.num_frames, dc.sampling, dc.frame_range, transform, seed=tc.seed,
                           expressions_per_clip=dc.expressions_per_clip, track_clips=dc.track_clips)
     sampler = StepBatches(tc.batch_size, tc.accumulation, d.rank, d.world_size, start_step,

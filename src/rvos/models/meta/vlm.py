@@ -514,8 +514,11 @@ class VLMModel(ReplayState, RvosModel):
         return losses
 
     @property
-    def reads_track_clips(self) -> bool:  # exact tracks without frame windows: not with track.crop
-        return self.track_head is not None and not self.cfg.track.crop
+    def reads_track_clips(self) -> bool:
+        """The clips' exact tracks are whole-clip tracks without frame windows: not for a head reading windows
+        (``track.crop``) or the per-frame control's one-frame tracks (no temporal path may reach it)."""
+        cfg = self.cfg
+        return self.track_head is not None and not cfg.track.crop and cfg.video_decoder.temporal
 
     def prepare_training(self, split) -> None:
         """Every expression of each training video, with the objects it refers to (the track grounding's labels)."""

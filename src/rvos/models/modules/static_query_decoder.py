@@ -19,8 +19,8 @@ With ``proposals`` (a CPU-size option, off in the paper config) a frame's querie
 class-agnostic centre heatmap read from the mask features, as conv-CLIP's tiny config's do
 (:mod:`rvos.models.modules.proposals`): each query's content is its learned content plus the mask feature at its peak,
 its position embedding the peak's, and its mask gets a term on the coordinates relative to the peak. Learned queries
-that must find the objects through masked attention are slow to (DETR's slow convergence): in a CPU run they segment
-small objects poorly (``benchmarks/results/synth_learning.md``).
+find the objects through masked attention slowly (DETR's slow convergence): in a CPU run they segment small objects
+poorly (``benchmarks/results/synth_learning.md``).
 
 Parameter names follow the official ``DshmpMultiScaleMaskedTransformerDecoder`` where they can (``query_feat``,
 ``cross_static``, ``fusion_layers``, ``input_proj``, ``level_embed``...); the attention stack is rvos's shared one.
