@@ -56,6 +56,7 @@ from torch import nn
 
 from rvos.data.schema import normalize_text
 from rvos.data.transforms import swap_left_right
+from rvos.models.criterion.referformer import pad_to
 from rvos.models.modules.query_init import NEW_TRACK_COST
 
 FRAME_DIM = 13  # presence, colour (3), centroid (2), spread (2), area, fill, shape (3)
@@ -625,9 +626,7 @@ def clip_examples(clips, expressions: dict, padded_frames: Callable[[torch.Tenso
             raise ValueError(f"a clip read for the track head is of video {video!r}, which has no expressions: "
                              "data.track_clips labels clips by their videos' sentences, read from the training split "
                              "by model.prepare_training(split) (rvos train calls it)")
-        h, w = objects.shape[-2:]
-        objects = F.pad(objects, (0, padded.shape[-1] - w, 0, padded.shape[-2] - h))
-        read = on_mask_grid(objects, images.shape[-2:])
+        read = on_mask_grid(pad_to(objects, padded.shape[-2:]), images.shape[-2:])
         visible = read.flatten(1).any(1).nonzero()[:, 0]
         if not len(visible):
             continue
