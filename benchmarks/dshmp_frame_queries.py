@@ -19,13 +19,36 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from track_diagnosis import SMALL, iou  # benchmarks/, the script's folder
 
 from rvos.data.schema import normalize_text
 from rvos.data.splits import open_split
 from rvos.data.transforms import resize_frames, resized_shape
 from rvos.engine.checkpoint import find_model, load_model
-from rvos.models.meta.base import upsample_masks
+from rvos.models.meta.base import NO_MASK, upsample_masks
+from rvos.models.modules.proposals import LINK_UNIT
+from rvos.models.modules.query_init import OBJECT_LINKING, ObjectLinker, mean_colours, reorder
+from rvos.models.modules.track_grounding import exclusive_masks, suppress_duplicates
+
+LINKING = {"min_objectness": 0.2, "duplicate_iou": 0.7}  # vlm_tiny_synth's, for the frame queries linked as objects
+
+
+def linked_frame_queries(fo: dict, images: torch.Tensor) -> torch.Tensor:
+    """The frame decoder's last outputs over a video of T frames (with proposals) and the padded frames (T, 3, H, W)
+    -> the frame queries' mask logits linked into slots over the video (Q, T, h, w), as vlm_tiny_synth links its own:
+    a query whose peak is under ``LINKING["min_objectness"]`` or a duplicate is no object and has no mask, each cell
+    is left to the query whose logit is highest there, and :class:`ObjectLinker` links the rest by query, peak, mean
+    colour and mask."""
+    masks = fo["masks"][-1]  # (T, Q, h, w)
+    peaks = suppress_duplicates(fo["peaks"], masks, LINKING["min_objectness"], LINKING["duplicate_iou"])
+    objects = peaks >= LINKING["min_objectness"]
+    masks = exclusive_masks(masks.masked_fill(~objects[..., None, None], NO_MASK))
+    frames = F.interpolate(images, size=masks.shape[-2:], mode="area")
+    fg = (masks > 0)[None]
+    perms = ObjectLinker(**OBJECT_LINKING).link(fo["frame_queries"][-1][None], fo["anchors"][None] / LINK_UNIT,
+                                                objects[None], mean_colours(fg, frames[None]), fg)
+    return reorder(masks[None], perms)[0].transpose(0, 1)
 
 
 @torch.no_grad()
@@ -51,8 +74,16 @@ def frame_and_clip_queries(run: Path, split_dir: Path, n_videos: int) -> dict:
         frame_best = iou(frame_masks.transpose(0, 1)[:, None], objects[None]).max(0).values  # (M, T)
         clip = model.decode_clip(fo["frame_queries"][-1][None], text)
         clip_masks = torch.einsum("qc,tchw->tqhw", clip["mask_embed"][-1, 0], clip_features)
+        blobs = model.blob_candidates(clip_masks.transpose(0, 1)[None], clip["logits"][-1].softmax(-1)[..., 0])[0][0]
+        blobs = upsample_masks(blobs.transpose(0, 1), model.mask_stride, model_size, size).transpose(0, 1) > 0
+        blob_iou = iou(blobs[:, None], objects[None])  # (K, M, T)
         clip_masks = upsample_masks(clip_masks, model.mask_stride, model_size, size).transpose(0, 1) > 0  # (cQ, T, ..)
         clip_iou = iou(clip_masks[:, None], objects[None])  # (cQ, M, T)
+        slot_iou = None
+        if fo["peaks"] is not None:
+            slots = linked_frame_queries(fo, x)
+            slots = upsample_masks(slots.transpose(0, 1), model.mask_stride, model_size, size).transpose(0, 1) > 0
+            slot_iou = iou(slots[:, None], objects[None])  # (fQ, M, T)
         area = objects.flatten(2).sum(-1).float()
         for m in range(len(objects)):
             seen = shown[m]
@@ -62,6 +93,10 @@ def frame_and_clip_queries(run: Path, split_dir: Path, n_videos: int) -> dict:
                 float(frame_best[m, seen].mean()))
             rows["clip queries, best in each frame"].append(float(clip_iou[:, m, seen].max(0).values.mean()))
             rows["clip queries, best over the video"].append(float(clip_iou[:, m, seen].mean(-1).max()))
+            rows["clip queries' blob tracks, best over the video"].append(float(blob_iou[:, m, seen].mean(-1).max()))
+            if slot_iou is not None:
+                rows["frame queries linked as objects, best slot over the video"].append(
+                    float(slot_iou[:, m, seen].mean(-1).max()))
     return {"run": str(run), "videos": n_videos, "objects": len(rows["frame queries, best in each frame"]),
             "mean IoU": {k: round(float(np.mean(v)), 3) for k, v in rows.items()}}
 

@@ -196,13 +196,18 @@ OBJECTS = ["model.track.min_objectness=0.5", "model.track.exclusive=true"]
 
 
 BLOBS, WHOLE = ["model.split_blobs=true"], ["model.split_blobs=false"]  # the tiny config cuts queries into blobs
+LINKED = [*WHOLE, "model.track.link=objects", "model.track.min_objectness=0.5", "model.track.exclusive=true",
+          "model.track.duplicate_iou=0.7"]  # the frame queries linked into slots are the candidates
 
 
 @pytest.mark.parametrize("variant", [WHOLE, [*WHOLE, "model.track.full_resolution=true"], [*WHOLE, *OBJECTS], BLOBS,
-                                     [*OBJECTS, *BLOBS], ["model.frame_decoder.proposals=true", *BLOBS]])
+                                     [*OBJECTS, *BLOBS], ["model.frame_decoder.proposals=true", *BLOBS],
+                                     ["model.frame_decoder.proposals=true", *LINKED]])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(variant):
     # the learned queries unless the variant says otherwise (the objectness rule is tried on their random start)
     model, _ = tiny(*TRACK, "model.frame_decoder.proposals=false", *variant)
+    if model.links_objects:  # peaks near 0.5 at random weights, so that some frame queries are objects
+        torch.nn.init.zeros_(model.frame_decoder.proposals.objectness[-1].bias)
     model.eval()
     b = batch(model)
     with torch.no_grad():
@@ -221,14 +226,15 @@ def test_with_track_grounding_the_session_selects_what_the_model_selects(variant
     torch.testing.assert_close(got[1].scores, expected[1].scores, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(got[1].logits, expected[1].logits, atol=1e-4, rtol=1e-4)
     assert expected[1].logits.shape[1] >= 1  # the best query is kept whatever its probability
-    if all(o in variant for o in OBJECTS):  # some query is no object and one is, so the rule is tried
+    if all(o in variant for o in OBJECTS) and not model.links_objects:  # some query is no object and one is, so
+        # the rule is tried
         assert 0 < int((out["objectness"][1] >= 0.5).sum()) < out["objectness"].shape[1], out["objectness"]
 
 
-@pytest.mark.parametrize("option", ["model.track.link=objects", "model.track.crop=12", "model.track.duplicate_iou=0.5",
-                                    "model.track.text=sentence"])
+@pytest.mark.parametrize("option", ["model.track.crop=12", "model.track.slot_weight=1.0",
+                                    "model.track.duplicate_iou=0.5", "model.track.text=sentence"])
 def test_track_options_of_linked_frame_queries_are_refused(option):
-    extra = ["model.track.min_objectness=0.2"] if "objects" in option or "duplicate" in option else []
+    extra = ["model.track.min_objectness=0.2"] if "duplicate" in option else []
     with pytest.raises(ConfigError, match=option.split("=")[0].split(".")[-1]):
         load_config("dshmp_tiny_synth", [*TRACK, *extra, option])
     with pytest.raises(ConfigError, match="min_objectness"):
@@ -342,3 +348,44 @@ def test_blob_tracks_cut_a_querys_masks_into_one_track_per_object():
     assert "blobs" in describe_model(tiny(*TRACK, *BLOBS)[0])["selection"]["candidates"]
     with pytest.raises(ConfigError, match="split_blobs.*track.enabled"):
         load_config("dshmp_tiny_synth", ["model.track.enabled=false", "model.split_blobs=true"])
+
+
+def test_frame_queries_on_an_object_keep_their_masks_and_a_duplicate_is_none():
+    model, _ = tiny(*TRACK, *LINKED)
+    masks = torch.full((1, 4, 2, 4), -5.0)
+    masks[0, 0, :, :2] = 3.0  # query 0: the left object
+    masks[0, 1, :, :2] = 2.0  # query 1: the same object, a weaker peak (a duplicate)
+    masks[0, 2, :, 1:] = torch.tensor([1.0, 4.0, 4.0])  # query 2: the right object, spilling onto the left one
+    masks[0, 3] = 6.0  # query 3: its peak is no object
+    fo = {"masks": [masks], "peaks": torch.tensor([[0.9, 0.7, 0.8, 0.3]])}
+    out, peaks = model.object_frame_masks(fo)
+    assert peaks[0].tolist() == pytest.approx([0.9, 0.0, 0.8, 0.3])
+    assert (out[0] > 0).tolist() == [[[True, True, False, False]] * 2, [[False] * 4] * 2,
+                                     [[False, False, True, True]] * 2, [[False] * 4] * 2]
+
+
+def test_with_linked_frame_queries_the_slots_are_the_track_heads_candidates():
+    model, _ = tiny(*TRACK, *LINKED)
+    torch.nn.init.zeros_(model.frame_decoder.proposals.objectness[-1].bias)  # peaks near 0.5 at random weights
+    model.train().prepare_training(SPLIT)
+    b = batch(model, iteration=10, instance_ids=[("1", "2"), ("1", "2")])
+    out = model(b)
+    assert out["slot_logits"].shape == (2, 8, 4, 16, 16) and out["track_logits"].shape == (2, 8)
+    assert torch.equal(out["slot_masks"], out["slot_logits"] > 0) and out["objectness"].shape == (2, 8)
+    losses = model.loss(out, b)
+    assert torch.isfinite(losses["track"]) and not model.objectness_scores  # the class is trained as the official
+    losses["track"].backward()
+    assert model.track_head.frame[0].weight.grad.abs().sum() > 0
+    model.eval()  # each frame's slot masks are its object queries' masks in another order
+    with torch.no_grad():
+        slots = model(b)["slot_logits"].transpose(1, 2).flatten(0, 1)  # (B*T, Q, h, w)
+        text = model.encode_text(b.text)
+        fo, _ = model.encode_frames(model.pad(b.frames.flatten(0, 1)), text.repeat(4))
+        masks, peaks = model.object_frame_masks(fo)
+    assert 0 < int((peaks >= 0.5).sum()) and (masks > 0).any()
+    torch.testing.assert_close(slots.sort(1).values, masks.sort(1).values)
+    assert describe_model(model)["selection"]["score"] == "track grounding (the frame queries linked as objects)"
+    with pytest.raises(ConfigError, match="frame_decoder.proposals"):
+        load_config("dshmp_tiny_synth", [*TRACK, *LINKED, "model.frame_decoder.proposals=false"])
+    with pytest.raises(ConfigError, match="split_blobs"):
+        load_config("dshmp_tiny_synth", [*TRACK, *LINKED, "model.split_blobs=true"])

@@ -9,6 +9,7 @@ from rvos.errors import ConfigError
 from rvos.models.build import build_model
 from rvos.models.modules.proposals import ProposalHead, centre_focal_loss, centre_heatmap
 from rvos.models.modules.query_init import match_adjacent
+from rvos.models.modules.track_grounding import slot_objectness
 
 from test_contract import SIZE, clip_batch
 from test_vlm import assert_windows_decode_as_one
@@ -144,12 +145,10 @@ def test_candidate_probs_drop_slots_under_the_objectness_limit_unless_none_passe
 
 
 def test_a_slots_objectness_is_read_where_its_mask_shows():
-    from rvos.models.meta.vlm import VLMModel
-
     peaks = torch.tensor([[[0.9, 0.1], [0.8, 0.1], [0.1, 0.1], [0.1, 0.1]]])  # (B, T, Q): 4 frames, 2 queries
     presence = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])  # query 0 leaves after frame 1
     perms = torch.tensor([[[0, 1], [0, 1], [1, 0], [1, 0]]])  # frames 2 and 3 swap the queries' slots
-    objectness = VLMModel.slot_objectness(peaks, perms, presence)
+    objectness = slot_objectness(peaks, perms, presence)
     # slot 0: frames 0 and 1 (where its mask shows), not the background peaks it follows while its object is gone;
     # slot 1 shows nowhere: the mean over the clip
     torch.testing.assert_close(objectness, torch.tensor([[0.85, 0.1]]))

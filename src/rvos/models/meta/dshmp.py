@@ -38,6 +38,10 @@ a clip query's mask is its embedding's product with every pixel's feature and co
 the track head: a query that covers two look-alikes becomes two tracks, each with one object's motion.
 With ``frame_decoder.proposals`` (a CPU-size option) each frame's queries start at the peaks of a centre heatmap
 learnt from the mask features, as conv-CLIP's tiny config's do (:mod:`rvos.models.modules.static_query_decoder`).
+With those and ``track.link`` "objects" the track head's candidates are not the clip queries but the frame queries
+linked over the clip into slots as conv-CLIP's tiny config links its own (:class:`ObjectLinker`: a query whose peak
+passes ``track.min_objectness`` is an object in its frame, followed by its query, place, colour and mask), and the
+chosen slots' frame masks are the output; the motion decoder is still trained, as the paper's, but no longer read.
 
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training
 (the official model lets its dropout run); frames are padded before normalisation (black; the official pads the
@@ -66,10 +70,12 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
 from rvos.models.modules.cues import FeatureResizer, cue_sets
 from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
 from rvos.models.modules.motion_decoder import MotionDecoder
-from rvos.models.modules.proposals import clip_centre_loss
+from rvos.models.modules.proposals import LINK_UNIT, clip_centre_loss
+from rvos.models.modules.query_init import ObjectLinker, reorder
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
-from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, blob_masks, blob_tracks,
-                                                 check_query_tracks, exclusive_masks, object_counts)
+from rvos.models.modules.track_grounding import (COLOUR, QueryTracks, TrackGroundingConfig, blob_masks, blob_tracks,
+                                                 check_query_tracks, exclusive_masks, object_counts, slot_objectness,
+                                                 suppress_duplicates)
 from rvos.text.decouple import ExpressionDecoupler, make_tagger
 
 log = logging.getLogger(__name__)
@@ -164,9 +170,10 @@ class DsHmpConfig:
     motion: MotionConfig = field(default_factory=MotionConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     loss: LossConfig = field(default_factory=lambda: LossConfig(similarity_weight=1.0))
-    # track grounding of the clip queries (a CPU-size option; off in the paper config): its options that concern
-    # conv-CLIP's slots of linked frame queries (link, duplicate_iou, slot_weight, crop) do not apply, as a clip query
-    # is a track already; min_objectness is the class probability, then trained as objectness
+    # track grounding of the clip queries (a CPU-size option; off in the paper config): min_objectness is the class
+    # probability, then trained as objectness, and conv-CLIP's slot_weight and crop do not apply. With link "objects"
+    # (and frame_decoder.proposals) the candidates are the frame queries linked into slots instead, as conv-CLIP's:
+    # min_objectness, exclusive and duplicate_iou then concern the frame queries' peaks and masks, as its
     track: TrackGroundingConfig = field(default_factory=TrackGroundingConfig)
     # at inference, with track grounding, each clip query's masks cut into the tracks of their connected blobs, each
     # a candidate of its own (:func:`blob_tracks`; a CPU-size option): a clip query's mask is one embedding's product
@@ -176,9 +183,16 @@ class DsHmpConfig:
     def __post_init__(self):
         if self.selection not in ("union", "top1"):
             raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
-        check_query_tracks(self.track, "DsHmp")
+        check_query_tracks(self.track, "DsHmp", allowed=("link", "duplicate_iou"))
         if self.split_blobs and not self.track.enabled:
             raise ValueError("model.split_blobs makes candidates for track grounding: set model.track.enabled")
+        if self.track.enabled and self.track.link == "objects":
+            if not self.frame_decoder.proposals:
+                raise ValueError("model.track.link=objects links the frame queries at the proposals' peaks: set "
+                                 "model.frame_decoder.proposals")
+            if self.split_blobs:
+                raise ValueError("model.split_blobs cuts the clip queries' masks, which model.track.link=objects does "
+                                 "not read: unset one of them")
         if self.track.enabled and self.track.exclusive and not self.track.min_objectness:
             raise ValueError("model.track.exclusive shares each frame's cells among the object queries of "
                              "model.track.min_objectness: set it (e.g. 0.5)")
@@ -296,7 +310,13 @@ class DsHmpModel(QueryTracks, RvosModel):
         clip_features = clip_features.view(b, t_len, *clip_features.shape[1:]).repeat(keep, 1, 1, 1, 1)
         clip_masks = torch.einsum("dnqc,ntchw->dnqthw", mo["mask_embed"], clip_features)
         track = {}
-        if self.track_head is not None:  # the clips read from the last frame layer, as the output reads them
+        if self.links_objects:  # the frame queries linked into slots are the candidates
+            images = self.descriptor_frames(padded)
+            text = self.track_text(batch.text)
+            track = self.frame_slots(fo, images, b, text)
+            track |= {"slot_masks": track["slot_logits"] > 0, "mask_images": images.view(b, t_len, *images.shape[1:]),
+                      "object_counts": object_counts(self.track_head, text)}
+        elif self.track_head is not None:  # the clips read from the last frame layer, as the output reads them
             objectness = mo["logits"][-1, (keep - 1) * b:].detach().softmax(-1)[..., 0]  # (B, cQ)
             masks = self.object_masks(clip_masks[-1, (keep - 1) * b:], objectness)  # (B, cQ, T, h, w)
             images = self.descriptor_frames(padded)
@@ -325,8 +345,59 @@ class DsHmpModel(QueryTracks, RvosModel):
 
     @property
     def objectness_scores(self) -> bool:
-        """Whether the class score is trained as objectness (``track.min_objectness``: the track head refers)."""
-        return self.track_head is not None and self.cfg.track.min_objectness > 0
+        """Whether the class score is trained as objectness (``track.min_objectness`` on the clip queries: the track
+        head refers)."""
+        return self.track_head is not None and self.cfg.track.min_objectness > 0 and not self.links_objects
+
+    @property
+    def links_objects(self) -> bool:
+        """Whether the track head's candidates are the frame queries linked into slots as objects (``track.link``
+        "objects"), not the clip queries."""
+        return self.track_head is not None and self.cfg.track.link == "objects"
+
+    def object_linker(self) -> ObjectLinker:
+        """What links the frame queries on an object into slots with ``track.link`` "objects"."""
+        track = self.cfg.track
+        return ObjectLinker(track.link_new_slot, track.link_colour, track.link_overlap)
+
+    def object_frame_masks(self, fo: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frame decoder's outputs of N frames (with proposals) -> the last layer's mask logits (N, Q, h, w) with
+        those of the queries on no object emptied (and with ``track.exclusive`` each cell left to the object query of
+        the highest logit there), and the heatmap's probability at each query's peak (N, Q), 0 for a duplicate (with
+        ``track.duplicate_iou``): a query is on an object where it passes ``track.min_objectness``."""
+        masks, peaks, track = fo["masks"][-1], fo["peaks"], self.cfg.track
+        if track.duplicate_iou:
+            peaks = suppress_duplicates(peaks, masks, track.min_objectness, track.duplicate_iou)
+        masks = masks.masked_fill((peaks < track.min_objectness)[..., None, None], NO_MASK)
+        return (exclusive_masks(masks) if track.exclusive else masks), peaks
+
+    def link_frame_queries(self, fo: dict, masks: torch.Tensor, peaks: torch.Tensor, descriptors: torch.Tensor,
+                           clips: int, linker: ObjectLinker | None = None) -> torch.Tensor:
+        """The frame decoder's outputs of ``clips`` clips (their frames in order), the masks and peaks of
+        :meth:`object_frame_masks` and the masks' descriptors (N, Q, D) -> the slot order of each frame's queries
+        (clips, T, Q), linked by their query, peak, mean colour and mask; ``linker``: one that linked the frames
+        before (a session's), else a new one."""
+        def clip(x: torch.Tensor) -> torch.Tensor:
+            return x.view(clips, -1, *x.shape[1:])
+
+        linker = linker if linker is not None else self.object_linker()
+        return linker.link(clip(fo["frame_queries"][-1]), clip(fo["anchors"]) / LINK_UNIT,
+                           clip(peaks >= self.cfg.track.min_objectness), clip(descriptors[..., COLOUR]),
+                           clip(masks) > 0)
+
+    def frame_slots(self, fo: dict, images: torch.Tensor, clips: int, sentences: torch.Tensor) -> dict:
+        """The frame decoder's outputs of ``clips`` clips of T frames, the frames as the descriptors read them (N, 3,
+        h', w') and the sentences (clips, width) -> the frame queries linked into slots: their masks (clips, Q, T, h,
+        w), tracks and referring logits (:meth:`track_logits`'s), and objectness (clips, Q: the mean peak where the
+        slot's mask shows)."""
+        masks, peaks = self.object_frame_masks(fo)
+        descriptors = self.mask_descriptors(images, masks)
+        perms = self.link_frame_queries(fo, masks, peaks, descriptors, clips)
+        descriptors = descriptors.view(clips, -1, *descriptors.shape[1:])
+        slot_tracks, logits = self.descriptor_logits(reorder(descriptors, perms), sentences)
+        masks = reorder(masks.view(clips, -1, *masks.shape[1:]), perms).transpose(1, 2)
+        return {"slot_logits": masks, "slot_tracks": slot_tracks, "track_logits": logits,
+                "objectness": slot_objectness(peaks.view(clips, -1, peaks.shape[-1]), perms, descriptors[..., 0])}
 
     def object_masks(self, masks: torch.Tensor, objectness: torch.Tensor) -> torch.Tensor:
         """The clip queries' mask logits (B, cQ, T, h, w) and class probabilities (B, cQ) -> with
@@ -357,9 +428,9 @@ class DsHmpModel(QueryTracks, RvosModel):
         return masks, objectness, torch.arange(k, device=masks.device)[None] < counts[:, None], tracks
 
     def candidate_probs(self, probs: torch.Tensor, objectness: torch.Tensor) -> torch.Tensor:
-        """The track head's probabilities (B, cQ) with those of the queries under ``track.min_objectness`` set to 0
-        (in a clip where some query passes)."""
-        if not self.objectness_scores:
+        """The track head's probabilities (B, K) with those of the candidates (queries or slots) whose objectness is
+        under ``track.min_objectness`` set to 0 (in a clip where some candidate passes)."""
+        if not (self.objectness_scores or self.links_objects):
             return probs
         passes = objectness >= self.cfg.track.min_objectness
         return torch.where(passes | ~passes.any(1, keepdim=True), probs, torch.zeros_like(probs))
@@ -519,7 +590,10 @@ class DsHmpModel(QueryTracks, RvosModel):
                           "score": "track grounding (the clip queries' masks)" if cfg.track.enabled
                           else "the clip query's class"}
             | ({"candidates": "each clip query's masks cut into the tracks of their connected blobs"}
-               if cfg.split_blobs else {}),
+               if cfg.split_blobs else {})
+            | ({"score": "track grounding (the frame queries linked as objects)",
+                "candidates": "the frame queries linked over the clip into slots (their frame masks)"}
+               if self.links_objects else {}),
         }
 
 
@@ -532,7 +606,11 @@ class DsHmpSession(InferenceSession):
     embeddings: pass one then keeps every window's clip mask features and frames as the descriptors read them (per
     frame and sentence mask_dim x H/4 x W/4 values, a CPU-size option's cost), and :meth:`decode` scores the
     tracks; with ``split_blobs`` it cuts each query's masks into blob tracks and keeps where they are, so that pass
-    two reads each window's masks as the tracks the head scored."""
+    two reads each window's masks as the tracks the head scored.
+
+    With ``track.link`` "objects" pass one links each window's frame queries to the slots of the windows before and
+    keeps only what the track head reads of their masks (and the slots' order); :meth:`decode` scores the slots
+    without the motion decoder, and pass two reads each window's frame masks again in the slots' order."""
 
     def __init__(self, model: DsHmpModel, text: TextInputs, score_threshold: float | None):
         self.model, self.threshold = model, score_threshold
@@ -551,8 +629,29 @@ class DsHmpSession(InferenceSession):
         self.objectness: list[torch.Tensor] = []  # track grounding: per sentence (1, cQ) the class probabilities
         # with model.split_blobs: per sentence the blob tracks (their queries (K,), places (K, T, h, w))
         self.blobs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # with track.link "objects": per sentence its linker, and per window the masks' descriptors (n, fQ, D), peaks
+        # (n, fQ) and slot order (n, fQ); then per sentence the slot order of every frame (T, fQ)
+        self.linkers = [model.object_linker() for _ in range(self.count)] if model.links_objects else None
+        self.slots: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in range(self.count)]
+        self.perms: list[torch.Tensor] = []
+
+    def _object_masks(self, frames: torch.Tensor, k: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """Sentence k's frame decoder outputs of the frames, and the masks and peaks of
+        :meth:`DsHmpModel.object_frame_masks`."""
+        fo, _ = self.model.encode_frames(frames, self.text.take(k, frames.shape[0]))
+        return fo, *self.model.object_frame_masks(fo)
 
     def observe(self, frames: torch.Tensor, start: int) -> None:
+        if self.linkers is not None:
+            images, cached = self.model.descriptor_frames(frames), []
+            for k, linker in enumerate(self.linkers):
+                fo, masks, peaks = self._object_masks(frames, k)
+                descriptors = self.model.mask_descriptors(images, masks)
+                perms = self.model.link_frame_queries(fo, masks, peaks, descriptors, 1, linker)[0]
+                self.slots[k].append((descriptors, peaks, perms))
+                cached.append(masks)
+            self.cache.keep(start, cached)
+            return
         cached = []
         for k in range(self.count):
             fo, features = self.model.encode_frames(frames, self.text.take(k, frames.shape[0]))
@@ -565,6 +664,15 @@ class DsHmpSession(InferenceSession):
         self.cache.keep(start, cached)
 
     def decode(self) -> None:
+        if self.linkers is not None:  # the slots scored over the video
+            for k, windows in enumerate(self.slots):
+                descriptors, peaks, perms = (torch.cat(x)[None] for x in zip(*windows))
+                _, logits = self.model.descriptor_logits(reorder(descriptors, perms), self.track_text[k:k + 1])
+                objectness = slot_objectness(peaks, perms, descriptors[..., 0])
+                self.probs.append(self.model.candidate_probs(logits.sigmoid(), objectness)[0])
+                self.perms.append(perms[0])
+            self.slots = []
+            return
         for k in range(self.count):
             mo = self.model.decode_clip(torch.cat(self.queries[k])[None], self.text.take(k))
             self.probs.append(mo["logits"][-1, 0].softmax(-1)[:, 0])
@@ -583,6 +691,10 @@ class DsHmpSession(InferenceSession):
 
     def candidates(self, frames: torch.Tensor, start: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = frames.shape[0]
+        if self.linkers is not None:  # the slots' frame masks
+            masks = self.cache.get(start, lambda: [self._object_masks(frames, k)[1] for k in range(self.count)])
+            return [(self.probs[k].expand(n, -1), reorder(m[None], self.perms[k][None, start:start + n])[0])
+                    for k, m in enumerate(masks)]
         features = self.cache.get(
             start, lambda: [self.model.encode_frames(frames, self.text.take(k, n))[1] for k in range(self.count)])
         logits = [torch.einsum("qc,nchw->nqhw", self.embeds[k], f) for k, f in enumerate(features)]

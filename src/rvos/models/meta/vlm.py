@@ -43,7 +43,7 @@ from rvos.models.modules.track_grounding import (COLOUR, ReplayState, TrackExamp
                                                  TrackGroundingConfig, TrackReplay, clip_examples, crop_windows,
                                                  descriptor_probs, exclusive_masks, frame_descriptors,
                                                  labelled_tracks, object_counts, on_mask_grid, pair_labels,
-                                                 suppress_duplicates, track_bce, track_frames, tracks,
+                                                 slot_objectness, suppress_duplicates, track_bce, track_frames, tracks,
                                                  video_expressions, video_sentences)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
@@ -369,15 +369,6 @@ class VLMModel(ReplayState, RvosModel):
         h, w = images.shape[-2] // self.mask_stride, images.shape[-1] // self.mask_stride
         return F.interpolate(images, size=(h, w), mode="area")
 
-    @staticmethod
-    def slot_objectness(peaks: torch.Tensor, perms: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
-        """The heatmap's probability at each query's peak and whether its mask shows (B, T, Q), in frame-query order
-        -> each slot's mean over the frames where its mask shows (over the clip where it shows nowhere) (B, Q): a slot
-        following an object that leaves the frame sits on background peaks, with no mask, while it is gone."""
-        peaks, shown = reorder(torch.stack([peaks, presence], -1), perms).unbind(-1)
-        weight = torch.where(shown.sum(1, keepdim=True) > 0, shown, torch.ones_like(shown))
-        return (peaks * weight).sum(1) / weight.sum(1)
-
     def candidate_probs(self, probs: torch.Tensor, objectness: torch.Tensor | None) -> torch.Tensor:
         """The slots' referring probabilities (B, Q) with those under ``track.min_objectness`` set to 0 (in a clip
         where some slot passes)."""
@@ -437,7 +428,7 @@ class VLMModel(ReplayState, RvosModel):
             if self.track_head.count is not None:  # per clip of the batch
                 track["object_counts"] = object_counts(self.track_head, text.view(b, -1, text.shape[-1])[:, 0])
             if fo.peaks is not None:
-                track["slot_objectness"] = self.slot_objectness(fo.peaks.view(clips, frames, q), vo.perms,
+                track["slot_objectness"] = slot_objectness(fo.peaks.view(clips, frames, q), vo.perms,
                                                                 descriptors[..., 0])
             if crops is not None:  # what the track loss reads: the windows of each slot's chosen frames, the frames
                 chosen, present = track_frames(reorder(crops, vo.perms), reorder(descriptors, vo.perms)[..., 0],
@@ -723,7 +714,7 @@ class VLMSession(InferenceSession):
                 if self.peaks[k]:
                     peaks = torch.cat(self.peaks[k])
                     peaks = peaks[None] if temporal else peaks[:, None]
-                    objectness = self.model.slot_objectness(peaks, vo.perms, descriptors[..., 0])
+                    objectness = slot_objectness(peaks, vo.perms, descriptors[..., 0])
                     probs = self.model.candidate_probs(probs, objectness)
                 self.perms.append(vo.perms[0] if temporal else vo.perms[:, 0])
             embeds = vo.mask_embeds[-1]  # (1, T, Q, D), or (T, 1, Q, D)

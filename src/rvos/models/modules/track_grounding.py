@@ -57,7 +57,7 @@ from torch import nn
 from rvos.data.schema import normalize_text
 from rvos.data.transforms import swap_left_right
 from rvos.models.criterion.referformer import pad_to
-from rvos.models.modules.query_init import NEW_TRACK_COST
+from rvos.models.modules.query_init import NEW_TRACK_COST, reorder
 
 FRAME_DIM = 13  # presence, colour (3), centroid (2), spread (2), area, fill, shape (3)
 TRACK_DIM = FRAME_DIM + 2  # and the centroid's step
@@ -203,6 +203,16 @@ def frame_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
                          (moment(dy, 3) / var_y**1.5).clamp(-3, 3)], -1)
     return torch.cat([presence[..., None], colour, torch.stack([cx, cy, sx * 4, sy * 4, area / (h * w) * 10, fill],
                                                                -1), shape], -1)
+
+
+def slot_objectness(peaks: torch.Tensor, perms: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+    """The heatmap's probability at each frame query's peak and whether its mask shows (B, T, Q), in frame-query
+    order, and the slots' order (B, T, Q) -> each slot's mean over the frames where its mask shows (over the clip
+    where it shows nowhere) (B, Q): a slot following an object that leaves the frame sits on background peaks, with
+    no mask, while it is gone."""
+    peaks, shown = reorder(torch.stack([peaks, presence], -1), perms).unbind(-1)
+    weight = torch.where(shown.sum(1, keepdim=True) > 0, shown, torch.ones_like(shown))
+    return (peaks * weight).sum(1) / weight.sum(1)
 
 
 def descriptor_probs(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -684,15 +694,17 @@ def track_bce(head: TrackGrounding, examples: list[TrackExample],
 # ------------------------------------------------------------------------------------------------ models
 
 
-def check_query_tracks(track: TrackGroundingConfig, method: str, refused: tuple[str, ...] = ()) -> None:
+def check_query_tracks(track: TrackGroundingConfig, method: str, refused: tuple[str, ...] = (),
+                       allowed: tuple[str, ...] = ()) -> None:
     """The options a model whose queries are tracks already (a query has a mask in every frame: DsHmp's clip queries,
-    SgMg's and MUTR's queries) cannot take: those of conv-CLIP's slots of linked frame queries, the sentence feature
-    (the bag of token embeddings needs no text transformer trained first), and the method's own ``refused``."""
+    SgMg's and MUTR's queries) cannot take: those of conv-CLIP's slots of linked frame queries but the method's own
+    ``allowed``, the sentence feature (the bag of token embeddings needs no text transformer trained first), and the
+    method's own ``refused``."""
     if not track.enabled:
         return
     plain = TrackGroundingConfig()
     slots = [name for name in ("link", "duplicate_iou", "slot_weight", "crop", *refused)
-             if getattr(track, name) != getattr(plain, name)]
+             if name not in allowed and getattr(track, name) != getattr(plain, name)]
     if slots:
         raise ValueError(f"model.track.{slots[0]} does not apply to {method}, whose queries are tracks already (it "
                          "concerns conv-CLIP's slots of linked frame queries): leave it unset")
@@ -772,9 +784,19 @@ class QueryTracks(ReplayState):
         the sentences (B, width) as the track head reads them -> (the queries' tracks (B, Q, samples, D), referring
         logits (B, Q))."""
         b, q, t_len = masks.shape[:3]
-        descriptors = frame_descriptors(images, descriptor_probs(masks.transpose(1, 2).flatten(0, 1),
-                                                                 images.shape[-2:]))
-        track, embeds = self.track_embeds(descriptors.view(b, t_len, q, -1))
+        descriptors = self.mask_descriptors(images, masks.transpose(1, 2).flatten(0, 1))
+        return self.descriptor_logits(descriptors.view(b, t_len, q, -1), sentences)
+
+    @staticmethod
+    def mask_descriptors(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The frames (N, 3, h', w') of :meth:`descriptor_frames` and mask logits (N, K, h, w) -> what the track head
+        reads of each mask in its frame (N, K, FRAME_DIM)."""
+        return frame_descriptors(images, descriptor_probs(masks, images.shape[-2:]))
+
+    def descriptor_logits(self, descriptors: torch.Tensor, sentences: torch.Tensor):
+        """Per-frame descriptors (B, T, K, D) of K tracks and the sentences (B, width) -> (the tracks (B, K, samples,
+        D'), referring logits (B, K))."""
+        track, embeds = self.track_embeds(descriptors)
         return track, self.track_head.score(embeds, sentences[:, None])[:, 0]
 
     def track_loss(self, outputs: dict, instances: list[torch.Tensor], batch) -> torch.Tensor:
