@@ -5,9 +5,11 @@
 For a DsHmp run, on an annotated split, per annotated object (IoU at the input resolution, the masks made for the
 video's first sentence, as DsHmp's queries read the sentence): the frame decoder's best query in each frame (the bound
 of any linking of the frame queries into tracks), also by size (small: a median visible area under ``SMALL`` of the
-short side squared, as ``track_diagnosis.py``); and the clip queries' best in each frame and best over the video (what
-the output's candidates can be, before ``model.split_blobs`` cuts them). Prints a JSON record;
-``benchmarks/results/synth_learning.md`` quotes it.
+short side squared, as ``track_diagnosis.py``); the clip queries' best in each frame and best over the video (what
+the output's candidates can be, before ``model.split_blobs`` cuts them), and their blob tracks' best over the video
+(with ``model.split_blobs``); and with ``frame_decoder.proposals`` the frame queries linked into slots as
+``model.track.link=objects`` links them (``vlm_tiny_synth``'s linking, whatever the run's config says), the best slot
+over the video. Prints a JSON record; ``benchmarks/results/synth_learning.md`` quotes it.
 """
 
 from __future__ import annotations

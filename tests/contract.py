@@ -45,7 +45,7 @@ def random_model(cfg, seed: int = 0, tries: int = 20):
     for s in range(seed, seed + tries):
         torch.manual_seed(s)
         model = build_model(cfg.model).eval()
-        if getattr(model, "links_objects", False):  # vlm_tiny_synth's slots track the queries on an object
+        if getattr(model, "links_objects", False):  # slots that track the frame queries on an object
             model.even_objectness_prior()
         if 0.05 < coverage(model, cfg, probe, ["the red square", "the object moving left"]) < 0.95:
             return model

@@ -158,8 +158,10 @@ def test_selection_rules():
     assert (top.logits > 0).sum().item() == 2 and top.scores.tolist() == pytest.approx([0.9, 0.9])
 
 
+# the clip queries as the track head's candidates (the tiny config links its frame queries into slots instead)
 TRACK = ["model.track.enabled=true", "model.loss.instance_targets=true", "model.track.replay=4",
-         "model.track.replay_draw=2"]
+         "model.track.replay_draw=2", "model.track.link=adjacent", "model.track.min_objectness=0.0",
+         "model.track.exclusive=false", "model.track.duplicate_iou=0.0"]
 
 
 @pytest.mark.parametrize("full", [False, True])
@@ -195,19 +197,19 @@ def test_track_grounding_trains_the_clip_queries_score_on_every_sentence_of_the_
 OBJECTS = ["model.track.min_objectness=0.5", "model.track.exclusive=true"]
 
 
-BLOBS, WHOLE = ["model.split_blobs=true"], ["model.split_blobs=false"]  # the tiny config cuts queries into blobs
-LINKED = [*WHOLE, "model.track.link=objects", "model.track.min_objectness=0.5", "model.track.exclusive=true",
-          "model.track.duplicate_iou=0.7"]  # the frame queries linked into slots are the candidates
+BLOBS, WHOLE = ["model.split_blobs=true"], ["model.split_blobs=false"]
+# the frame queries linked into slots are the candidates (the tiny config's, at a higher objectness limit)
+LINKED = ["model.frame_decoder.proposals=true", *WHOLE, "model.track.link=objects", "model.track.min_objectness=0.5",
+          "model.track.exclusive=true", "model.track.duplicate_iou=0.7"]
 
 
 @pytest.mark.parametrize("variant", [WHOLE, [*WHOLE, "model.track.full_resolution=true"], [*WHOLE, *OBJECTS], BLOBS,
-                                     [*OBJECTS, *BLOBS], ["model.frame_decoder.proposals=true", *BLOBS],
-                                     ["model.frame_decoder.proposals=true", *LINKED]])
+                                     [*OBJECTS, *BLOBS], ["model.frame_decoder.proposals=true", *BLOBS], LINKED])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(variant):
     # the learned queries unless the variant says otherwise (the objectness rule is tried on their random start)
     model, _ = tiny(*TRACK, "model.frame_decoder.proposals=false", *variant)
     if model.links_objects:  # peaks near 0.5 at random weights, so that some frame queries are objects
-        torch.nn.init.zeros_(model.frame_decoder.proposals.objectness[-1].bias)
+        model.even_objectness_prior()
     model.eval()
     b = batch(model)
     with torch.no_grad():
@@ -366,7 +368,7 @@ def test_frame_queries_on_an_object_keep_their_masks_and_a_duplicate_is_none():
 
 def test_with_linked_frame_queries_the_slots_are_the_track_heads_candidates():
     model, _ = tiny(*TRACK, *LINKED)
-    torch.nn.init.zeros_(model.frame_decoder.proposals.objectness[-1].bias)  # peaks near 0.5 at random weights
+    model.even_objectness_prior()  # peaks near 0.5 at random weights
     model.train().prepare_training(SPLIT)
     b = batch(model, iteration=10, instance_ids=[("1", "2"), ("1", "2")])
     out = model(b)

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from rvos.data.expressions import ContrastiveIndex, contrastive_index
 from rvos.errors import ConfigError
@@ -359,6 +360,12 @@ class DsHmpModel(QueryTracks, RvosModel):
         """What links the frame queries on an object into slots with ``track.link`` "objects"."""
         track = self.cfg.track
         return ObjectLinker(track.link_new_slot, track.link_colour, track.link_overlap)
+
+    def even_objectness_prior(self) -> None:
+        """Set the centre heatmap's prior to 0.5 (its last bias to 0), for a model with random weights (tests,
+        benchmarks): at the trained prior of 0.1, under ``track.min_objectness``, no frame query would be an object
+        with ``track.link`` "objects" and every slot's mask would be empty."""
+        nn.init.zeros_(self.frame_decoder.proposals.objectness[-1].bias)
 
     def object_frame_masks(self, fo: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The frame decoder's outputs of N frames (with proposals) -> the last layer's mask logits (N, Q, h, w) with
