@@ -204,7 +204,8 @@ LINKED = ["model.frame_decoder.proposals=true", *WHOLE, "model.track.link=object
 
 
 @pytest.mark.parametrize("variant", [WHOLE, [*WHOLE, "model.track.full_resolution=true"], [*WHOLE, *OBJECTS], BLOBS,
-                                     [*OBJECTS, *BLOBS], ["model.frame_decoder.proposals=true", *BLOBS], LINKED])
+                                     [*OBJECTS, *BLOBS], ["model.frame_decoder.proposals=true", *BLOBS], LINKED,
+                                     [*LINKED, "model.pixel_decoder.fine=16"]])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(variant):
     # the learned queries unless the variant says otherwise (the objectness rule is tried on their random start)
     model, _ = tiny(*TRACK, "model.frame_decoder.proposals=false", *variant)
@@ -391,3 +392,20 @@ def test_with_linked_frame_queries_the_slots_are_the_track_heads_candidates():
         load_config("dshmp_tiny_synth", [*TRACK, *LINKED, "model.frame_decoder.proposals=false"])
     with pytest.raises(ConfigError, match="split_blobs"):
         load_config("dshmp_tiny_synth", [*TRACK, *LINKED, "model.split_blobs=true"])
+
+
+def test_with_a_fine_stem_the_frame_queries_masks_are_at_stride_2():
+    model, _ = tiny(*TRACK, *LINKED, "model.pixel_decoder.fine=16")
+    model.even_objectness_prior()
+    model.train().prepare_training(SPLIT)
+    b = batch(model, iteration=10, instance_ids=[("1", "2"), ("1", "2")])
+    out = model(b)
+    assert model.mask_stride == 2 and out["frame_masks"][-1].shape[-2:] == (32, 32)  # 48 x 64 padded to 64 x 64
+    assert out["slot_logits"].shape[-2:] == (32, 32) and out["mask_images"].shape[-2:] == (32, 32)
+    assert out["frame_objectness"].shape[-2:] == (16, 16)  # the heatmap stays at stride 4
+    assert out["clip_masks"].shape[-2:] == (16, 16)  # the motion decoder's, trained but not output
+    losses = model.loss(out, b)
+    sum(losses.values()).backward()
+    assert model.fine_proj.weight.grad.abs().sum() > 0  # the stem's map starts at zero and learns from the masks
+    with pytest.raises(ConfigError, match="pixel_decoder.fine.*link=objects"):
+        load_config("dshmp_tiny_synth", [*TRACK, "model.pixel_decoder.fine=16"])

@@ -71,6 +71,7 @@ from rvos.models.meta.base import (NO_MASK, ClipBatch, ClipMasks, InferenceSessi
 from rvos.models.modules.cues import FeatureResizer, cue_sets
 from rvos.models.modules.deform_pixel_decoder import MSDeformPixelDecoder
 from rvos.models.modules.motion_decoder import MotionDecoder
+from rvos.models.modules.pixel_decoder import FineStem
 from rvos.models.modules.proposals import LINK_UNIT, clip_centre_loss
 from rvos.models.modules.query_init import ObjectLinker, reorder
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
@@ -116,6 +117,10 @@ class SwinConfig:
 class PixelDecoderConfig:
     conv_dim: int = 256
     layers: int = 6
+    # the width of a small stem on the frames (conv-CLIP's FineStem) whose map is added to the mask features upsampled
+    # to stride 2, so that the frame queries' masks are at stride 2 (a CPU-size option, with track.link "objects",
+    # whose output they are; 0: off, stride 4 as the paper's)
+    fine: int = 0
     heads: int = 8
     points: int = 4
     ffn: int = 1024
@@ -194,6 +199,9 @@ class DsHmpConfig:
             if self.split_blobs:
                 raise ValueError("model.split_blobs cuts the clip queries' masks, which model.track.link=objects does "
                                  "not read: unset one of them")
+        if self.pixel_decoder.fine and not (self.track.enabled and self.track.link == "objects"):
+            raise ValueError("model.pixel_decoder.fine puts the frame queries' masks at stride 2, which only "
+                             "model.track.link=objects (with model.track.enabled) outputs: set it, or fine=0")
         if self.track.enabled and self.track.exclusive and not self.track.min_objectness:
             raise ValueError("model.track.exclusive shares each frame's cells among the object queries of "
                              "model.track.min_objectness: set it (e.g. 0.5)")
@@ -241,8 +249,15 @@ class DsHmpModel(QueryTracks, RvosModel):
         self.pixel_decoder = MSDeformPixelDecoder(self.backbone.channels, p.conv_dim, cfg.mask_dim, p.layers, p.heads,
                                                   p.points, p.ffn, 0.0, p.norm_groups)
         f = cfg.frame_decoder
+        # with pixel_decoder.fine the frame decoder's masks are at stride 2 (its heatmap stays at stride 4)
+        self.fine_stem = FineStem(p.fine, p.norm_groups) if p.fine else None
+        self.fine_proj = nn.Conv2d(p.fine, cfg.mask_dim, 1) if p.fine else None
+        if p.fine:  # starts at zero: the stride-2 mask features begin as the stride-4 ones upsampled
+            nn.init.zeros_(self.fine_proj.weight)
+            nn.init.zeros_(self.fine_proj.bias)
+        self.mask_stride = self.track_stride = 2 if p.fine else 4
         self.frame_decoder = StaticQueryDecoder(p.conv_dim, c, f.queries, f.heads, f.ffn, f.layers, 1, cfg.mask_dim,
-                                                proposals=f.proposals)
+                                                proposals=f.proposals, proposal_pool=2 if p.fine else 1)
         m = cfg.motion
         self.motion_decoder = MotionDecoder(c, f.queries, m.queries, m.heads, m.ffn, m.hmp_layers, m.layers, m.window,
                                             1, cfg.mask_dim, p.conv_dim)
@@ -285,9 +300,15 @@ class DsHmpModel(QueryTracks, RvosModel):
 
     def encode_frames(self, images: torch.Tensor, text: EncodedText, keep: int = 1):
         """images (N, 3, H, W) in [0, 1], padded; text per frame (N, ...) -> the frame decoder's outputs (with the
-        last ``keep`` layers' queries) and the clip mask features (N, mask_dim, H/4, W/4)."""
-        features = self.backbone((images - self.pixel_mean) / self.pixel_std, text.raw, text.padding)
+        last ``keep`` layers' queries; their masks at :attr:`mask_stride`) and the clip mask features (N, mask_dim,
+        H/4, W/4)."""
+        normalised = (images - self.pixel_mean) / self.pixel_std
+        features = self.backbone(normalised, text.raw, text.padding)
         mask_features, maps, fine = self.pixel_decoder.forward_features(features)
+        if self.fine_stem is not None:
+            stem = self.fine_stem(normalised)
+            mask_features = F.interpolate(mask_features, size=stem.shape[-2:], mode="bilinear",
+                                          align_corners=False) + self.fine_proj(stem)
         frames = self.frame_decoder(maps, mask_features, text.words, text.padding, text.static, text.static_padding,
                                     keep=keep)
         return frames, self.motion_decoder.vita_mask_features(fine)

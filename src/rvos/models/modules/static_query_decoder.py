@@ -42,7 +42,7 @@ class StaticQueryDecoder(QueryLayerStack):
     def __init__(self, in_channels: int = 256, dim: int = 256, queries: int = 20, heads: int = 8, ffn: int = 2048,
                  layers: int = 9, num_classes: int = 1, mask_dim: int = 256, levels: int = 3,
                  input_proj: bool = False, fusion_dropout: float = 0.1, fusion_drop_path: float = 0.1,
-                 static_dropout: float = 0.1, proposals: bool = False):
+                 static_dropout: float = 0.1, proposals: bool = False, proposal_pool: int = 1):
         super().__init__(dim, layers, heads, ffn, 0.0, memories=("image", "text"))
         self.dim, self.num_queries, self.heads, self.levels = dim, queries, heads, levels
         self.fusion_layers = nn.ModuleList(
@@ -63,7 +63,8 @@ class StaticQueryDecoder(QueryLayerStack):
         self.class_embed = nn.Linear(dim, num_classes + 1)
         self.mask_embed = MLP(dim, dim, mask_dim, 3)
         self.cross_static = AttentionLayer(dim, heads, static_dropout)
-        self.proposals = ProposalHead(mask_dim, dim, queries) if proposals else None
+        # proposal_pool: mask-grid cells per heatmap cell (2 with stride-2 mask features: the heatmap stays at stride 4)
+        self.proposals = ProposalHead(mask_dim, dim, queries, pool=proposal_pool) if proposals else None
 
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: tuple[int, int],
                 anchors: torch.Tensor | None = None):
