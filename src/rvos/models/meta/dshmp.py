@@ -42,6 +42,9 @@ With those and ``track.link`` "objects" the track head's candidates are not the 
 linked over the clip into slots as conv-CLIP's tiny config links its own (:class:`ObjectLinker`: a query whose peak
 passes ``track.min_objectness`` is an object in its frame, followed by its query, place, colour and mask), and the
 chosen slots' frame masks are the output; the motion decoder is still trained, as the paper's, but no longer read.
+With ``pixel_decoder.fine`` too, a small stem on the frames (conv-CLIP's :class:`FineStem`) is added to the mask
+features upsampled to stride 2, so that those frame masks are at stride 2 (the heatmap and the clip masks stay at
+stride 4).
 
 Where rvos departs from the official code, on purpose: the frozen RoBERTa stays in inference mode in training
 (the official model lets its dropout run); frames are padded before normalisation (black; the official pads the
