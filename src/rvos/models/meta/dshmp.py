@@ -120,14 +120,14 @@ class SwinConfig:
 class PixelDecoderConfig:
     conv_dim: int = 256
     layers: int = 6
-    # the width of a small stem on the frames (conv-CLIP's FineStem) whose map is added to the mask features upsampled
-    # to stride 2, so that the frame queries' masks are at stride 2 (a CPU-size option, with track.link "objects",
-    # whose output they are; 0: off, stride 4 as the paper's)
-    fine: int = 0
     heads: int = 8
     points: int = 4
     ffn: int = 1024
     norm_groups: int = 32
+    # the width of a small stem on the frames (conv-CLIP's FineStem) whose map is added to the mask features upsampled
+    # to stride 2, so that the frame queries' masks are at stride 2 (a CPU-size option, with track.link "objects",
+    # whose output they are; 0: off, stride 4 as the paper's)
+    fine: int = 0
 
 
 @dataclass

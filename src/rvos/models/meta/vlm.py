@@ -429,7 +429,7 @@ class VLMModel(ReplayState, RvosModel):
                 track["object_counts"] = object_counts(self.track_head, text.view(b, -1, text.shape[-1])[:, 0])
             if fo.peaks is not None:
                 track["slot_objectness"] = slot_objectness(fo.peaks.view(clips, frames, q), vo.perms,
-                                                                descriptors[..., 0])
+                                                           descriptors[..., 0])
             if crops is not None:  # what the track loss reads: the windows of each slot's chosen frames, the frames
                 chosen, present = track_frames(reorder(crops, vo.perms), reorder(descriptors, vo.perms)[..., 0],
                                                self.cfg.track.crop_frames)
