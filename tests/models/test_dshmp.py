@@ -1,7 +1,7 @@
 """DsHmp's own behaviour beyond the model contract: decoupled cues, the memory bank (updated by the loss, saved with
 the model, sized against the training split), the contrastive ramp, the ablation switches, the selection rules,
-the parameter groups, the paper configuration's parts, the bundled tiny tokenizer, and track grounding of the clip
-queries (a CPU-size option)."""
+the parameter groups, the paper configuration's parts, the bundled tiny tokenizer, and the CPU-size options: track
+grounding of the clip queries or of the frame queries linked into slots, and those queries' masks at stride 2."""
 
 import copy
 import json
