@@ -17,39 +17,32 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from track_diagnosis import SMALL, iou  # benchmarks/, the script's folder
 
+from rvos.config import load_config
 from rvos.data.schema import normalize_text
 from rvos.data.splits import open_split
 from rvos.data.transforms import resize_frames, resized_shape
 from rvos.engine.checkpoint import find_model, load_model
-from rvos.models.meta.base import NO_MASK, upsample_masks
-from rvos.models.modules.proposals import LINK_UNIT
-from rvos.models.modules.query_init import OBJECT_LINKING, ObjectLinker, mean_colours, reorder
-from rvos.models.modules.track_grounding import exclusive_masks, suppress_duplicates
+from rvos.models.meta.base import upsample_masks
+from rvos.models.modules.query_init import reorder
 
-LINKING = {"min_objectness": 0.2, "duplicate_iou": 0.7}  # vlm_tiny_synth's, for the frame queries linked as objects
+# what model.track.link=objects reads, set to vlm_tiny_synth's values whatever the run's config says
+LINKING = ("link", "min_objectness", "exclusive", "duplicate_iou", "link_colour", "link_overlap", "link_new_slot")
 
 
-def linked_frame_queries(fo: dict, images: torch.Tensor) -> torch.Tensor:
+def linked_frame_queries(model, fo: dict, images: torch.Tensor) -> torch.Tensor:
     """The frame decoder's last outputs over a video of T frames (with proposals) and the padded frames (T, 3, H, W)
-    -> the frame queries' mask logits linked into slots over the video (Q, T, h, w), as vlm_tiny_synth links its own:
-    a query whose peak is under ``LINKING["min_objectness"]`` or a duplicate is no object and has no mask, each cell
-    is left to the query whose logit is highest there, and :class:`ObjectLinker` links the rest by query, peak, mean
-    colour and mask."""
-    masks = fo["masks"][-1]  # (T, Q, h, w)
-    peaks = suppress_duplicates(fo["peaks"], masks, LINKING["min_objectness"], LINKING["duplicate_iou"])
-    objects = peaks >= LINKING["min_objectness"]
-    masks = exclusive_masks(masks.masked_fill(~objects[..., None, None], NO_MASK))
-    frames = F.interpolate(images, size=masks.shape[-2:], mode="area")
-    fg = (masks > 0)[None]
-    perms = ObjectLinker(**OBJECT_LINKING).link(fo["frame_queries"][-1][None], fo["anchors"][None] / LINK_UNIT,
-                                                objects[None], mean_colours(fg, frames[None]), fg)
+    -> the frame queries' mask logits linked into slots over the video (Q, T, h, w), as the model links them with
+    ``model.track.link=objects`` (:meth:`DsHmpModel.object_frame_masks`, :meth:`DsHmpModel.link_frame_queries`)."""
+    masks, peaks = model.object_frame_masks(fo)
+    descriptors = model.mask_descriptors(model.descriptor_frames(images), masks)
+    perms = model.link_frame_queries(fo, masks, peaks, descriptors, 1)
     return reorder(masks[None], perms)[0].transpose(0, 1)
 
 
@@ -59,6 +52,8 @@ def frame_and_clip_queries(run: Path, split_dir: Path, n_videos: int) -> dict:
     if cfg.model.name != "dshmp":
         raise SystemExit(f"{run} holds a {cfg.model.name} model, not DsHmp")
     model.eval()
+    linking = load_config("vlm_tiny_synth").model.track
+    model.cfg.track = replace(model.cfg.track, **{k: getattr(linking, k) for k in LINKING})
     split = open_split(split_dir)
     rows: dict[str, list[float]] = defaultdict(list)
     for name in list(split.videos)[:n_videos]:
@@ -83,7 +78,7 @@ def frame_and_clip_queries(run: Path, split_dir: Path, n_videos: int) -> dict:
         clip_iou = iou(clip_masks[:, None], objects[None])  # (cQ, M, T)
         slot_iou = None
         if fo["peaks"] is not None:
-            slots = linked_frame_queries(fo, x)
+            slots = linked_frame_queries(model, fo, x)
             slots = upsample_masks(slots.transpose(0, 1), model.mask_stride, model_size, size).transpose(0, 1) > 0
             slot_iou = iou(slots[:, None], objects[None])  # (fQ, M, T)
         area = objects.flatten(2).sum(-1).float()

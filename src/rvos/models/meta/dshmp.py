@@ -79,8 +79,8 @@ from rvos.models.modules.proposals import LINK_UNIT, clip_centre_loss
 from rvos.models.modules.query_init import ObjectLinker, reorder
 from rvos.models.modules.static_query_decoder import StaticQueryDecoder
 from rvos.models.modules.track_grounding import (COLOUR, QueryTracks, TrackGroundingConfig, blob_masks, blob_tracks,
-                                                 check_query_tracks, exclusive_masks, object_counts, slot_objectness,
-                                                 suppress_duplicates)
+                                                 check_query_tracks, exclusive_masks, object_counts, object_linker,
+                                                 passing_candidates, slot_objectness, suppress_duplicates)
 from rvos.text.decouple import ExpressionDecoupler, make_tagger
 
 log = logging.getLogger(__name__)
@@ -382,8 +382,7 @@ class DsHmpModel(QueryTracks, RvosModel):
 
     def object_linker(self) -> ObjectLinker:
         """What links the frame queries on an object into slots with ``track.link`` "objects"."""
-        track = self.cfg.track
-        return ObjectLinker(track.link_new_slot, track.link_colour, track.link_overlap)
+        return object_linker(self.cfg.track)
 
     def even_objectness_prior(self) -> None:
         """Set the centre heatmap's prior to 0.5 (its last bias to 0), for a model with random weights (tests,
@@ -463,8 +462,7 @@ class DsHmpModel(QueryTracks, RvosModel):
         under ``track.min_objectness`` set to 0 (in a clip where some candidate passes)."""
         if not (self.objectness_scores or self.links_objects):
             return probs
-        passes = objectness >= self.cfg.track.min_objectness
-        return torch.where(passes | ~passes.any(1, keepdim=True), probs, torch.zeros_like(probs))
+        return passing_candidates(probs, objectness, self.cfg.track.min_objectness)
 
     @staticmethod
     def referring_score(logits: torch.Tensor) -> torch.Tensor:

@@ -42,9 +42,9 @@ from rvos.models.modules.query_init import ObjectLinker, VideoQueryInitializer, 
 from rvos.models.modules.track_grounding import (COLOUR, ReplayState, TrackExample, TrackGrounding,
                                                  TrackGroundingConfig, TrackReplay, clip_examples, crop_windows,
                                                  descriptor_probs, exclusive_masks, frame_descriptors,
-                                                 labelled_tracks, object_counts, on_mask_grid, pair_labels,
-                                                 slot_objectness, suppress_duplicates, track_bce, track_frames, tracks,
-                                                 video_expressions, video_sentences)
+                                                 labelled_tracks, object_counts, object_linker, on_mask_grid,
+                                                 pair_labels, passing_candidates, slot_objectness, suppress_duplicates,
+                                                 track_bce, track_frames, tracks, video_expressions, video_sentences)
 from rvos.models.modules.video_decoder import VideoQueryDecoder
 
 
@@ -258,8 +258,7 @@ class VLMModel(ReplayState, RvosModel):
 
     def object_linker(self) -> ObjectLinker:
         """What links the queries on an object into slots with ``track.link`` "objects" (:func:`link_objects`)."""
-        track = self.cfg.track
-        return ObjectLinker(track.link_new_slot, track.link_colour, track.link_overlap)
+        return object_linker(self.cfg.track)
 
     def on_object(self, peaks: torch.Tensor) -> torch.Tensor:
         """The heatmap's probability at each query's peak (...) -> whether the query is on an object in its frame."""
@@ -375,8 +374,7 @@ class VLMModel(ReplayState, RvosModel):
         limit = self.cfg.track.min_objectness
         if objectness is None or not limit:
             return probs
-        passes = objectness >= limit
-        return torch.where(passes | ~passes.any(1, keepdim=True), probs, torch.zeros_like(probs))
+        return passing_candidates(probs, objectness, limit)
 
     @staticmethod
     def video_masks(mask_embeds: list[torch.Tensor], mask_features: torch.Tensor) -> list[torch.Tensor]:

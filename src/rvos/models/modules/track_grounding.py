@@ -57,7 +57,7 @@ from torch import nn
 from rvos.data.schema import normalize_text
 from rvos.data.transforms import swap_left_right
 from rvos.models.criterion.referformer import pad_to
-from rvos.models.modules.query_init import NEW_TRACK_COST, reorder
+from rvos.models.modules.query_init import NEW_TRACK_COST, ObjectLinker, reorder
 
 FRAME_DIM = 13  # presence, colour (3), centroid (2), spread (2), area, fill, shape (3)
 TRACK_DIM = FRAME_DIM + 2  # and the centroid's step
@@ -213,6 +213,13 @@ def slot_objectness(peaks: torch.Tensor, perms: torch.Tensor, presence: torch.Te
     peaks, shown = reorder(torch.stack([peaks, presence], -1), perms).unbind(-1)
     weight = torch.where(shown.sum(1, keepdim=True) > 0, shown, torch.ones_like(shown))
     return (peaks * weight).sum(1) / weight.sum(1)
+
+
+def passing_candidates(probs: torch.Tensor, objectness: torch.Tensor, limit: float) -> torch.Tensor:
+    """Referring probabilities (B, K) of K candidates (slots or queries) with those whose objectness (B, K) is under
+    ``limit`` set to 0, in each clip where some candidate passes it (where none does, all stay candidates)."""
+    passes = objectness >= limit
+    return torch.where(passes | ~passes.any(1, keepdim=True), probs, torch.zeros_like(probs))
 
 
 def descriptor_probs(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -692,6 +699,12 @@ def track_bce(head: TrackGrounding, examples: list[TrackExample],
 
 
 # ------------------------------------------------------------------------------------------------ models
+
+
+def object_linker(track: TrackGroundingConfig) -> ObjectLinker:
+    """What links the frame queries on an object into slots with ``track.link`` "objects", with ``track``'s weights
+    (conv-CLIP's and DsHmp's, :func:`~rvos.models.modules.query_init.link_objects`)."""
+    return ObjectLinker(track.link_new_slot, track.link_colour, track.link_overlap)
 
 
 def check_query_tracks(track: TrackGroundingConfig, method: str, refused: tuple[str, ...] = (),
