@@ -72,9 +72,10 @@ def frame_and_clip_queries(run: Path, split_dir: Path, n_videos: int) -> dict:
         clip = model.decode_clip(fo["frame_queries"][-1][None], text)
         clip_masks = torch.einsum("qc,tchw->tqhw", clip["mask_embed"][-1, 0], clip_features)
         blobs = model.blob_candidates(clip_masks.transpose(0, 1)[None], clip["logits"][-1].softmax(-1)[..., 0])[0][0]
-        blobs = upsample_masks(blobs.transpose(0, 1), model.mask_stride, model_size, size).transpose(0, 1) > 0
+        clip_stride = x.shape[-1] // clip_features.shape[-1]  # 4: the motion decoder's, with pixel_decoder.fine too
+        blobs = upsample_masks(blobs.transpose(0, 1), clip_stride, model_size, size).transpose(0, 1) > 0
         blob_iou = iou(blobs[:, None], objects[None])  # (K, M, T)
-        clip_masks = upsample_masks(clip_masks, model.mask_stride, model_size, size).transpose(0, 1) > 0  # (cQ, T, ..)
+        clip_masks = upsample_masks(clip_masks, clip_stride, model_size, size).transpose(0, 1) > 0  # (cQ, T, ...)
         clip_iou = iou(clip_masks[:, None], objects[None])  # (cQ, M, T)
         slot_iou = None
         if fo["peaks"] is not None:
