@@ -385,10 +385,8 @@ class DsHmpModel(QueryTracks, RvosModel):
         return object_linker(self.cfg.track)
 
     def even_objectness_prior(self) -> None:
-        """Set the centre heatmap's prior to 0.5 (its last bias to 0), for a model with random weights (tests,
-        benchmarks): at the trained prior of 0.1, under ``track.min_objectness``, no frame query would be an object
-        with ``track.link`` "objects" and every slot's mask would be empty."""
-        nn.init.zeros_(self.frame_decoder.proposals.objectness[-1].bias)
+        """The centre heatmap's prior set to 0.5, for a model with random weights (:meth:`ProposalHead.even_prior`)."""
+        self.frame_decoder.proposals.even_prior()
 
     def object_frame_masks(self, fo: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The frame decoder's outputs of N frames (with proposals) -> the last layer's mask logits (N, Q, h, w) with

@@ -265,10 +265,8 @@ class VLMModel(ReplayState, RvosModel):
         return peaks >= self.cfg.track.min_objectness
 
     def even_objectness_prior(self) -> None:
-        """Set the centre heatmap's prior to 0.5 (its last bias to 0), for a model with random weights (tests,
-        benchmarks): at the trained prior of 0.1, under ``track.min_objectness``, no query would be an object with
-        ``track.link`` "objects" and every slot's mask would be empty."""
-        nn.init.zeros_(self.frame_decoder.proposals.objectness[-1].bias)
+        """The centre heatmap's prior set to 0.5, for a model with random weights (:meth:`ProposalHead.even_prior`)."""
+        self.frame_decoder.proposals.even_prior()
 
     def slot_frame_masks(self, fo: "FrameOutputs") -> torch.Tensor:
         """The frame queries' last masks (N, Q, h, w), the slots' frames: with ``track.link`` "objects", emptied where

@@ -72,6 +72,12 @@ class ProposalHead(nn.Module):
         anchors = torch.stack([index % w, index // w], dim=-1).to(mask_features.dtype)
         return logits, anchors, objectness, self.content(features), pos
 
+    def even_prior(self) -> None:
+        """Set the heatmap's prior to 0.5 (its last bias to 0), for a model with random weights (tests, benchmarks):
+        at the trained prior of 0.1, under a ``track.min_objectness`` of 0.2, no query would be an object and the
+        masks of slots linked from objects (``track.link`` "objects") would all be empty."""
+        nn.init.zeros_(self.objectness[-1].bias)
+
     def mask_term(self, queries: torch.Tensor, anchors: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The relative-coordinate term (N, Q, h, w) on the mask grid of ``size``, added to the mask logits of queries
         (N, Q, C) at ``anchors`` (on the heatmap's grid)."""
