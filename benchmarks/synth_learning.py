@@ -79,7 +79,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/ + the config's file")
     parser.add_argument("--only", help="run one variant (its name)")
     parser.add_argument("--config", default="vlm_tiny_synth", choices=list(VARIANTS))
-    parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="overrides for every variant")
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="key=value",
+                        help="overrides for every variant (the flag may be repeated: every occurrence counts)")
     parser.add_argument("--score-only", action="store_true",
                         help="do not train: score and diagnose the runs already in --work (e.g. after a change that "
                              "speeds up inference, or when the benchmark was stopped after training)")
