@@ -205,7 +205,8 @@ LINKED = ["model.frame_decoder.proposals=true", *WHOLE, "model.track.link=object
 
 @pytest.mark.parametrize("variant", [WHOLE, [*WHOLE, "model.track.full_resolution=true"], [*WHOLE, *OBJECTS], BLOBS,
                                      [*OBJECTS, *BLOBS], ["model.frame_decoder.proposals=true", *BLOBS], LINKED,
-                                     [*LINKED, "model.pixel_decoder.fine=16"]])
+                                     [*LINKED, "model.pixel_decoder.fine=16"],
+                                     [*LINKED, "model.track.full_resolution=true"]])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(variant):
     # the learned queries unless the variant says otherwise (the objectness rule is tried on their random start)
     model, _ = tiny(*TRACK, "model.frame_decoder.proposals=false", *variant)
