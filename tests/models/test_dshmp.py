@@ -161,7 +161,7 @@ def test_selection_rules():
 # the clip queries as the track head's candidates (the tiny config links its frame queries into slots instead)
 TRACK = ["model.track.enabled=true", "model.loss.instance_targets=true", "model.track.replay=4",
          "model.track.replay_draw=2", "model.track.link=adjacent", "model.track.min_objectness=0.0",
-         "model.track.exclusive=false", "model.track.duplicate_iou=0.0"]
+         "model.track.exclusive=false", "model.track.duplicate_iou=0.0", "model.pixel_decoder.fine=0"]
 
 
 @pytest.mark.parametrize("full", [False, True])
@@ -351,7 +351,8 @@ def test_blob_tracks_cut_a_querys_masks_into_one_track_per_object():
     torch.testing.assert_close(logits[1][~right], -masks[0][~right].abs())  # the left look-alike's cells too
     assert "blobs" in describe_model(tiny(*TRACK, *BLOBS)[0])["selection"]["candidates"]
     with pytest.raises(ConfigError, match="split_blobs.*track.enabled"):
-        load_config("dshmp_tiny_synth", ["model.track.enabled=false", "model.split_blobs=true"])
+        load_config("dshmp_tiny_synth", ["model.track.enabled=false", "model.split_blobs=true",
+                                         "model.pixel_decoder.fine=0"])
 
 
 def test_frame_queries_on_an_object_keep_their_masks_and_a_duplicate_is_none():
