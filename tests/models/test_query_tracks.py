@@ -161,9 +161,9 @@ def test_with_track_grounding_the_session_selects_what_the_model_selects(method,
     assert candidates.shape[1] == model.cfg.queries
 
 
+# DsHmp: its config's linked frame-query slots, at stride 2 (the config's) and at stride 4
 @pytest.mark.parametrize("method, extra", [("sgmg", []), ("mutr", []), ("dshmp", ["model.split_blobs=false"]),
-                                           ("dshmp", ["model.split_blobs=false", "model.frame_decoder.proposals=true",
-                                                      "model.track.link=objects", "model.track.min_objectness=0.2"])])
+                                           ("dshmp", ["model.split_blobs=false", "model.pixel_decoder.fine=0"])])
 def test_with_a_count_the_likeliest_queries_are_kept_as_many_as_the_sentence_names(method, extra):
     model, _ = tiny(method, *TRACK, *extra, "model.track.count=3")
     if getattr(model, "links_objects", False):  # peaks near 0.5 at random weights, so that some slots are objects
