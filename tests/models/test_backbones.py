@@ -102,3 +102,44 @@ def test_video_swin_reads_the_original_release_layout(tmp_path):
     loaded = VideoSwinBackbone("t", str(path), window=(4, 7, 7)).eval()
     clip = torch.rand(4, 3, 64, 64)
     torch.testing.assert_close(loaded.forward_image(clip, 4)[-1], source.forward_image(clip, 4)[-1])
+
+
+def test_hf_cached_token_ids_equal_the_tokenizers_in_any_batch(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    encoder = HFTextEncoder(str(write_tiny_roberta(tmp_path / "roberta")), pretrained=False, max_length=6)
+    sentences = ["the red circle moving left", "the box", "a big violet triangle that turns around and away"]
+
+    def expected(batch):
+        enc = encoder.tokenizer(batch, padding="longest", truncation=True, max_length=6, return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    calls = []
+    tokenizer = encoder.tokenizer
+
+    class Counting:
+        def __call__(self, batch, **kwargs):
+            calls.append(list(batch))
+            return tokenizer(batch, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+    monkeypatch.setattr(encoder, "tokenizer", Counting())
+    first = encoder.tokenize(sentences[:2])
+    again = encoder.tokenize([sentences[1], sentences[2], sentences[1]])
+    assert calls == [sentences[:2], [sentences[2]]]  # each sentence tokenized once
+    monkeypatch.setattr(encoder, "tokenizer", tokenizer)
+    for got, batch in ((first, sentences[:2]), (again, [sentences[1], sentences[2], sentences[1]])):
+        ids, mask = expected(batch)
+        assert torch.equal(got["input_ids"], ids) and torch.equal(got["attention_mask"], mask)
+    assert again["input_ids"].shape[1] == 6  # the long sentence truncated at max_length, as the tokenizer does
+    tokenizer.padding_side = "left"  # a tokenizer that pads on the left is padded on the left
+    left = encoder.tokenize([sentences[0], "a"])
+    ids, mask = expected([sentences[0], "a"])
+    assert torch.equal(left["input_ids"], ids) and torch.equal(left["attention_mask"], mask) and mask[1, 0] == 0
+    tokenizer.padding_side = "right"
+    assert encoder.tokenize([])["input_ids"].shape == (0, 0)
+    monkeypatch.setattr("rvos.models.backbones.hf_text.TOKEN_CACHE", 3)  # full: the kept ids start over
+    alone = encoder.tokenize(["the green square"])
+    assert torch.equal(alone["input_ids"], expected(["the green square"])[0])
+    assert len(encoder._token_rows) == 1

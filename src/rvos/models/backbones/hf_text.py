@@ -15,12 +15,14 @@ import logging
 from pathlib import Path
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from rvos.errors import CheckpointError
 from rvos.models.backbones.base import TextEncoder, TextFeatures, offline
 from rvos.models.meta.base import TextInputs
 
 BUNDLED = Path(__file__).resolve().parents[2] / "configs" / "hf"  # text encoders shipped with rvos
+TOKEN_CACHE = 1 << 16  # sentences whose token ids are kept
 
 
 class HFTextEncoder(TextEncoder):
@@ -48,6 +50,7 @@ class HFTextEncoder(TextEncoder):
                 f"text encoder {model!r} could not be loaded ({reason}). Download it (e.g. `hf download {model} "
                 "--local-dir DIR`) and set the text encoder's model to that folder") from None
         self.max_length = max_length
+        self._token_rows: dict[str, torch.Tensor] = {}
         self.width = config.hidden_size
         self.sentence_dim = config.hidden_size
         self.frozen = frozen
@@ -56,9 +59,27 @@ class HFTextEncoder(TextEncoder):
             self.eval()
 
     def tokenize(self, sentences: list[str]) -> TextInputs:
-        enc = self.tokenizer(sentences, padding="longest", truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
-        return TextInputs(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        """Token ids and attention mask (N, L), padded to the longest sentence as the tokenizer pads (its side, its
+        pad id). Each sentence is tokenized once and its ids kept (up to ``TOKEN_CACHE`` sentences): the track head
+        reads the sentences of a few hundred videos every training step."""
+        if not sentences:
+            return TextInputs(input_ids=torch.zeros(0, 0, dtype=torch.int64),
+                              attention_mask=torch.zeros(0, 0, dtype=torch.int64))
+        missing = list(dict.fromkeys(s for s in sentences if s not in self._token_rows))
+        if missing:
+            if len(self._token_rows) + len(missing) > TOKEN_CACHE:
+                self._token_rows.clear()
+            ids = self.tokenizer(missing, truncation=True, max_length=self.max_length)["input_ids"]
+            self._token_rows.update((s, torch.tensor(row, dtype=torch.int64)) for s, row in zip(missing, ids))
+        rows = [self._token_rows[s] for s in sentences]
+        side = self.tokenizer.padding_side
+        input_ids = pad_sequence(rows, batch_first=True, padding_value=self.tokenizer.pad_token_id, padding_side=side)
+        lengths = torch.tensor([len(r) for r in rows])
+        position = torch.arange(input_ids.shape[1])
+        if side == "left":
+            position = position.flip(0)
+        attention_mask = (position < lengths[:, None]).long()
+        return TextInputs(input_ids=input_ids, attention_mask=attention_mask)
 
     def forward_text(self, inputs: TextInputs) -> TextFeatures:
         out = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])

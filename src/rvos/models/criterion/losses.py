@@ -68,7 +68,7 @@ def uncertain_point_coords(logits: torch.Tensor, num_points: int, oversample_rat
     coords = torch.rand(r, sampled, 2, device=logits.device)
     uncertainty = -point_sample(logits, coords).abs()[:, 0]  # (R, sampled)
     n_uncertain = int(importance_sample_ratio * num_points)
-    idx = uncertainty.topk(n_uncertain, dim=1).indices
+    idx = uncertainty.topk(n_uncertain, dim=1, sorted=False).indices  # a set of points: their order is no matter
     chosen = coords.gather(1, idx[..., None].expand(-1, -1, 2))
     random = torch.rand(r, num_points - n_uncertain, 2, device=logits.device)
     return torch.cat([chosen, random], dim=1)
