@@ -20,7 +20,10 @@ split:
   object's box and whether its centre lies on the object;
 * grounding, per expression (top-1 accuracy: the best-scored one is a referred object): the track head on the
   annotated objects' own tracks (the head alone, with perfect masks), and on the model's slots (the best-scored slot's
-  masks cover a referred object, IoU over the video at least 0.3).
+  masks cover a referred object, IoU over the video at least 0.3); and for the sentences that refer to one object, where
+  the best-scored slot (the sentence's own slots) lands: on the object (IoU over the video at least ``GOOD``), on
+  another object while a slot was the object (the head's pick), on a part of objects or nothing while a slot was the
+  object, or no slot was the object (the masks' or the linking's fault), with the top slot's mean IoU in each case.
 
 Prints a JSON record; ``benchmarks/results/synth_learning.md`` quotes it.
 """
@@ -49,6 +52,7 @@ BINS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01]
 SMALL = 0.02
 SPILL = 0.2
 SAME_COLOUR = 30
+GOOD = 0.5  # a slot "is" an object when its IoU with it over the video reaches this
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -79,6 +83,19 @@ def neighbour_colour(frame: np.ndarray, objects: torch.Tensor, o: int, near: tor
     return "another colour"
 
 
+def pick_case(on_target: torch.Tensor, top: int, top_on_objects: torch.Tensor, target: int) -> str:
+    """Where the best-scored slot of a single-target sentence lands: the slots' IoU over the video with the referred
+    object (Q,), the best-scored slot, its IoU with every object (M,) and the referred object's index -> the case."""
+    if float(on_target[top]) >= GOOD:
+        return "the top slot is the object"
+    if float(on_target.max()) < GOOD:
+        return "no slot is the object"
+    other = int(top_on_objects.argmax())
+    if other != target and float(top_on_objects[other]) >= GOOD:
+        return "a slot is the object, the head put another object first"
+    return "a slot is the object, the head put a part of objects or nothing first"
+
+
 def box_on(box: torch.Tensor, mask: torch.Tensor) -> tuple[float, bool]:
     """A query's box (cx, cy, w, h relative to the frame) and an object's mask (H, W) bool -> the IoU of the box with
     the object's box, and whether the box's centre lies on the object."""
@@ -100,6 +117,7 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
     neighbourhood: dict[str, list[float]] = defaultdict(list)  # per object-frame IoU of the best query in the frame
     priors: dict[str, list[tuple[float, bool]]] = defaultdict(list)  # SgMg: the best prior's IoU, and its spilling
     top1: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    picks: dict[str, list[tuple[str, float]]] = defaultdict(list)  # case -> (kind, the top slot's IoU on the object)
     for name in list(split.videos)[:n_videos]:
         video, frames = split.video(name), split.read_frames(name)
         size = frames.shape[1:3]
@@ -176,6 +194,12 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
                                   model_size, size)[0] > 0  # (T, H, W)
             overlap = iou(mask[None], objects).mean(-1)  # (M,)
             top1[("slots", e.kind or "all")].append(int(overlap.argmax()) in referred and float(overlap.max()) >= 0.3)
+            if len(referred) == 1:  # where the best-scored slot of a single-target sentence lands
+                masks = upsample_masks(logits.transpose(0, 1), model.mask_stride, model_size, size) > 0  # (Q, T, H, W)
+                on_target = iou(masks, objects[referred[0]][None]).mean(-1)  # (Q,) over the video
+                top = int(probs.mean(0).argmax())
+                case = pick_case(on_target, top, iou(masks[top][None], objects).mean(-1), referred[0])
+                picks[case].append((e.kind or "all", float(on_target[top])))
     kinds = sorted({k for _, k in top1})
     hist = np.histogram(frame_values, bins=BINS)[0] / max(1, len(frame_values))
     return {
@@ -200,6 +224,13 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
               "on the object)": {row: [round(float(np.mean([r[2] for r in v])), 3),
                                        round(float(np.mean([r[3] for r in v])), 3)]
                                  for row, v in sorted(priors.items())}} if priors else {}),
+        "single-target sentences: where the top slot lands (share; its mean IoU on the object; share by kind)": {
+            case: [round(len(v) / max(1, sum(map(len, picks.values()))), 3),
+                   round(float(np.mean([x for _, x in v])), 3),
+                   {k: round(sum(1 for kk, _ in v if kk == k) / max(1, sum(1 for vs in picks.values()
+                                                                         for kk, _ in vs if kk == k)), 3)
+                    for k in kinds}]
+            for case, v in sorted(picks.items())},
         "grounding top-1": {row: {"all": round(float(np.mean([v for (r, _), vs in top1.items() if r == row
                                                                for v in vs])), 3)}
                             | {k: round(float(np.mean(top1[(row, k)])), 3) for k in kinds}
