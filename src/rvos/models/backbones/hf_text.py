@@ -72,11 +72,14 @@ class HFTextEncoder(TextEncoder):
             ids = self.tokenizer(missing, truncation=True, max_length=self.max_length)["input_ids"]
             self._token_rows.update((s, torch.tensor(row, dtype=torch.int64)) for s, row in zip(missing, ids))
         rows = [self._token_rows[s] for s in sentences]
-        side = self.tokenizer.padding_side
-        input_ids = pad_sequence(rows, batch_first=True, padding_value=self.tokenizer.pad_token_id, padding_side=side)
+        pad, left = self.tokenizer.pad_token_id, self.tokenizer.padding_side == "left"
+        if left:  # pad_sequence pads on the right (its padding_side needs torch 2.6)
+            input_ids = pad_sequence([r.flip(0) for r in rows], batch_first=True, padding_value=pad).flip(1)
+        else:
+            input_ids = pad_sequence(rows, batch_first=True, padding_value=pad)
         lengths = torch.tensor([len(r) for r in rows])
         position = torch.arange(input_ids.shape[1])
-        if side == "left":
+        if left:
             position = position.flip(0)
         attention_mask = (position < lengths[:, None]).long()
         return TextInputs(input_ids=input_ids, attention_mask=attention_mask)
