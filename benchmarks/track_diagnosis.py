@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -190,17 +190,16 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
             referred = [ids.index(a) for a in e.anno_ids]
             top1[("exact tracks", e.kind or "all")].append(int(exact_logits[k].argmax()) in referred)
             probs, logits = candidates[k]
-            mask = upsample_masks(logits.transpose(0, 1)[int(probs.mean(0).argmax())][None], model.mask_stride,
-                                  model_size, size)[0] > 0  # (T, H, W)
-            overlap = iou(mask[None], objects).mean(-1)  # (M,)
+            masks = upsample_masks(logits.transpose(0, 1), model.mask_stride, model_size, size) > 0  # (Q, T, H, W)
+            top = int(probs.mean(0).argmax())
+            overlap = iou(masks[top][None], objects).mean(-1)  # (M,)
             top1[("slots", e.kind or "all")].append(int(overlap.argmax()) in referred and float(overlap.max()) >= 0.3)
             if len(referred) == 1:  # where the best-scored slot of a single-target sentence lands
-                masks = upsample_masks(logits.transpose(0, 1), model.mask_stride, model_size, size) > 0  # (Q, T, H, W)
                 on_target = iou(masks, objects[referred[0]][None]).mean(-1)  # (Q,) over the video
-                top = int(probs.mean(0).argmax())
-                case = pick_case(on_target, top, iou(masks[top][None], objects).mean(-1), referred[0])
+                case = pick_case(on_target, top, overlap, referred[0])
                 picks[case].append((e.kind or "all", float(on_target[top])))
     kinds = sorted({k for _, k in top1})
+    single = Counter(kind for v in picks.values() for kind, _ in v)  # single-target sentences per kind
     hist = np.histogram(frame_values, bins=BINS)[0] / max(1, len(frame_values))
     return {
         "run": str(run), "videos": n_videos,
@@ -225,11 +224,8 @@ def diagnose_tracks(run: Path, split_dir: Path, n_videos: int) -> dict:
                                        round(float(np.mean([r[3] for r in v])), 3)]
                                  for row, v in sorted(priors.items())}} if priors else {}),
         "single-target sentences: where the top slot lands (share; its mean IoU on the object; share by kind)": {
-            case: [round(len(v) / max(1, sum(map(len, picks.values()))), 3),
-                   round(float(np.mean([x for _, x in v])), 3),
-                   {k: round(sum(1 for kk, _ in v if kk == k) / max(1, sum(1 for vs in picks.values()
-                                                                         for kk, _ in vs if kk == k)), 3)
-                    for k in kinds}]
+            case: [round(len(v) / max(1, single.total()), 3), round(float(np.mean([x for _, x in v])), 3),
+                   {k: round(sum(kind == k for kind, _ in v) / max(1, single[k]), 3) for k in kinds}]
             for case, v in sorted(picks.items())},
         "grounding top-1": {row: {"all": round(float(np.mean([v for (r, _), vs in top1.items() if r == row
                                                                for v in vs])), 3)}

@@ -139,7 +139,7 @@ def test_hf_cached_token_ids_equal_the_tokenizers_in_any_batch(tmp_path, monkeyp
     assert torch.equal(left["input_ids"], ids) and torch.equal(left["attention_mask"], mask) and mask[1, 0] == 0
     tokenizer.padding_side = "right"
     assert encoder.tokenize([])["input_ids"].shape == (0, 0)
-    monkeypatch.setattr("rvos.models.backbones.hf_text.TOKEN_CACHE", 3)  # full: the kept ids start over
+    monkeypatch.setattr("rvos.models.backbones.base.TOKEN_CACHE", 3)  # full: the kept ids start over
     alone = encoder.tokenize(["the green square"])
     assert torch.equal(alone["input_ids"], expected(["the green square"])[0])
     assert len(encoder._token_rows) == 1

@@ -120,7 +120,7 @@ def test_cached_token_ids_equal_the_tokenizers_in_any_batch(monkeypatch):
     assert torch.equal(again, expected[[1, 2, 1], : again.shape[1]])
     assert again.shape[1] == int(expected[2].argmax()) + 1
     assert backbone.tokenize([])["tokens"].shape[0] == 0
-    monkeypatch.setattr("rvos.models.backbones.clip.TOKEN_CACHE", 3)  # full: the kept ids start over
+    monkeypatch.setattr("rvos.models.backbones.base.TOKEN_CACHE", 3)  # full: the kept ids start over
     alone = backbone.tokenize(["the green square"])["tokens"]
     assert torch.equal(alone, tokenizer(["the green square"])[:, : alone.shape[1]])
     assert len(backbone._token_rows) == 1

@@ -23,6 +23,23 @@ from torch import nn
 from rvos.models.meta.base import TextInputs
 
 
+TOKEN_CACHE = 1 << 16  # sentences whose token ids a text encoder keeps
+
+
+class TokenRows(dict):
+    """Each sentence's token ids (a 1-d tensor), tokenized once: a track head reads the sentences of a few hundred
+    videos every training step. Emptied when ``TOKEN_CACHE`` sentences would be exceeded."""
+
+    def rows(self, sentences: list[str], tokenize) -> list[torch.Tensor]:
+        """The ids of ``sentences``; those not kept yet go through ``tokenize`` (distinct sentences -> their rows)."""
+        missing = list(dict.fromkeys(s for s in sentences if s not in self))
+        if missing:
+            if len(self) + len(missing) > TOKEN_CACHE:
+                self.clear()
+            self.update(zip(missing, tokenize(missing)))
+        return [self[s] for s in sentences]
+
+
 def offline() -> bool:
     """No downloads: ``HF_HUB_OFFLINE=1`` or ``RVOS_OFFLINE=1``."""
     return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "RVOS_OFFLINE"))

@@ -26,7 +26,7 @@ from timm.models.convnext import _create_convnext
 from torch import nn
 
 from rvos.errors import CheckpointError
-from rvos.models.backbones.base import ImageBackbone, TextEncoder, TextFeatures, offline
+from rvos.models.backbones.base import ImageBackbone, TextEncoder, TextFeatures, TokenRows, offline
 from rvos.models.meta.base import TextInputs
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ TEXT_PARTS = ("token_embedding", "positional_embedding", "transformer.", "ln_fin
 UNUSED_PARTS = ("visual.head.", "visual.trunk.head.", "visual.attnpool.", "logit_scale", "logit_bias")
 # sentences whose token ids are kept (a training step reads every sentence of its clips' videos, and CLIP's text
 # cleaning costs about 60 us a sentence: 0.04 s of a 0.4 s step on the synthetic benchmark); MeViS has 28,570
-TOKEN_CACHE = 1 << 16
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
                 "model.safetensors", "pytorch_model.bin")
 
@@ -167,7 +166,7 @@ class CLIPBackbone(ImageBackbone, TextEncoder):
             raise CheckpointError(f"{model_name!r} is not a convolutional CLIP (ConvNeXt or ResNet); "
                                   "multi-scale features need one")
         self.tokenizer = open_clip.get_tokenizer(model_name)
-        self._token_rows: dict[str, torch.Tensor] = {}
+        self._token_rows = TokenRows()
         mean, std = visual.preprocess_cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), \
             visual.preprocess_cfg.get("std", open_clip.OPENAI_DATASET_STD)
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -206,12 +205,7 @@ class CLIPBackbone(ImageBackbone, TextEncoder):
         so the padding after it changes nothing before it, and every later layer masks it (the text side then
         costs what the sentences need, not CLIP's full context of 77). Each sentence is tokenized once and its ids kept
         (up to ``TOKEN_CACHE`` sentences)."""
-        missing = list(dict.fromkeys(s for s in sentences if s not in self._token_rows))
-        if missing:
-            if len(self._token_rows) + len(missing) > TOKEN_CACHE:
-                self._token_rows.clear()
-            self._token_rows.update(zip(missing, self.tokenizer(missing).unbind(0)))
-        tokens = (torch.stack([self._token_rows[s] for s in sentences]) if sentences
+        tokens = (torch.stack(self._token_rows.rows(sentences, lambda m: self.tokenizer(m).unbind(0))) if sentences
                   else self.tokenizer(sentences))
         if self.clip.attn_mask is not None and tokens.shape[0]:
             tokens = tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]

@@ -18,11 +18,10 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from rvos.errors import CheckpointError
-from rvos.models.backbones.base import TextEncoder, TextFeatures, offline
+from rvos.models.backbones.base import TextEncoder, TextFeatures, TokenRows, offline
 from rvos.models.meta.base import TextInputs
 
 BUNDLED = Path(__file__).resolve().parents[2] / "configs" / "hf"  # text encoders shipped with rvos
-TOKEN_CACHE = 1 << 16  # sentences whose token ids are kept
 
 
 class HFTextEncoder(TextEncoder):
@@ -50,7 +49,7 @@ class HFTextEncoder(TextEncoder):
                 f"text encoder {model!r} could not be loaded ({reason}). Download it (e.g. `hf download {model} "
                 "--local-dir DIR`) and set the text encoder's model to that folder") from None
         self.max_length = max_length
-        self._token_rows: dict[str, torch.Tensor] = {}
+        self._token_rows = TokenRows()
         self.width = config.hidden_size
         self.sentence_dim = config.hidden_size
         self.frozen = frozen
@@ -65,24 +64,23 @@ class HFTextEncoder(TextEncoder):
         if not sentences:
             return TextInputs(input_ids=torch.zeros(0, 0, dtype=torch.int64),
                               attention_mask=torch.zeros(0, 0, dtype=torch.int64))
-        missing = list(dict.fromkeys(s for s in sentences if s not in self._token_rows))
-        if missing:
-            if len(self._token_rows) + len(missing) > TOKEN_CACHE:
-                self._token_rows.clear()
-            ids = self.tokenizer(missing, truncation=True, max_length=self.max_length)["input_ids"]
-            self._token_rows.update((s, torch.tensor(row, dtype=torch.int64)) for s, row in zip(missing, ids))
-        rows = [self._token_rows[s] for s in sentences]
-        pad, left = self.tokenizer.pad_token_id, self.tokenizer.padding_side == "left"
-        if left:  # pad_sequence pads on the right (its padding_side needs torch 2.6)
-            input_ids = pad_sequence([r.flip(0) for r in rows], batch_first=True, padding_value=pad).flip(1)
-        else:
-            input_ids = pad_sequence(rows, batch_first=True, padding_value=pad)
-        lengths = torch.tensor([len(r) for r in rows])
-        position = torch.arange(input_ids.shape[1])
-        if left:
-            position = position.flip(0)
-        attention_mask = (position < lengths[:, None]).long()
+        rows = self._token_rows.rows(sentences, self._token_ids)
+        left = self.tokenizer.padding_side == "left"
+
+        def padded(values: list[torch.Tensor], fill: int) -> torch.Tensor:
+            """pad_sequence pads on the right (its padding_side needs torch 2.6): a left side flips before and after"""
+            if left:
+                return pad_sequence([v.flip(0) for v in values], batch_first=True, padding_value=fill).flip(1)
+            return pad_sequence(values, batch_first=True, padding_value=fill)
+
+        input_ids = padded(rows, self.tokenizer.pad_token_id)
+        attention_mask = padded([torch.ones_like(r) for r in rows], 0)
         return TextInputs(input_ids=input_ids, attention_mask=attention_mask)
+
+    def _token_ids(self, sentences: list[str]) -> list[torch.Tensor]:
+        """Each sentence's ids, truncated as the encoder reads them, unpadded."""
+        ids = self.tokenizer(sentences, truncation=True, max_length=self.max_length)["input_ids"]
+        return [torch.tensor(row, dtype=torch.int64) for row in ids]
 
     def forward_text(self, inputs: TextInputs) -> TextFeatures:
         out = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
