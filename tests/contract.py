@@ -14,9 +14,10 @@ KEEP_ALL = "infer.score_threshold=0.0"
 # what the tiny configs of SgMg and MUTR add to learn on a CPU, switched off: the official model's outputs, losses and
 # state dict (the parity fixtures, the official selection rule)
 OFFICIAL_PATH = ("model.loss.instance_targets=false", "model.track.enabled=false", "model.selection=top1")
-# and SgMg's own: the queries' learned start positions, and query q of every frame one track, as the official
-# inference reads it
-SGMG_OFFICIAL_PATH = (*OFFICIAL_PATH, "model.proposals=false", "model.link=false", "model.duplicate_iou=0")
+# and SgMg's own: the queries' learned start positions, query q of every frame one track, as the official
+# inference reads it, and the official two stages of the segment-and-optimize
+SGMG_OFFICIAL_PATH = (*OFFICIAL_PATH, "model.proposals=false", "model.link=false", "model.duplicate_iou=0",
+                      "model.fine=0", "model.track_refined=false")
 # and MUTR's: the first decoder layer's heads and boxes read the last layer's video queries at inference, the
 # decoder's self-attention reads a frame's queries alone, and the queries start at their learned positions
 MUTR_OFFICIAL_PATH = (*OFFICIAL_PATH, "model.infer_heads=first", "model.clip_queries=false", "model.proposals=false")

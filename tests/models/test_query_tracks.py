@@ -127,8 +127,8 @@ def test_the_track_head_also_learns_from_the_clips_read_for_it(method):
         [[1, 0], [0, 1], [1, 1]], [[1], [0], [1]], [[0], [1], [1]]]
     sum(losses.values()).backward()
     assert model.track_head.text.weight.grad is not None
-    off = ["model.track.enabled=false"] + (["model.split_blobs=false", "model.pixel_decoder.fine=0"]
-                                           if method == "dshmp" else [])
+    off = ["model.track.enabled=false"] + {"dshmp": ["model.split_blobs=false", "model.pixel_decoder.fine=0"],
+                                           "sgmg": ["model.track_refined=false"]}.get(method, [])
     assert not tiny(method, *off)[0].reads_track_clips
 
 
