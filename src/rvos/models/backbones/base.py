@@ -23,7 +23,10 @@ from torch import nn
 from rvos.models.meta.base import TextInputs
 
 
-TOKEN_CACHE = 1 << 16  # sentences whose token ids a text encoder keeps
+# sentences whose token ids a text encoder keeps (MeViS has 28,570): a training step reads every sentence of its clips'
+# videos, and tokenizing costs CLIP's text cleaning about 0.04 s of a 0.4 s step on the synthetic benchmark, the
+# transformers tokenizer 35 ms of DsHmp's 0.14 s loss
+TOKEN_CACHE = 1 << 16
 
 
 class TokenRows(dict):
