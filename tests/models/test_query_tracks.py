@@ -136,6 +136,7 @@ def test_the_track_head_also_learns_from_the_clips_read_for_it(method):
                                                     "model.duplicate_iou=0"]),
                                            ("sgmg", ["model.duplicate_iou=0"]), ("sgmg", []),
                                            ("sgmg", ["model.fine=4", "model.track_refined=true"]),
+                                           ("sgmg", ["model.track.exclusive=true"]),
                                            ("sgmg", ["model.prior_stride=4"]),
                                            ("sgmg", ["model.proposals=false", "model.link=masks"]), ("mutr", [])])
 def test_with_track_grounding_the_session_selects_what_the_model_selects(method, extra):
@@ -294,3 +295,31 @@ def test_sgmg_track_head_reads_the_refined_masks_on_the_priors_grid():
     assert "refined masks" in describe_model(model)["selection"]["score"]
     with pytest.raises(ConfigError, match="track_refined.*model.track.enabled"):
         load_config("sgmg_tiny_synth", ["model.track.enabled=false", "model.track_refined=true"])
+
+
+def test_sgmg_queries_share_each_frames_cells_with_track_exclusive():
+    """With ``model.track.exclusive`` each cell of a frame goes to the query whose refined logit is the highest there,
+    in the masks the track head reads and in the output: a query keeps its cells where it is the highest and is under 0
+    where another query is surer and over 0."""
+    model, _ = tiny("sgmg", *TRACK, "model.fine=4", "model.track.exclusive=true", "model.track.count=0")
+    torch.nn.init.normal_(model.mask_refine.fine[-1].weight, std=0.1)
+    model.eval()
+    b = clip_batch(model)
+    with torch.no_grad():
+        out = model.encode_frames(b.frames[0], model.encode_text(b.text).take(0, 3), 3)
+        priors = out["priors"][-1]
+        refined = model.refine_queries(priors, out["stride4"], out["stride8"], out["stride2"])  # (T, Q, H', W')
+        read = model.track_masks(priors, out["stride4"], out["stride8"], out["stride2"])
+        probs = torch.full((3, model.cfg.queries), 0.1)
+        probs[:, [0, 2]] = 0.9  # queries 0 and 2 chosen and kept in every frame
+        shown = model.select(probs, priors, out["stride4"], out["stride8"], torch.tensor([0, 2]), 0.5, 0,
+                             out["stride2"]).logits  # (T, 2, H', W')
+    shared = refined.clone()
+    others = torch.stack([refined[:, [k for k in range(refined.shape[1]) if k != q]].amax(1)
+                          for q in range(refined.shape[1])], 1)
+    shared[refined < others] -= others.clamp(min=0)[refined < others]
+    assert ((shared > 0).sum(1) <= 1).all() and (refined > 0).sum(1).max() > 1  # the random queries overlap
+    torch.testing.assert_close(read, torch.nn.functional.interpolate(shared, size=read.shape[-2:], mode="area"))
+    torch.testing.assert_close(shown, shared[:, [0, 2]])
+    with pytest.raises(ConfigError, match="model.track.exclusive.*set model.track_refined"):
+        load_config("sgmg_tiny_synth", ["model.track_refined=false", "model.track.exclusive=true"])

@@ -80,7 +80,8 @@ from rvos.models.modules.referformer import (BackboneConfig, EncodedText, ReferF
 from rvos.models.modules.query_init import OBJECT_LINKING, ObjectLinker, link_masks, mean_colours, reorder
 from rvos.models.modules.segment_optimize import SegmentOptimize, unshuffle_half
 from rvos.models.modules.track_grounding import (QueryTracks, TrackGroundingConfig, check_query_tracks,
-                                                 duplicate_masks, object_counts, suppress_duplicates)
+                                                 duplicate_masks, exclusive_masks, object_counts,
+                                                 suppress_duplicates)
 
 
 @dataclass
@@ -143,7 +144,7 @@ class SgMgConfig:
     def __post_init__(self):
         if self.selection not in ("union", "top1"):
             raise ValueError(f"model.selection: expected union or top1, got {self.selection!r}")
-        check_query_tracks(self.track, "SgMg", refused=("min_objectness", "exclusive"))
+        check_query_tracks(self.track, "SgMg", refused=("min_objectness",))
         if self.levels not in (3, 4):
             raise ValueError(f"model.levels: 3 (strides 8, 16, 32) or 4 (and 64), got {self.levels}")
         if self.mask_channels % 16:
@@ -175,6 +176,9 @@ class SgMgConfig:
                              "that a query index follows one object over the frames")
         if self.track_refined and not self.track.enabled:
             raise ValueError("model.track_refined chooses the masks the track head reads: set model.track.enabled")
+        if self.track.enabled and self.track.exclusive and not self.track_refined:
+            raise ValueError("model.track.exclusive shares each frame's cells among every query's refined masks: set "
+                             "model.track_refined, with which the track head reads those")
         if self.duplicate_iou and not self.link:
             raise ValueError("model.duplicate_iou empties duplicate queries for the linking of model.link: set it")
 
@@ -328,8 +332,15 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         if not self.cfg.track_refined:
             return coarse
         with torch.no_grad():
-            refined = self.refine_queries(priors, stride4, stride8, stride2)
+            refined = self.shared_cells(self.refine_queries(priors, stride4, stride8, stride2))
         return F.interpolate(refined, size=coarse.shape[-2:], mode="area")
+
+    def shared_cells(self, masks: torch.Tensor) -> torch.Tensor:
+        """Every query's refined mask logits (N, Q, H', W') of N frames -> with ``track.exclusive`` each cell left to
+        the query whose logit is the highest there (:func:`exclusive_masks`: the annotated masks are a partition of the
+        pixels, and a query whose mask spills onto the object beside it gives it up where that object's own query is
+        surer); as they are without."""
+        return exclusive_masks(masks) if self.cfg.track.enabled and self.cfg.track.exclusive else masks
 
     @staticmethod
     def coarse_masks(priors: torch.Tensor) -> torch.Tensor:
@@ -450,7 +461,10 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         (:meth:`chosen_queries`, over the whole video) refined in every frame, and the rule's masks and scores: the
         official one query, or their union (``count``: how many objects the sentence refers to, as ``track.count``'s
         classifier reads it; 0: no such reading)."""
-        masks = self.refine_queries(priors, stride4, stride8, stride2, queries.tolist())
+        if self.cfg.track.enabled and self.cfg.track.exclusive:  # every query refined, the cells shared, then chosen
+            masks = self.shared_cells(self.refine_queries(priors, stride4, stride8, stride2))[:, queries]
+        else:
+            masks = self.refine_queries(priors, stride4, stride8, stride2, queries.tolist())
         if self.cfg.selection == "top1":
             return top_query(probs[:, queries], masks)
         keep_best = self.track_head is not None and self.cfg.track.keep_best
@@ -576,7 +590,7 @@ class SgMgSession(InferenceSession):
         out = []
         for k, enc in enumerate(self._window(frames, start)):
             masks = self.model.refine_queries(enc["priors"][-1], enc["stride4"], enc["stride8"], enc["stride2"])
-            out.append((self.probs[k][start : start + n], masks))
+            out.append((self.probs[k][start : start + n], self.model.shared_cells(masks)))
         return out
 
     def prior_masks(self, frames: torch.Tensor, start: int) -> list[torch.Tensor]:

@@ -123,7 +123,8 @@ class TrackGroundingConfig:
     # with link "objects": each pixel of a frame belongs to at most one slot, the one whose query's mask logit is the
     # highest there (the annotated masks are a partition of the pixels: an object is seen where it is in front), so a
     # query whose mask spills onto the object beside it leaves that object to its own query (:func:`exclusive_masks`;
-    # DsHmp: among the clip queries that pass min_objectness)
+    # DsHmp: among the clip queries that pass min_objectness; SgMg: among every query's refined masks, with its
+    # track_refined, in what the head reads and in the output)
     exclusive: bool = False
     # with link "objects": a query whose frame mask overlaps (IoU over this) the mask of a query with a likelier peak
     # in the same frame is no object there (:func:`suppress_duplicates`): two peaks on one object otherwise split it
