@@ -39,6 +39,9 @@ pixel-shuffled and blur a small object's edges. And ``model.prior_stride: 4`` ha
 grid, for 4 channels a query that are folded (:func:`~rvos.models.modules.segment_optimize.unshuffle_half`) into the
 official prior's 16 at stride 8: at stride 8 one cell covers most of a small object (on the synthetic benchmark it
 did not part two touching objects, whose join starts at their queries' boxes: ``benchmarks/results/synth_learning.md``).
+With ``track_refined``, ``model.track.exclusive`` (as ``vlm``'s and DsHmp's) leaves each cell of a frame to the query
+whose refined logit is the highest there, in what the track head reads and in the output: beside another object a
+query's mask often covers the neighbour too, where the neighbour's own query is surer.
 
 ``model.proposals`` (a CPU-size option; :mod:`rvos.models.modules.proposals`, as ``vlm``'s frame decoder has it) starts
 each frame's queries at the peaks of a class-agnostic centre heatmap read from a stride-4 map (the memories' sum
