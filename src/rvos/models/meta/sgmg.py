@@ -338,12 +338,17 @@ class SgMgModel(QueryTracks, ReferFormerParts):
             refined = self.shared_cells(self.refine_queries(priors, stride4, stride8, stride2))
         return F.interpolate(refined, size=coarse.shape[-2:], mode="area")
 
+    @property
+    def shares_cells(self) -> bool:
+        """Whether each frame's cells are shared among the queries (``track.exclusive``, with track grounding)."""
+        return self.cfg.track.enabled and self.cfg.track.exclusive
+
     def shared_cells(self, masks: torch.Tensor) -> torch.Tensor:
         """Every query's refined mask logits (N, Q, H', W') of N frames -> with ``track.exclusive`` each cell left to
         the query whose logit is the highest there (:func:`exclusive_masks`: the annotated masks are a partition of the
         pixels, and a query whose mask spills onto the object beside it gives it up where that object's own query is
         surer); as they are without."""
-        return exclusive_masks(masks) if self.cfg.track.enabled and self.cfg.track.exclusive else masks
+        return exclusive_masks(masks) if self.shares_cells else masks
 
     @staticmethod
     def coarse_masks(priors: torch.Tensor) -> torch.Tensor:
@@ -464,7 +469,7 @@ class SgMgModel(QueryTracks, ReferFormerParts):
         (:meth:`chosen_queries`, over the whole video) refined in every frame, and the rule's masks and scores: the
         official one query, or their union (``count``: how many objects the sentence refers to, as ``track.count``'s
         classifier reads it; 0: no such reading)."""
-        if self.cfg.track.enabled and self.cfg.track.exclusive:  # every query refined, the cells shared, then chosen
+        if self.shares_cells:  # every query refined, the cells shared, then the chosen ones taken
             masks = self.shared_cells(self.refine_queries(priors, stride4, stride8, stride2))[:, queries]
         else:
             masks = self.refine_queries(priors, stride4, stride8, stride2, queries.tolist())
